@@ -1,0 +1,37 @@
+# Two commands: `make demo` runs the main job, `make test` runs the whole suite.
+# Each sets up the venv it needs (.venv) from the pinned requirement files.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+# DDS stays on this machine; each run gets its own domain unless one is given.
+export ROS_AUTOMATIC_DISCOVERY_RANGE ?= LOCALHOST
+export ROS_DOMAIN_ID ?= $(shell $(PYTHON) -c "import random; print(random.randint(1, 101))")
+export AMENT_PREFIX_PATH := $(abspath $(VENV))
+export PYTHONUNBUFFERED := 1
+
+.PHONY: venv install test demo bench clean
+
+venv: $(STAMP)
+
+$(STAMP): requirements-dev.txt requirements-ros.txt
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -r requirements-dev.txt
+	touch $(STAMP)
+
+# A real (non-editable) install, so share/ and the ament index land in the venv.
+install: venv
+	$(BIN)/python -m pip install --quiet --no-deps --no-build-isolation --force-reinstall .
+
+test: install
+	cd test && ../$(BIN)/python -m pytest -p no:cacheprovider $(PYTEST_ARGS) .
+
+demo: install
+	$(BIN)/python -m magma_ros.demo
+
+bench: install
+	for b in bench/*.py; do echo "== $$b"; $(BIN)/python $$b || exit 1; done
+
+clean:
+	rm -rf $(VENV) build *.egg-info

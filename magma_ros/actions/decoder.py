@@ -1,0 +1,57 @@
+"""Token ids or token text -> end-effector deltas in robot units (the whole action contract)."""
+from __future__ import annotations
+
+from typing import Iterable
+
+import numpy as np
+from numpy.typing import ArrayLike
+
+from .errors import ActionTokenError
+from .sequence import extract_action_ids
+from .stats import NormalizationStats
+from .text import TextTokenizer
+from .tokenizer import ACTION_DIM, AXIS_NAMES, ActionTokenizer
+
+
+class ActionDecoder:
+    """Decodes 7 action token ids (any leading batch shape) with one robot's statistics."""
+
+    def __init__(self, stats: NormalizationStats, tokenizer: ActionTokenizer | None = None) -> None:
+        self.stats = stats
+        self.tokenizer = tokenizer or ActionTokenizer()
+
+    def decode_ids(self, ids: ArrayLike) -> np.ndarray:
+        """(..., 7) action ids -> (..., 7) robot-unit actions."""
+        arr = np.asarray(ids)
+        if arr.ndim == 0 or arr.shape[-1] != ACTION_DIM:
+            raise ActionTokenError(f"expected {ACTION_DIM} action ids per action, got shape {arr.shape}")
+        return self.stats.unnormalize(self.tokenizer.ids_to_normalized(arr))
+
+    def decode_sequence(self, generated: ArrayLike, eos_ids: Iterable[int] = ()) -> np.ndarray:
+        """Generated ids (up to EOS) -> one robot-unit action."""
+        return self.decode_ids(extract_action_ids(generated, self.tokenizer, eos_ids))
+
+    def decode_text(self, text: str, text_tokenizer: TextTokenizer) -> np.ndarray:
+        """Action token text (as the model or an endpoint returns it) -> one robot-unit action."""
+        return self.decode_ids(text_ids_to_action_ids(text, text_tokenizer, self.tokenizer))
+
+    def encode(self, action: ArrayLike) -> np.ndarray:
+        """(..., 7) robot-unit actions -> (..., 7) action ids (inverse up to half a bin)."""
+        return self.tokenizer.normalized_to_ids(self.stats.normalize(action))
+
+
+def text_ids_to_action_ids(text: str, text_tokenizer: TextTokenizer, tokenizer: ActionTokenizer) -> np.ndarray:
+    """Tokenize ``text`` and check it is exactly seven action tokens."""
+    ids = text_tokenizer.encode(text)
+    try:
+        return extract_action_ids(ids, tokenizer)
+    except ActionTokenError as exc:
+        raise ActionTokenError(f"text {text!r}: {exc}") from None
+
+
+def action_to_dict(action: ArrayLike) -> dict[str, float]:
+    """A 7-vector as ``{"x", "y", "z", "roll", "pitch", "yaw", "gripper"}`` floats."""
+    values = np.asarray(action, dtype=np.float64).reshape(-1)
+    if values.size != ACTION_DIM:
+        raise ActionTokenError(f"expected {ACTION_DIM} values, got {values.size}")
+    return {name: float(v) for name, v in zip(AXIS_NAMES, values)}

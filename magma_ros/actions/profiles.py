@@ -1,0 +1,221 @@
+"""Robot profiles: one YAML per robot (normalization, rates, frames, gripper, limits, prompt)."""
+from __future__ import annotations
+
+import math
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Mapping
+
+import yaml
+
+from .errors import ProfileError, StatsError
+from .gripper import GripperConfig
+from .stats import NormalizationStats
+
+PACKAGE = "magma_ros"
+PROFILE_KEYS = {
+    "name", "description", "control_rate_hz", "base_frame", "image_size", "prompt_template",
+    "normalization", "gripper", "limits", "workspace",
+}
+REQUIRED_KEYS = ("name", "control_rate_hz", "base_frame", "normalization", "gripper", "limits", "workspace")
+
+
+@dataclass(frozen=True)
+class StepLimits:
+    """Largest end-effector motion allowed in one control step."""
+
+    max_linear_step: float  # metres per step, per axis
+    max_angular_step: float  # radians per step, per axis
+
+
+@dataclass(frozen=True)
+class Workspace:
+    """Axis-aligned box the end effector must stay in (metres, base frame)."""
+
+    min: tuple[float, float, float]
+    max: tuple[float, float, float]
+
+
+@dataclass(frozen=True)
+class RobotProfile:
+    """Everything the node needs to know about one robot and the data its model was trained on."""
+
+    name: str
+    description: str
+    control_rate_hz: float
+    base_frame: str
+    image_size: tuple[int, int]  # width, height
+    prompt_template: str
+    stats: NormalizationStats
+    gripper: GripperConfig
+    limits: StepLimits
+    workspace: Workspace
+    source: str
+
+    @property
+    def control_period_s(self) -> float:
+        """Seconds per control step (1 / control_rate_hz)."""
+        return 1.0 / self.control_rate_hz
+
+    def prompt(self, instruction: str) -> str:
+        """The model prompt for ``instruction``."""
+        return self.prompt_template.format(instruction=instruction)
+
+
+def profile_dirs() -> list[Path]:
+    """Where built-in profiles are looked for, in order: the ament index, this venv's share/,
+    and the source checkout."""
+    dirs = []
+    try:
+        from ament_index_python.packages import PackageNotFoundError, get_package_share_directory
+
+        try:
+            dirs.append(Path(get_package_share_directory(PACKAGE)) / "config" / "robots")
+        except (PackageNotFoundError, OSError):  # not indexed, or AMENT_PREFIX_PATH unset
+            pass
+    except ImportError:
+        pass
+    dirs.append(Path(sys.prefix) / "share" / PACKAGE / "config" / "robots")
+    dirs.append(Path(__file__).resolve().parents[2] / "config" / "robots")
+    unique: list[Path] = []
+    for d in dirs:
+        if d not in unique:
+            unique.append(d)
+    return unique
+
+
+def builtin_profile_names() -> list[str]:
+    """Names of the profiles shipped with the package."""
+    names: set[str] = set()
+    for d in profile_dirs():
+        if d.is_dir():
+            names.update(p.stem for p in d.glob("*.yaml"))
+    return sorted(names)
+
+
+def resolve_profile_path(name_or_path: str | Path) -> Path:
+    """A built-in profile name or a path to a YAML file -> the file."""
+    text = str(name_or_path)
+    if not text:
+        raise ProfileError("robot profile: empty name")
+    if text.endswith((".yaml", ".yml")) or "/" in text or Path(text).is_file():
+        path = Path(text).expanduser()
+        if not path.is_file():
+            raise ProfileError(f"{path}: robot profile file not found")
+        return path
+    for d in profile_dirs():
+        candidate = d / f"{text}.yaml"
+        if candidate.is_file():
+            return candidate
+    known = ", ".join(builtin_profile_names()) or "none found"
+    raise ProfileError(f"unknown robot {text!r} (built-in: {known}; or give a path to a profile YAML)")
+
+
+def load_profile(name_or_path: str | Path) -> RobotProfile:
+    """Load and validate a robot profile by built-in name or path; errors name file and key."""
+    path = resolve_profile_path(name_or_path)
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise ProfileError(f"{path}: cannot read: {exc.strerror or exc}") from None
+    except yaml.YAMLError as exc:
+        raise ProfileError(f"{path}: not valid YAML: {' '.join(str(exc).split())}") from None
+    return profile_from_mapping(data, str(path))
+
+
+def profile_from_mapping(data: Any, source: str) -> RobotProfile:
+    """Validate a parsed profile; ``source`` (usually the file path) prefixes every error."""
+    if not isinstance(data, Mapping):
+        raise ProfileError(f"{source}: expected a mapping at the top level, got {type(data).__name__}")
+    unknown = sorted(set(data) - PROFILE_KEYS)
+    if unknown:
+        raise ProfileError(f"{source}: {unknown[0]}: unknown key (known: {', '.join(sorted(PROFILE_KEYS))})")
+    for key in REQUIRED_KEYS:
+        if key not in data:
+            raise ProfileError(f"{source}: {key}: required key missing")
+    try:
+        stats = NormalizationStats.from_mapping(data["normalization"], "normalization")
+    except StatsError as exc:
+        raise ProfileError(f"{source}: {exc}") from None
+    prompt = data.get("prompt_template", "What action should the robot take to {instruction}?")
+    if not isinstance(prompt, str) or "{instruction}" not in prompt:
+        raise ProfileError(f"{source}: prompt_template: must be a string containing {{instruction}}")
+    try:
+        prompt.format(instruction="x")
+    except (KeyError, IndexError, ValueError) as exc:
+        raise ProfileError(f"{source}: prompt_template: only {{instruction}} may be substituted ({exc})") from None
+    return RobotProfile(
+        name=_string(data, "name", source),
+        description=str(data.get("description", "")),
+        control_rate_hz=_positive(data, "control_rate_hz", source),
+        base_frame=_string(data, "base_frame", source),
+        image_size=_image_size(data.get("image_size", [256, 256]), source),
+        prompt_template=prompt,
+        stats=stats,
+        gripper=GripperConfig.from_mapping(data["gripper"], f"{source}: gripper"),
+        limits=_limits(data["limits"], source),
+        workspace=_workspace(data["workspace"], source),
+        source=source,
+    )
+
+
+def _string(data: Mapping, key: str, source: str) -> str:
+    value = data[key]
+    if not isinstance(value, str) or not value.strip():
+        raise ProfileError(f"{source}: {key}: expected a non-empty string, got {value!r}")
+    return value
+
+
+def _number(value: Any, where: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        raise ProfileError(f"{where}: expected a finite number, got {value!r}")
+    return float(value)
+
+
+def _positive(data: Mapping, key: str, source: str) -> float:
+    value = _number(data[key], f"{source}: {key}")
+    if value <= 0:
+        raise ProfileError(f"{source}: {key}: must be positive, got {value!r}")
+    return value
+
+
+def _image_size(value: Any, source: str) -> tuple[int, int]:
+    if (not isinstance(value, (list, tuple)) or len(value) != 2
+            or not all(isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in value)):
+        raise ProfileError(f"{source}: image_size: expected [width, height] as two positive integers, got {value!r}")
+    return int(value[0]), int(value[1])
+
+
+def _limits(value: Any, source: str) -> StepLimits:
+    if not isinstance(value, Mapping):
+        raise ProfileError(f"{source}: limits: expected a mapping, got {type(value).__name__}")
+    out = {}
+    for key in ("max_linear_step", "max_angular_step"):
+        if key not in value:
+            raise ProfileError(f"{source}: limits.{key}: required key missing")
+        out[key] = _number(value[key], f"{source}: limits.{key}")
+        if out[key] <= 0:
+            raise ProfileError(f"{source}: limits.{key}: must be positive, got {out[key]!r}")
+    extra = sorted(set(value) - set(out))
+    if extra:
+        raise ProfileError(f"{source}: limits.{extra[0]}: unknown key")
+    return StepLimits(**out)
+
+
+def _workspace(value: Any, source: str) -> Workspace:
+    if not isinstance(value, Mapping):
+        raise ProfileError(f"{source}: workspace: expected a mapping with min and max, got {type(value).__name__}")
+    corners = {}
+    for key in ("min", "max"):
+        v = value.get(key)
+        if not isinstance(v, (list, tuple)) or len(v) != 3:
+            raise ProfileError(f"{source}: workspace.{key}: expected [x, y, z], got {v!r}")
+        corners[key] = tuple(_number(x, f"{source}: workspace.{key}[{i}]") for i, x in enumerate(v))
+    for i in range(3):
+        if corners["min"][i] >= corners["max"][i]:
+            raise ProfileError(f"{source}: workspace.min[{i}]: must be below workspace.max[{i}]")
+    extra = sorted(set(value) - {"min", "max"})
+    if extra:
+        raise ProfileError(f"{source}: workspace.{extra[0]}: unknown key")
+    return Workspace(min=corners["min"], max=corners["max"])

@@ -1,0 +1,55 @@
+"""``magma-ros``: the command-line entry point. Subcommands live in ``magma_ros.commands``."""
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from typing import Sequence
+
+from .actions.errors import ActionContractError
+from .policy.base import PolicyConfigError, PolicyError
+
+# subcommand name -> module under magma_ros.commands
+COMMANDS: dict[str, str] = {
+    "decode": "decode",
+}
+
+
+class UserError(Exception):
+    """A mistake in the command line or its inputs: reported in one line, exit status 2."""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The top-level parser with every subcommand."""
+    parser = argparse.ArgumentParser(
+        prog="magma-ros",
+        description="Magma vision-language-action tools for ROS 2 robot arms.",
+    )
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    for name, module_name in COMMANDS.items():
+        module = importlib.import_module(f"magma_ros.commands.{module_name}")
+        cmd = sub.add_parser(name, help=module.HELP, description=module.__doc__,
+                             formatter_class=argparse.RawDescriptionHelpFormatter)
+        module.add_arguments(cmd)
+        cmd.set_defaults(_run=module.run, _parser=cmd)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run one subcommand; user errors exit 2 with one line on stderr."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return int(args._run(args) or 0)
+    except (UserError, ActionContractError, PolicyConfigError) as exc:
+        print(f"magma-ros {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+    except PolicyError as exc:
+        print(f"magma-ros {args.command}: backend error: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,63 @@
+"""Decode Magma action tokens into a 7-DoF end-effector delta, as the hosted endpoint's
+/v1/action-tokens does. Prints one JSON object {"x","y","z","roll","pitch","yaw","gripper"}.
+
+examples:
+  magma-ros decode --robot bridge_orig --tokenizer /models/Magma-8B "立刻ẳn сирiв衝ційнаiв"
+  magma-ros decode --robot google_robot --ids 127843,127876,127917,127872,127852,127874,127872
+  magma-ros decode --stats my_stats.yaml --ids ...
+"""
+from __future__ import annotations
+
+import argparse
+import json
+
+import numpy as np
+
+HELP = "decode action token text or ids into robot units"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Options of ``magma-ros decode``."""
+    parser.add_argument("text", nargs="?", help="action token text as the model generated it")
+    parser.add_argument("--ids", help="seven comma-separated action token ids instead of TEXT")
+    source = parser.add_mutually_exclusive_group()
+    source.add_argument("--robot", help="built-in robot profile (bridge_orig, google_robot) or a profile YAML path")
+    source.add_argument("--stats", help="YAML or JSON file with mask, q01, q99 (instead of --robot)")
+    parser.add_argument("--tokenizer", help="tokenizer.json or model directory (needed for TEXT)")
+    parser.add_argument("--vocab-size", type=int, default=None,
+                        help="base vocabulary size (default: the tokenizer's, or 128000 for Llama-3)")
+
+
+def run(args: argparse.Namespace) -> int:
+    """Decode and print the JSON object."""
+    from ..actions import ActionDecoder, ActionTokenizer, NormalizationStats, TextTokenizer, action_to_dict, load_profile
+    from ..actions.tokenizer import LLAMA3_BASE_VOCAB
+    from ..cli import UserError
+
+    if (args.text is None) == (args.ids is None):
+        raise UserError("give exactly one of TEXT and --ids")
+    if args.robot is None and args.stats is None:
+        raise UserError("give --robot NAME|PATH or --stats FILE")
+    stats = NormalizationStats.from_file(args.stats) if args.stats else load_profile(args.robot).stats
+    text_tokenizer = None
+    if args.text is not None:
+        if not args.tokenizer:
+            raise UserError("decoding TEXT needs --tokenizer (a tokenizer.json or model directory)")
+        text_tokenizer = TextTokenizer(args.tokenizer)
+    vocab = args.vocab_size or (text_tokenizer.base_vocab_size if text_tokenizer else LLAMA3_BASE_VOCAB)
+    decoder = ActionDecoder(stats, ActionTokenizer(vocab_size=vocab))
+    if text_tokenizer is not None:
+        action = decoder.decode_text(args.text, text_tokenizer)
+    else:
+        action = decoder.decode_ids(_parse_ids(args.ids))
+    print(json.dumps(action_to_dict(action)))
+    return 0
+
+
+def _parse_ids(text: str) -> np.ndarray:
+    from ..cli import UserError
+
+    try:
+        return np.asarray([int(v) for v in text.replace(" ", ",").split(",") if v.strip()], dtype=np.int64)
+    except ValueError:
+        raise UserError(f"--ids: expected comma-separated integers, got {text!r}") from None

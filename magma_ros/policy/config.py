@@ -1,0 +1,90 @@
+"""Backend configuration: one table of option names used by node parameters and every CLI."""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, fields
+from typing import Any
+
+from .base import PolicyConfigError
+
+BACKEND_NAMES = ("magma", "openai", "fixed", "demo")
+
+
+@dataclass(frozen=True)
+class OptionSpec:
+    """One backend option: its name (node parameter; ``--kebab-case`` on the command line)."""
+
+    name: str
+    type: type
+    default: Any
+    description: str
+    choices: tuple[str, ...] = ()
+
+
+BACKEND_OPTIONS: tuple[OptionSpec, ...] = (
+    OptionSpec("backend", str, "magma",
+               "policy backend: magma, openai, fixed, demo, or a custom factory as 'package.module:function'"),
+    OptionSpec("model", str, "microsoft/Magma-8B",
+               "model id or local directory (magma); model name sent to the endpoint (openai)"),
+    OptionSpec("revision", str, "", "pinned model revision (commit hash) for trust_remote_code loading; empty = default branch"),
+    OptionSpec("device", str, "cuda", "torch device for the magma backend (cuda, cuda:1, cpu)"),
+    OptionSpec("dtype", str, "bfloat16", "torch dtype for the magma backend", ("bfloat16", "float16", "float32")),
+    OptionSpec("attn_implementation", str, "sdpa", "attention kernel for the magma backend",
+               ("sdpa", "eager", "flash_attention_2")),
+    OptionSpec("endpoint_url", str, "", "base URL of an OpenAI-compatible endpoint (openai), e.g. http://gpu-box:8000"),
+    OptionSpec("api_key_env", str, "", "name of the environment variable holding the endpoint's bearer token (never the token)"),
+    OptionSpec("tokenizer", str, "", "tokenizer.json or model directory used to turn action text into ids (openai)"),
+    OptionSpec("temperature", float, 0.0, "sampling temperature; 0 = greedy"),
+    OptionSpec("request_timeout_s", float, 10.0, "per-request timeout for remote backends (s)"),
+    OptionSpec("fixed_action", list, [], "constant 7-DoF action in robot units for the fixed backend"),
+)
+
+
+@dataclass(frozen=True)
+class BackendConfig:
+    """Validated backend options (see ``BACKEND_OPTIONS`` for meanings and defaults)."""
+
+    backend: str = "magma"
+    model: str = "microsoft/Magma-8B"
+    revision: str = ""
+    device: str = "cuda"
+    dtype: str = "bfloat16"
+    attn_implementation: str = "sdpa"
+    endpoint_url: str = ""
+    api_key_env: str = ""
+    tokenizer: str = ""
+    temperature: float = 0.0
+    request_timeout_s: float = 10.0
+    fixed_action: tuple[float, ...] = ()
+
+    def __post_init__(self) -> None:
+        if self.backend not in BACKEND_NAMES and not _is_factory_path(self.backend):
+            raise PolicyConfigError(
+                f"backend: must be one of {', '.join(BACKEND_NAMES)} or 'package.module:function', got {self.backend!r}"
+            )
+        for spec in BACKEND_OPTIONS:
+            value = getattr(self, spec.name)
+            if spec.choices and value not in spec.choices:
+                raise PolicyConfigError(f"{spec.name}: must be one of {', '.join(spec.choices)}, got {value!r}")
+        if not math.isfinite(self.temperature) or self.temperature < 0:
+            raise PolicyConfigError(f"temperature: must be >= 0, got {self.temperature!r}")
+        if not math.isfinite(self.request_timeout_s) or self.request_timeout_s <= 0:
+            raise PolicyConfigError(f"request_timeout_s: must be > 0, got {self.request_timeout_s!r}")
+        action = tuple(float(v) for v in self.fixed_action)
+        if any(not math.isfinite(v) for v in action):
+            raise PolicyConfigError(f"fixed_action: values must be finite, got {list(action)}")
+        object.__setattr__(self, "fixed_action", action)
+
+    @classmethod
+    def from_mapping(cls, values: dict[str, Any]) -> "BackendConfig":
+        """Build from a dict of option names (unknown names are an error)."""
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(values) - known)
+        if unknown:
+            raise PolicyConfigError(f"unknown backend option(s): {', '.join(unknown)}")
+        return cls(**values)
+
+
+def _is_factory_path(name: str) -> bool:
+    module, sep, func = name.partition(":")
+    return bool(sep and module and func and all(part.isidentifier() for part in module.split(".")) and func.isidentifier())

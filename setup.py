@@ -1,0 +1,57 @@
+"""ament_python package setup for magma_ros (colcon and pip)."""
+from pathlib import Path
+
+from setuptools import find_packages, setup
+
+PACKAGE = "magma_ros"
+HERE = Path(__file__).parent
+
+
+def share_files(folder: str) -> list[tuple[str, list[str]]]:
+    """Every file under ``folder``, grouped by directory, for share/<package>/."""
+    groups: dict[str, list[str]] = {}
+    for path in sorted((HERE / folder).rglob("*")):
+        if path.is_file() and "__pycache__" not in path.parts:
+            rel = path.relative_to(HERE)
+            groups.setdefault(str(Path("share") / PACKAGE / rel.parent), []).append(str(rel))
+    return sorted(groups.items())
+
+
+setup(
+    name=PACKAGE,
+    version="0.1.0",
+    description="Vision-language-action control for robot arms with Microsoft Magma",
+    long_description=(HERE / "README.md").read_text(encoding="utf-8"),
+    long_description_content_type="text/markdown",
+    license="MIT",
+    python_requires=">=3.10",
+    packages=find_packages(exclude=["test", "test.*", "bench", "bench.*"]),
+    package_data={PACKAGE: ["**/*.npz", "**/*.json", "**/*.yaml"]},
+    data_files=[
+        ("share/ament_index/resource_index/packages", ["resource/" + PACKAGE]),
+        ("share/" + PACKAGE, ["package.xml"]),
+        *share_files("launch"),
+        *share_files("config"),
+    ],
+    install_requires=[
+        "numpy>=1.21",
+        "PyYAML>=5.4",
+        "tokenizers>=0.15",
+        "httpx>=0.24",
+    ],
+    extras_require={
+        "magma": ["torch>=2.1", "transformers>=4.49,<4.56", "pillow>=9", "accelerate>=0.26"],
+        "serve": ["fastapi>=0.110", "uvicorn>=0.27", "pillow>=9"],
+        "eval": ["rosbags>=0.10", "matplotlib>=3.5"],
+        "sim": ["pybullet>=3.2", "matplotlib>=3.5", "pillow>=9"],
+        "compressed": ["opencv-python-headless>=4.5"],
+    },
+    zip_safe=False,
+    entry_points={
+        "console_scripts": [
+            "magma-ros = magma_ros.cli:main",
+            "magma_node = magma_ros.ros.node_main:main",
+            "magma_sim = magma_ros.sim.sim_main:main",
+        ],
+    },
+)
