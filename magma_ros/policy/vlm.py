@@ -1,0 +1,340 @@
+"""The shared vision-language model runtime: load checks, constrained 7-token action decoding,
+streamed free-form generation. Used by the ``magma`` backend and by ``magma-ros serve``.
+
+torch and transformers are imported lazily: importing this module imports neither.
+"""
+from __future__ import annotations
+
+import math
+import re
+import threading
+import time
+from typing import Any, Iterator
+
+import numpy as np
+
+from ..actions.tokenizer import ACTION_DIM, DEFAULT_N_BINS, LLAMA3_BASE_VOCAB
+from .base import PolicyConfigError, PolicyError, check_image
+from .config import BackendConfig
+from .hf_adapters import ADAPTERS, ModelAdapter
+
+MAGMA_TRANSFORMERS_RANGE = ("4.49", "4.56")  # >= first, < second: what Magma's remote code runs on
+WARMUP_PROMPT = "What action should the robot take to warm up?"
+WARMUP_IMAGE_SIZE = (256, 256)
+_DTYPES = ("bfloat16", "float16", "float32")
+_LAYERSCALE_NAME = re.compile(r"gamma(_\d+)?")
+
+
+class VLMRunner:
+    """One loaded vision-language model behind a small thread-safe API (one generation at a time)."""
+
+    def __init__(self, adapter: ModelAdapter, model_name: str, min_base_vocab: int = DEFAULT_N_BINS + 1) -> None:
+        self.adapter = adapter
+        self.model_name = model_name
+        self.vocab_size = int(adapter.tokenizer.vocab_size)  # base vocabulary, without added tokens
+        self.last_timings: dict[str, float] = {}
+        self._lock = threading.Lock()
+        model_vocab = _output_vocab_size(adapter.model)
+        check_vocabulary(self.vocab_size, model_vocab, min_base_vocab)
+        self._eos_ids = _eos_ids(adapter)
+        lo, hi = self.vocab_size - DEFAULT_N_BINS, self.vocab_size
+        clash = sorted(e for e in self._eos_ids if lo <= e < hi)
+        if clash:
+            raise PolicyConfigError(f"model {model_name}: end-of-sequence id(s) {clash} fall inside the action ids {lo}..{hi - 1}")
+        self._action_only = ActionOnlyLogits(lo, hi)
+
+    @classmethod
+    def load(cls, config: BackendConfig) -> "VLMRunner":
+        """Load ``config.model`` (hub id or local directory) on ``config.device``, check it, warm it up.
+
+        Raises ``PolicyConfigError`` for options that cannot work and ``PolicyError`` when a valid
+        configuration cannot be brought up here (no GPU, unsupported transformers, broken weights).
+        """
+        try:
+            import torch
+            import transformers
+        except ImportError as exc:
+            raise PolicyConfigError(f"backend magma needs torch and transformers ({exc.name} is missing): "
+                                    "pip install 'magma_ros[magma]'") from None
+        device = resolve_device(config.device, torch)
+        dtype = resolve_dtype(config.dtype, torch)
+        revision = config.revision or None
+        model_type = _model_type(config.model, revision)
+        if model_type not in ADAPTERS:
+            raise PolicyConfigError(f"model {config.model}: model_type {model_type!r} is not supported "
+                                    f"(supported: {', '.join(ADAPTERS)})")
+        common = dict(revision=revision, torch_dtype=dtype, attn_implementation=config.attn_implementation)
+        try:
+            if model_type == "magma":
+                check_transformers_version(transformers.__version__)
+                model = transformers.AutoModelForCausalLM.from_pretrained(config.model, trust_remote_code=True, **common)
+                processor = transformers.AutoProcessor.from_pretrained(config.model, trust_remote_code=True,
+                                                                       revision=revision)
+            else:
+                model = transformers.LlavaForConditionalGeneration.from_pretrained(config.model, **common)
+                processor = transformers.AutoProcessor.from_pretrained(config.model, revision=revision, use_fast=False)
+        except (ImportError, ValueError) as exc:  # e.g. flash_attention_2 requested but not installed
+            raise PolicyConfigError(f"model {config.model}: cannot load: {_one_line(exc)}") from None
+        except OSError as exc:
+            raise PolicyError(f"model {config.model}: cannot load: {_one_line(exc)}") from None
+        model.to(device).eval()
+        check_layerscale(model)
+        adapter = ADAPTERS[model_type](model, processor, device, dtype)
+        runner = cls(adapter, config.model, LLAMA3_BASE_VOCAB if model_type == "magma" else DEFAULT_N_BINS + 1)
+        runner.warm_up()
+        return runner
+
+    def warm_up(self) -> None:
+        """One throw-away action so the first real call does not pay for lazy initialisation."""
+        self.action_ids(np.zeros((WARMUP_IMAGE_SIZE[1], WARMUP_IMAGE_SIZE[0], 3), np.uint8), WARMUP_PROMPT)
+
+    def action_ids(self, image: np.ndarray, prompt: str, temperature: float = 0.0) -> np.ndarray:
+        """7 action token ids, constrained decoding (exactly 7 new tokens, each an action id)."""
+        check_image(image)
+        _check_temperature(temperature)
+        import torch
+        from transformers import LogitsProcessorList
+
+        t0 = time.perf_counter()
+        text = self.adapter.prompt([{"role": "user", "content": prompt}], with_image=True)
+        inputs = self.adapter.inputs(_to_pil(image), text)
+        t1 = time.perf_counter()
+        kwargs: dict[str, Any] = dict(max_new_tokens=ACTION_DIM, num_beams=1, use_cache=True,
+                                      logits_processor=LogitsProcessorList([self._action_only]),
+                                      pad_token_id=self._pad_id())
+        kwargs.update(_sampling(temperature, 1.0))
+        with self._lock, torch.inference_mode():
+            try:
+                out = self.adapter.model.generate(**inputs, **kwargs)
+            except (RuntimeError, ValueError, IndexError) as exc:
+                raise PolicyError(f"model {self.model_name}: generation failed: {_one_line(exc)}") from None
+        t2 = time.perf_counter()
+        new = out[0, inputs["input_ids"].shape[-1]:].detach().cpu().numpy().astype(np.int64)
+        lo, hi = self._action_only.lo, self._action_only.hi
+        if new.shape != (ACTION_DIM,) or not np.all((new >= lo) & (new < hi)):
+            raise PolicyError(f"model {self.model_name}: constrained decoding returned {new.tolist()}, "
+                              f"expected {ACTION_DIM} ids in {lo}..{hi - 1}")
+        self.last_timings = {"preprocess": t1 - t0, "generate": t2 - t1}
+        return new
+
+    def generate_text(self, image: np.ndarray | None, messages: list[dict], max_new_tokens: int,
+                      temperature: float, top_p: float) -> Iterator[str]:
+        """Free-form generation, streamed as text pieces (messages: [{"role","content": str}]).
+
+        Stops at the model's end-of-sequence token or after ``max_new_tokens``. Closing the
+        iterator early stops the generation.
+        """
+        if image is not None:
+            check_image(image)
+        _check_messages(messages)
+        _check_temperature(temperature)
+        if not (0.0 < top_p <= 1.0):
+            raise PolicyConfigError(f"top_p: must be in (0, 1], got {top_p!r}")
+        if max_new_tokens < 1:
+            raise PolicyConfigError(f"max_new_tokens: must be >= 1, got {max_new_tokens!r}")
+        return self._stream(image, messages, max_new_tokens, temperature, top_p)
+
+    def _stream(self, image: np.ndarray | None, messages: list[dict], max_new_tokens: int,
+                temperature: float, top_p: float) -> Iterator[str]:
+        import torch
+        from transformers import StoppingCriteriaList, TextIteratorStreamer
+
+        text = self.adapter.prompt(messages, with_image=image is not None)
+        inputs = self.adapter.inputs(None if image is None else _to_pil(image), text)
+        streamer = TextIteratorStreamer(self.adapter.tokenizer, skip_prompt=True, skip_special_tokens=True)
+        cancel = threading.Event()
+        failure: list[BaseException] = []
+        kwargs: dict[str, Any] = dict(max_new_tokens=max_new_tokens, num_beams=1, use_cache=True, streamer=streamer,
+                                      stopping_criteria=StoppingCriteriaList([_Cancelled(cancel)]),
+                                      pad_token_id=self._pad_id())
+        kwargs.update(_sampling(temperature, top_p))
+
+        def run() -> None:
+            try:
+                with torch.inference_mode():
+                    self.adapter.model.generate(**inputs, **kwargs)
+            except Exception as exc:  # reported to the consumer below, never swallowed
+                failure.append(exc)
+                streamer.end()
+
+        with self._lock:
+            worker = threading.Thread(target=run, name="vlm-generate", daemon=True)
+            worker.start()
+            try:
+                for piece in streamer:
+                    if piece:
+                        yield piece
+            finally:
+                cancel.set()
+                worker.join()
+        if failure:
+            raise PolicyError(f"model {self.model_name}: generation failed: {_one_line(failure[0])}")
+
+    def count_tokens(self, text: str) -> int:
+        """Number of tokens of ``text`` (no special tokens added)."""
+        return len(self.adapter.tokenizer(text, add_special_tokens=False)["input_ids"])
+
+    def decode(self, ids: np.ndarray | list[int]) -> str:
+        """Text of token ids (special tokens skipped)."""
+        return self.adapter.tokenizer.decode([int(i) for i in ids], skip_special_tokens=True)
+
+    def close(self) -> None:
+        """Drop the model and free accelerator memory."""
+        with self._lock:
+            model = getattr(self.adapter, "model", None)
+            self.adapter.model = None
+        if model is not None and str(self.adapter.device).startswith("cuda"):
+            import torch
+
+            del model
+            torch.cuda.empty_cache()
+
+    def _pad_id(self) -> int | None:
+        pad = self.adapter.tokenizer.pad_token_id
+        return pad if pad is not None else (min(self._eos_ids) if self._eos_ids else None)
+
+
+class ActionOnlyLogits:
+    """Logits processor: every id outside ``[lo, hi)`` (the 256 action ids) gets -inf."""
+
+    def __init__(self, lo: int, hi: int) -> None:
+        self.lo, self.hi = lo, hi
+
+    def __call__(self, input_ids: Any, scores: Any) -> Any:
+        scores[:, : self.lo] = -math.inf
+        scores[:, self.hi:] = -math.inf
+        return scores
+
+
+class _Cancelled:
+    """Stopping criterion that ends generation once ``event`` is set (consumer went away)."""
+
+    def __init__(self, event: threading.Event) -> None:
+        self.event = event
+
+    def __call__(self, input_ids: Any, scores: Any, **kwargs: Any) -> Any:
+        import torch
+
+        return torch.full((input_ids.shape[0],), self.event.is_set(), dtype=torch.bool, device=input_ids.device)
+
+
+def resolve_device(device: str, torch: Any) -> str:
+    """Check ``device`` (cpu, cuda, cuda:N) against this machine."""
+    if device == "cpu":
+        return device
+    match = re.fullmatch(r"cuda(?::(\d+))?", device)
+    if not match:
+        raise PolicyConfigError(f"device: expected cpu, cuda or cuda:N, got {device!r}")
+    if not torch.cuda.is_available():
+        raise PolicyError(f"device: {device} requested but CUDA is not available "
+                          "(no GPU, no driver, or a CPU-only torch build); set device: cpu to run on the CPU")
+    index = int(match.group(1) or 0)
+    if index >= torch.cuda.device_count():
+        raise PolicyError(f"device: {device} requested but only {torch.cuda.device_count()} CUDA device(s) exist")
+    return device
+
+
+def resolve_dtype(name: str, torch: Any) -> Any:
+    """The torch dtype named ``name``."""
+    if name not in _DTYPES:
+        raise PolicyConfigError(f"dtype: must be one of {', '.join(_DTYPES)}, got {name!r}")
+    return getattr(torch, name)
+
+
+def check_transformers_version(version: str) -> None:
+    """Raise ``PolicyError`` unless ``version`` is in the range Magma's remote code supports."""
+    from packaging.version import Version
+
+    low, high = MAGMA_TRANSFORMERS_RANGE
+    if not (Version(low) <= Version(version) < Version(high)):
+        raise PolicyError(f"transformers {version} is not supported for Magma's remote code: need >={low},<{high} "
+                          f"(pip install 'transformers>={low},<{high}')")
+
+
+def check_vocabulary(base_vocab: int, model_vocab: int, min_base_vocab: int) -> None:
+    """The tokenizer must have room for the 256 action ids and the model must score them all."""
+    if base_vocab < min_base_vocab:
+        raise PolicyError(f"tokenizer base vocabulary is {base_vocab}, expected at least {min_base_vocab} "
+                          f"(action ids are the last {DEFAULT_N_BINS} ids of the base vocabulary)")
+    if model_vocab < base_vocab:
+        raise PolicyError(f"model output vocabulary ({model_vocab}) is smaller than the tokenizer's base "
+                          f"vocabulary ({base_vocab}): the action ids cannot all be generated")
+
+
+def check_layerscale(model: Any) -> None:
+    """Raise ``PolicyError`` when LayerScale ``gamma`` weights are all at one constant value.
+
+    Trained LayerScale weights vary per channel; a constant vector means the checkpoint's
+    ``gamma`` tensors were not loaded (some transformers versions rename ``gamma`` keys on load)
+    and the vision tower would silently produce garbage.
+    """
+    stuck = []
+    for name, param in model.named_parameters():
+        if _LAYERSCALE_NAME.fullmatch(name.rsplit(".", 1)[-1]) and param.numel() > 1:
+            flat = param.detach().reshape(-1)
+            if bool((flat == flat[0]).all()):
+                stuck.append(f"{name} (all {float(flat[0]):.3g})")
+    if stuck:
+        more = f" and {len(stuck) - 3} more" if len(stuck) > 3 else ""
+        raise PolicyError("vision tower LayerScale weights are at their initial value, so the checkpoint's "
+                          f"gamma weights were not loaded: {', '.join(stuck[:3])}{more}; use a transformers "
+                          f"version in >={MAGMA_TRANSFORMERS_RANGE[0]},<{MAGMA_TRANSFORMERS_RANGE[1]} that loads them")
+
+
+def _model_type(model: str, revision: str | None) -> str:
+    from transformers import PretrainedConfig
+
+    try:
+        config_dict, _ = PretrainedConfig.get_config_dict(model, revision=revision)
+    except (OSError, ValueError) as exc:
+        raise PolicyConfigError(f"model: cannot find {model!r} (a local model directory, or a hub id reachable "
+                                f"from here or in the local cache): {_one_line(exc)}") from None
+    return str(config_dict.get("model_type", ""))
+
+
+def _output_vocab_size(model: Any) -> int:
+    head = model.get_output_embeddings()
+    if head is None or not hasattr(head, "out_features"):
+        raise PolicyError(f"{type(model).__name__} has no output projection to constrain")
+    return int(head.out_features)
+
+
+def _eos_ids(adapter: ModelAdapter) -> set[int]:
+    ids: set[int] = set()
+    for source in (getattr(adapter.model, "generation_config", None), adapter.tokenizer):
+        value = getattr(source, "eos_token_id", None)
+        if value is None:
+            continue
+        ids.update(int(v) for v in (value if isinstance(value, (list, tuple)) else [value]))
+    return ids
+
+
+def _sampling(temperature: float, top_p: float) -> dict[str, Any]:
+    if temperature == 0.0:
+        return {"do_sample": False}
+    return {"do_sample": True, "temperature": float(temperature), "top_p": float(top_p), "top_k": 0}
+
+
+def _check_temperature(temperature: float) -> None:
+    if not math.isfinite(temperature) or temperature < 0:
+        raise PolicyConfigError(f"temperature: must be >= 0, got {temperature!r}")
+
+
+def _check_messages(messages: list[dict]) -> None:
+    if not isinstance(messages, list) or not messages:
+        raise PolicyConfigError("messages: expected a non-empty list of {'role', 'content'} dicts")
+    for i, m in enumerate(messages):
+        if (not isinstance(m, dict) or m.get("role") not in ("system", "user", "assistant")
+                or not isinstance(m.get("content"), str)):
+            raise PolicyConfigError(f"messages[{i}]: expected {{'role': system|user|assistant, 'content': str}}, "
+                                    f"got {m!r:.200}")
+
+
+def _to_pil(image: np.ndarray) -> Any:
+    from PIL import Image
+
+    return Image.fromarray(np.ascontiguousarray(image), mode="RGB")
+
+
+def _one_line(exc: BaseException) -> str:
+    return " ".join(str(exc).split()) or type(exc).__name__

@@ -1,0 +1,104 @@
+"""Build a tiny random Llama-based vision-language model (LLaVA layout) for tests and benchmarks.
+
+The model directory holds everything ``VLMRunner.load`` needs offline: config.json, safetensors
+weights, a LlavaProcessor (CLIP image processor + fast tokenizer + chat template) and a
+``tokenizer.json`` built here with ``tokenizers``. Its base vocabulary is ``BASE_VOCAB`` and, as in
+Magma/OpenVLA, the action tokens are the last 256 ids of that base vocabulary; they are also
+registered as (non-special) added tokens so that action text tokenizes back to the same ids.
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+BASE_VOCAB = 1024
+N_ACTION_BINS = 256
+IMAGE_SIZE = 32
+PATCH_SIZE = 8
+SPECIAL_TOKENS = ("<|begin_of_text|>", "<|eot_id|>", "<|start_header_id|>", "<|end_header_id|>", "<image>", "<pad>")
+CHAT_TEMPLATE = (
+    "{{ '<|begin_of_text|>' }}{% for m in messages %}"
+    "{{ '<|start_header_id|>' + m['role'] + '<|end_header_id|>\n\n' + m['content'] + '<|eot_id|>' }}"
+    "{% endfor %}{% if add_generation_prompt %}{{ '<|start_header_id|>assistant<|end_header_id|>\n\n' }}{% endif %}"
+)
+_CORPUS = [
+    "You are agent that can see, talk and act.",
+    "What action should the robot take to pick up the red block?",
+    "What action should the robot take to put the spoon in the pot?",
+    "Move the arm to the left, open the gripper, close the drawer, push the cloth.",
+    "system user assistant image robot arm camera table cup bowl towel carrot",
+]
+
+
+def action_token(k: int) -> str:
+    """Text of the k-th action token (k = 0 is the lowest action id)."""
+    return f"<act_{k}>"
+
+
+def _build_tokenizer():
+    from tokenizers import AddedToken, Tokenizer, decoders, models, pre_tokenizers, trainers
+
+    tok = Tokenizer(models.BPE())
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(vocab_size=BASE_VOCAB - N_ACTION_BINS, show_progress=False,
+                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
+    tok.train_from_iterator(_CORPUS * 4, trainer=trainer)
+    spec = json.loads(tok.to_str())
+    vocab: dict[str, int] = spec["model"]["vocab"]
+    filler = 0
+    while len(vocab) < BASE_VOCAB - N_ACTION_BINS:
+        vocab[f"<unused_{filler}>"] = len(vocab)
+        filler += 1
+    for k in range(N_ACTION_BINS):
+        vocab[action_token(k)] = len(vocab)
+    tok = Tokenizer.from_str(json.dumps(spec))
+    assert tok.get_vocab_size(with_added_tokens=False) == BASE_VOCAB
+    tok.add_tokens([AddedToken(action_token(k), normalized=False) for k in range(N_ACTION_BINS)])
+    tok.add_special_tokens([AddedToken(t, normalized=False, special=True) for t in SPECIAL_TOKENS])
+    assert tok.get_vocab_size(with_added_tokens=False) == BASE_VOCAB
+    return tok
+
+
+def build_tiny_vlm(directory: Path, seed: int = 0, *, hidden_size: int = 64, layers: int = 2) -> Path:
+    """Write a tiny random LLaVA-style model (Llama text model, CLIP vision tower) to ``directory``.
+
+    The defaults build in about a second; ``hidden_size`` and ``layers`` make a larger
+    Llama-architecture model for benchmarks.
+    """
+    import torch
+    from transformers import (CLIPImageProcessor, CLIPVisionConfig, GenerationConfig, LlamaConfig, LlavaConfig,
+                              LlavaForConditionalGeneration, LlavaProcessor, PreTrainedTokenizerFast)
+
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    tokenizer = PreTrainedTokenizerFast(
+        tokenizer_object=_build_tokenizer(), bos_token="<|begin_of_text|>", eos_token="<|eot_id|>",
+        pad_token="<pad>", model_max_length=1024, model_input_names=["input_ids", "attention_mask"],
+    )
+    tokenizer.chat_template = CHAT_TEMPLATE
+    image_processor = CLIPImageProcessor(size={"shortest_edge": IMAGE_SIZE},
+                                         crop_size={"height": IMAGE_SIZE, "width": IMAGE_SIZE})
+    processor = LlavaProcessor(image_processor=image_processor, tokenizer=tokenizer, patch_size=PATCH_SIZE,
+                               vision_feature_select_strategy="default", num_additional_image_tokens=1,
+                               chat_template=CHAT_TEMPLATE)
+    processor.save_pretrained(directory)
+    tokenizer.save_pretrained(directory)  # writes tokenizer.json next to config.json
+
+    ids = {t: tokenizer.convert_tokens_to_ids(t) for t in SPECIAL_TOKENS}
+    text_config = LlamaConfig(
+        vocab_size=len(tokenizer), hidden_size=hidden_size, intermediate_size=2 * hidden_size,
+        num_hidden_layers=layers, num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=1024,
+        bos_token_id=ids["<|begin_of_text|>"], eos_token_id=ids["<|eot_id|>"], pad_token_id=ids["<pad>"],
+    )
+    vision_config = CLIPVisionConfig(hidden_size=32, intermediate_size=64, num_hidden_layers=1, num_attention_heads=2,
+                                     image_size=IMAGE_SIZE, patch_size=PATCH_SIZE, projection_dim=32)
+    config = LlavaConfig(vision_config=vision_config.to_dict(), text_config=text_config.to_dict(),
+                         image_token_index=ids["<image>"], vision_feature_layer=-1,
+                         vision_feature_select_strategy="default", projector_hidden_act="gelu")
+    torch.manual_seed(seed)
+    model = LlavaForConditionalGeneration(config).eval()
+    model.generation_config = GenerationConfig(bos_token_id=ids["<|begin_of_text|>"], eos_token_id=ids["<|eot_id|>"],
+                                               pad_token_id=ids["<pad>"])
+    model.save_pretrained(directory, safe_serialization=True)
+    return directory
