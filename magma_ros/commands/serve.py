@@ -1,0 +1,125 @@
+"""Serve the model over an OpenAI-compatible HTTP API, plus /v1/action-tokens and /health.
+
+endpoints:
+  POST /v1/chat/completions   chat completions (text and image_url parts, stream: true as SSE);
+                              a robot prompt with an image answers 7 action tokens
+  POST /v1/action-tokens      {"text", "robot_type" | "normalization_stats"} -> {"x", ..., "gripper"}
+  GET  /v1/models             the served model
+  GET  /health                model loaded, queue depth (no auth)
+
+examples:
+  magma-ros serve --model microsoft/Magma-8B --device cuda --port 8000
+  MAGMA_TOKEN=s3cret magma-ros serve --model /models/Magma-8B --auth-token-env MAGMA_TOKEN --host 0.0.0.0
+  magma-ros serve --no-model --tokenizer /models/Magma-8B/tokenizer.json   # decoding only
+
+One server runs one model in one worker thread (run one server per GPU). When --queue-depth
+requests are already waiting, new ones get 503 with Retry-After.
+"""
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+from pathlib import Path
+
+HELP = "serve the model over an OpenAI-compatible HTTP API with /v1/action-tokens"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Options of ``magma-ros serve``."""
+    from ..policy.cli_options import add_backend_arguments
+    from ..server.settings import ServerSettings
+
+    d = ServerSettings()
+    net = parser.add_argument_group("network")
+    net.add_argument("--host", default=d.host, help=f"address to listen on (default: {d.host}; 0.0.0.0 for all "
+                                                    "interfaces: then set --auth-token-env)")
+    net.add_argument("--port", type=int, default=d.port, help=f"TCP port (default: {d.port})")
+    net.add_argument("--served-model-name", default=None,
+                     help="model name in /v1/models and in responses (default: the --model value)")
+    net.add_argument("--no-model", action="store_true",
+                     help="load no model: serve only /v1/action-tokens, /v1/models and /health (needs --tokenizer)")
+    net.add_argument("--log-level", default="info", choices=("debug", "info", "warning", "error"),
+                     help="log level; access logs are JSON lines at info (default: info)")
+    sec = parser.add_argument_group("security and limits")
+    sec.add_argument("--auth-token-env", default="", metavar="NAME",
+                     help="require 'Authorization: Bearer <token>' on /v1/*, the token being the value of "
+                          "environment variable NAME (default: no auth)")
+    sec.add_argument("--max-body-bytes", type=int, default=d.max_body_bytes,
+                     help=f"largest request body accepted, else 413 (default: {d.max_body_bytes})")
+    sec.add_argument("--queue-depth", type=int, default=d.queue_depth,
+                     help=f"requests that may wait for the model; more get 503 + Retry-After (default: {d.queue_depth})")
+    sec.add_argument("--timeout-s", type=float, default=d.timeout_s,
+                     help=f"per-request limit from arrival to answer, else 504 (default: {d.timeout_s:g})")
+    sec.add_argument("--max-tokens-limit", type=int, default=d.max_tokens_limit,
+                     help=f"largest max_tokens a client may request (default: {d.max_tokens_limit})")
+    sec.add_argument("--allow-image-host", action="append", default=[], metavar="HOST[:PORT]",
+                     help="fetch http(s) image URLs from this host (repeatable); by default only data: URLs "
+                          "are accepted, as fetching would let any client make the server request any address")
+    sec.add_argument("--image-fetch-max-bytes", type=int, default=d.image_fetch_max_bytes,
+                     help=f"largest image fetched from an allowed host (default: {d.image_fetch_max_bytes})")
+    sec.add_argument("--image-fetch-timeout-s", type=float, default=d.image_fetch_timeout_s,
+                     help=f"time limit for fetching one image (default: {d.image_fetch_timeout_s:g})")
+    add_backend_arguments(parser)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Load the model (unless --no-model) and serve until interrupted."""
+    import uvicorn
+
+    from ..actions import TextTokenizer
+    from ..cli import UserError
+    from ..policy.cli_options import backend_config_from_args
+    from ..server.app import create_app
+    from ..server.decoding import ActionTokenService
+    from ..server.settings import ServerSettings, SettingsError
+
+    logging.basicConfig(level=args.log_level.upper(), format="%(message)s")
+    token = None
+    if args.auth_token_env:
+        token = os.environ.get(args.auth_token_env, "")
+        if not token:
+            raise UserError(f"--auth-token-env: environment variable {args.auth_token_env} is unset or empty")
+    config = backend_config_from_args(args)
+    if config.backend != "magma":
+        raise UserError(f"--backend: serve runs the model itself and supports only 'magma', got {config.backend!r}")
+    try:
+        settings = ServerSettings(
+            host=args.host, port=args.port, served_model_name=args.served_model_name or config.model,
+            auth_token=token, max_body_bytes=args.max_body_bytes, queue_depth=args.queue_depth,
+            timeout_s=args.timeout_s, max_tokens_limit=args.max_tokens_limit,
+            allowed_image_hosts=tuple(args.allow_image_host), image_fetch_max_bytes=args.image_fetch_max_bytes,
+            image_fetch_timeout_s=args.image_fetch_timeout_s,
+        )
+    except SettingsError as exc:
+        raise UserError(str(exc)) from None
+    if args.no_model and not config.tokenizer:
+        raise UserError("--no-model needs --tokenizer (a tokenizer.json or model directory)")
+    text_tokenizer = TextTokenizer(config.tokenizer or _model_tokenizer(config.model, config.revision))
+    runner = None
+    if not args.no_model:
+        from ..policy.vlm import VLMRunner
+
+        runner = VLMRunner.load(config)
+        if runner.vocab_size != text_tokenizer.base_vocab_size:
+            runner.close()
+            raise UserError(f"--tokenizer {text_tokenizer.path}: base vocabulary {text_tokenizer.base_vocab_size} "
+                            f"does not match the model's {runner.vocab_size}")
+    actions = ActionTokenService(text_tokenizer, runner.vocab_size if runner else text_tokenizer.base_vocab_size)
+    app = create_app(settings, actions, runner)
+    logging.getLogger("magma_ros.server").info(
+        "magma-ros serve: %s on http://%s:%d (auth %s)", "no model" if runner is None else settings.served_model_name,
+        settings.host, settings.port, "on" if token else "off")
+    uvicorn.run(app, host=settings.host, port=settings.port, access_log=False, log_level=args.log_level,
+                timeout_graceful_shutdown=5)
+    return 0
+
+
+def _model_tokenizer(model: str, revision: str) -> Path:
+    """The model's tokenizer.json: in a local model directory, or from the Hugging Face cache/Hub."""
+    path = Path(model).expanduser()
+    if path.is_dir():
+        return path
+    from huggingface_hub import hf_hub_download
+
+    return Path(hf_hub_download(repo_id=model, filename="tokenizer.json", revision=revision or None))

@@ -1,0 +1,223 @@
+"""The FastAPI application: routes, auth, body limits, error format, model worker wiring."""
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import time
+from typing import Any, AsyncIterator, Awaitable
+
+from fastapi import Depends, FastAPI, Request
+from fastapi.responses import JSONResponse, Response, StreamingResponse
+from pydantic import BaseModel, ValidationError
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from ..policy.base import PolicyError
+from .access_log import AccessLogMiddleware
+from .auth import BearerAuth
+from .chat import ChatPreparer, ChatResult, ModelRunner, ResponseBuilder, chat_job, prompt_pattern
+from .decoding import ActionTokenService
+from .errors import ApiError
+from .images import ImageLoader
+from .schemas import ActionTokensRequest, ChatCompletionRequest, describe_validation_error
+from .settings import ServerSettings
+from .worker import Job, ModelWorker, QueueFullError
+
+LOG = logging.getLogger("magma_ros.server")
+DEFAULT_MAX_TOKENS = 256
+
+
+class ClientGone(Exception):
+    """The client disconnected before its answer was ready."""
+
+
+def create_app(settings: ServerSettings, actions: ActionTokenService, runner: ModelRunner | None) -> FastAPI:
+    """The server. ``runner`` None serves only action-token decoding, models and health."""
+    worker = ModelWorker(settings.queue_depth) if runner is not None else None
+    auth = BearerAuth(settings.auth_token)
+    templates = settings.robot_prompt_templates or tuple(_builtin_prompt_templates())
+    preparer = ChatPreparer(ImageLoader(settings), prompt_pattern(templates), settings.max_tokens_limit,
+                            DEFAULT_MAX_TOKENS)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        yield
+        if worker is not None:
+            await asyncio.to_thread(worker.close)
+            runner.close()
+
+    app = FastAPI(title="magma-ros serve", lifespan=lifespan, docs_url=None, redoc_url=None, openapi_url=None)
+    app.add_middleware(AccessLogMiddleware)
+
+    @app.exception_handler(ApiError)
+    async def api_error(request: Request, exc: ApiError) -> JSONResponse:
+        return exc.response()
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        return ApiError(exc.status_code, f"{request.method} {request.url.path}: {exc.detail}").response()
+
+    def require_auth(request: Request) -> None:
+        auth.check(request.headers.get("authorization"))
+
+    @app.get("/health")
+    async def health() -> dict[str, Any]:
+        return {"status": "ok", "model_loaded": runner is not None,
+                "model": settings.served_model_name if runner is not None else None,
+                "queue_depth": worker.depth if worker else 0, "queue_capacity": settings.queue_depth,
+                "busy": worker.busy if worker else False}
+
+    @app.get("/v1/models", dependencies=[Depends(require_auth)])
+    async def models() -> dict[str, Any]:
+        data = [] if runner is None else [{"id": settings.served_model_name, "object": "model",
+                                           "created": 0, "owned_by": "magma-ros"}]
+        return {"object": "list", "data": data}
+
+    @app.post("/v1/action-tokens", dependencies=[Depends(require_auth)])
+    async def action_tokens(request: Request) -> dict[str, float]:
+        body = await _parse(request, ActionTokensRequest, settings.max_body_bytes)
+        return actions.decode(body)
+
+    @app.post("/v1/chat/completions", dependencies=[Depends(require_auth)])
+    async def chat_completions(request: Request) -> Response:
+        deadline = time.monotonic() + settings.timeout_s
+        if runner is None or worker is None:
+            raise ApiError(404, "chat completions are not served: this server runs with --no-model "
+                                "(only /v1/action-tokens, /v1/models and /health)")
+        body = await _parse(request, ChatCompletionRequest, settings.max_body_bytes)
+        chat = await preparer.prepare(body)
+        builder = ResponseBuilder(settings.served_model_name)
+        loop = asyncio.get_running_loop()
+        events: asyncio.Queue = asyncio.Queue()
+
+        def post(event: tuple[str, Any]) -> None:
+            with contextlib.suppress(RuntimeError):  # loop closed at shutdown
+                loop.call_soon_threadsafe(events.put_nowait, event)
+
+        emit = (lambda piece: post(("piece", piece))) if body.stream else (lambda piece: None)
+        try:
+            job = worker.submit(chat_job(chat, runner, actions, emit))
+        except QueueFullError as exc:
+            raise ApiError(503, f"the model is busy ({settings.queue_depth} requests waiting); retry later",
+                           headers={"Retry-After": str(exc.retry_after_s)}) from None
+        job.future.add_done_callback(lambda future: post(("done", future)))
+        try:
+            if not body.stream:
+                await _until(request, _next_done(events), deadline, worker, job)
+                return JSONResponse(builder.completion(_result(job)))
+            first = await _until(request, events.get(), deadline, worker, job)
+            if first[0] == "done":
+                _result(job)  # raises the job's error while a status code can still be sent
+        except ClientGone:
+            return Response(status_code=499)
+        include_usage = bool(body.stream_options and body.stream_options.include_usage)
+        return StreamingResponse(_sse(builder, first, events, deadline, worker, job, include_usage),
+                                 media_type="text/event-stream", headers={"Cache-Control": "no-cache"})
+
+    return app
+
+
+async def _parse(request: Request, model: type[BaseModel], limit: int) -> Any:
+    """Read at most ``limit`` bytes of JSON body and validate it: 413, 400 or 422 otherwise."""
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > limit:
+        raise ApiError(413, f"request body is {declared} bytes, more than this server's limit of {limit}")
+    raw = bytearray()
+    async for chunk in request.stream():
+        raw += chunk
+        if len(raw) > limit:
+            raise ApiError(413, f"request body is more than this server's limit of {limit} bytes")
+    if not raw:
+        raise ApiError(400, "request body is empty; expected a JSON object")
+    try:
+        data = json.loads(raw)
+    except UnicodeDecodeError:
+        raise ApiError(400, "malformed JSON body: not UTF-8 text") from None
+    except json.JSONDecodeError as exc:
+        raise ApiError(400, f"malformed JSON body: {exc.msg} at line {exc.lineno} column {exc.colno}") from None
+    if not isinstance(data, dict):
+        raise ApiError(400, f"malformed request: expected a JSON object, got {type(data).__name__}")
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        message, param = describe_validation_error(exc)
+        raise ApiError(422, message, param=param) from None
+
+
+async def _next_done(events: asyncio.Queue) -> None:
+    while (await events.get())[0] != "done":
+        pass
+
+
+async def _until(request: Request, awaitable: Awaitable, deadline: float, worker: ModelWorker, job: Job) -> Any:
+    """Await ``awaitable`` unless the client disconnects (``ClientGone``) or the deadline passes (504);
+    either way the job is cancelled and its queue slot freed."""
+    task = asyncio.ensure_future(awaitable)
+    gone = asyncio.ensure_future(_disconnected(request))
+    try:
+        done, _ = await asyncio.wait({task, gone}, timeout=max(0.0, deadline - time.monotonic()),
+                                     return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        gone.cancel()
+        if not task.done():
+            task.cancel()
+    if task in done:
+        return task.result()
+    worker.cancel(job)
+    if gone in done:
+        raise ClientGone()
+    raise ApiError(504, "the model did not answer within this server's per-request timeout")
+
+
+async def _disconnected(request: Request) -> None:
+    while (await request.receive())["type"] != "http.disconnect":
+        pass
+
+
+def _result(job: Job) -> ChatResult:
+    """The finished job's result; model failures become 500 ``ApiError``."""
+    exc = job.future.exception()
+    if exc is None:
+        return job.future.result()
+    if isinstance(exc, (PolicyError, ValueError)):
+        raise ApiError(500, f"model error: {exc}")
+    LOG.error("model worker failed", exc_info=exc)
+    raise ApiError(500, f"internal error in the model worker: {type(exc).__name__}")
+
+
+async def _sse(builder: ResponseBuilder, first: tuple[str, Any], events: asyncio.Queue, deadline: float,
+               worker: ModelWorker, job: Job, include_usage: bool) -> AsyncIterator[str]:
+    """Server-sent events: role, content deltas, finish (and usage), then ``[DONE]``."""
+    try:
+        yield _event(builder.chunk({"role": "assistant", "content": ""}))
+        event = first
+        while event[0] == "piece":
+            yield _event(builder.chunk({"content": event[1]}))
+            try:
+                event = await asyncio.wait_for(events.get(), max(0.0, deadline - time.monotonic()))
+            except asyncio.TimeoutError:
+                yield _event(ApiError(504, "the model did not finish within this server's per-request "
+                                           "timeout").body())
+                return
+        try:
+            result = _result(job)
+        except ApiError as exc:
+            yield _event(exc.body())
+            return
+        yield _event(builder.chunk({}, result.finish_reason))
+        if include_usage:
+            yield _event(builder.usage_chunk(result))
+        yield "data: [DONE]\n\n"
+    finally:
+        worker.cancel(job)
+
+
+def _event(obj: dict[str, Any]) -> str:
+    return f"data: {json.dumps(obj, ensure_ascii=False)}\n\n"
+
+
+def _builtin_prompt_templates() -> list[str]:
+    from ..actions import builtin_profile_names, load_profile
+
+    return [load_profile(name).prompt_template for name in builtin_profile_names()]

@@ -1,0 +1,186 @@
+"""Chat completions: request -> model job -> OpenAI response objects.
+
+An action request (the last user message is a robot prompt such as "What action should the
+robot take to pick up the cup?" and the request carries an image) runs the constrained
+7-action-token path and answers the action token text, as the hosted Magma endpoint does. Any
+other request generates text freely with the client's temperature, top_p and max_tokens.
+"""
+from __future__ import annotations
+
+import contextlib
+import re
+import time
+import uuid
+from dataclasses import dataclass
+from typing import Any, Callable, Iterator, Protocol, Sequence
+
+import numpy as np
+
+from ..actions import ACTION_DIM
+from ..policy.base import PolicyError
+from .decoding import ActionTokenService
+from .errors import ApiError
+from .images import ImageLoader
+from .schemas import ChatCompletionRequest, ImagePart
+from .worker import Job
+
+
+class ModelRunner(Protocol):
+    """What the server needs from the model runtime (``magma_ros.policy.vlm.VLMRunner``)."""
+
+    vocab_size: int
+    model_name: str
+
+    def action_ids(self, image: Any, prompt: str, temperature: float) -> Sequence[int]: ...
+
+    def generate_text(self, image: Any, messages: list[dict], max_new_tokens: int, temperature: float,
+                      top_p: float) -> Iterator[str]: ...
+
+    def count_tokens(self, text: str) -> int: ...
+
+    def close(self) -> None: ...
+
+
+@dataclass
+class PreparedChat:
+    """A validated chat request in the runtime's terms."""
+
+    messages: list[dict[str, str]]
+    image: np.ndarray | None
+    action_prompt: str | None        # set for action requests
+    max_new_tokens: int
+    temperature: float
+    top_p: float
+
+
+@dataclass
+class ChatResult:
+    """What the worker produced."""
+
+    text: str
+    finish_reason: str
+    prompt_tokens: int
+    completion_tokens: int
+    action_ids: list[int] | None = None
+
+
+def prompt_pattern(templates: Sequence[str]) -> re.Pattern[str]:
+    """A regex matching any robot prompt template with ``{instruction}`` filled in."""
+    options = []
+    for template in dict.fromkeys(templates):
+        head, _, tail = template.partition("{instruction}")
+        options.append(re.escape(head.strip()) + r"\s*.+?\s*" + re.escape(tail.strip()))
+    return re.compile("|".join(f"(?:{o})" for o in options), re.IGNORECASE | re.DOTALL)
+
+
+class ChatPreparer:
+    """Validates messages, loads the (single) image and recognises action requests."""
+
+    def __init__(self, images: ImageLoader, robot_prompt: re.Pattern[str], max_tokens_limit: int,
+                 default_max_tokens: int) -> None:
+        self._images = images
+        self._robot_prompt = robot_prompt
+        self._limit = max_tokens_limit
+        self._default = min(default_max_tokens, max_tokens_limit)
+
+    async def prepare(self, request: ChatCompletionRequest) -> PreparedChat:
+        """The request in runtime terms; 400/422 ``ApiError`` naming the field otherwise."""
+        requested = request.max_completion_tokens or request.max_tokens
+        field_name = "max_completion_tokens" if request.max_completion_tokens else "max_tokens"
+        if requested is not None and requested > self._limit:
+            raise ApiError(422, f"{field_name}: at most {self._limit} on this server, got {requested}", param=field_name)
+        messages, image = [], None
+        for i, message in enumerate(request.messages):
+            role = "system" if message.role == "developer" else message.role
+            if isinstance(message.content, list):
+                texts = []
+                for j, part in enumerate(message.content):
+                    where = f"messages[{i}].content[{j}].image_url.url"
+                    if isinstance(part, ImagePart):
+                        if role != "user":
+                            raise ApiError(422, f"messages[{i}]: images are only accepted in user messages",
+                                           param=f"messages[{i}].content")
+                        if image is not None:
+                            raise ApiError(422, f"{where}: only one image per request is supported", param=where)
+                        image = await self._images.load(part.image_url.url, where)
+                    else:
+                        texts.append(part.text)
+                content = "\n".join(texts)
+            else:
+                content = message.content or ""
+            messages.append({"role": role, "content": content})
+        if messages[-1]["role"] != "user":
+            raise ApiError(422, f"messages[{len(messages) - 1}].role: the last message must be from the user",
+                           param=f"messages[{len(messages) - 1}].role")
+        last = messages[-1]["content"].strip()
+        is_action = image is not None and self._robot_prompt.fullmatch(last) is not None
+        return PreparedChat(messages=messages, image=image, action_prompt=last if is_action else None,
+                            max_new_tokens=requested or self._default, temperature=request.temperature,
+                            top_p=request.top_p)
+
+
+def chat_job(chat: PreparedChat, runner: ModelRunner, actions: ActionTokenService,
+             emit: Callable[[str], None]) -> Callable[[Job], ChatResult]:
+    """The worker-thread function for ``chat``; ``emit`` receives each piece of text."""
+
+    def run_action(job: Job) -> ChatResult:
+        ids = np.asarray(runner.action_ids(chat.image, chat.action_prompt, chat.temperature), dtype=np.int64)
+        if ids.shape != (ACTION_DIM,) or not actions.tokenizer.is_action_id(ids).all():
+            raise PolicyError(f"model runtime returned {ids.tolist()}, not {ACTION_DIM} action token ids")
+        text = actions.ids_to_text(ids)
+        emit(text)
+        return ChatResult(text=text, finish_reason="stop", prompt_tokens=runner.count_tokens(chat.action_prompt),
+                          completion_tokens=int(ids.size), action_ids=ids.tolist())
+
+    def run_text(job: Job) -> ChatResult:
+        pieces = []
+        stream = runner.generate_text(chat.image, chat.messages, chat.max_new_tokens, chat.temperature, chat.top_p)
+        with contextlib.closing(stream):  # closing stops the generation
+            for piece in stream:
+                if job.cancelled:
+                    break
+                if piece:
+                    pieces.append(piece)
+                    emit(piece)
+        text = "".join(pieces)
+        # The runtime streams text, not ids: re-tokenizing may count more tokens than were generated.
+        counted = runner.count_tokens(text) if text else 0
+        prompt = runner.count_tokens("\n".join(m["content"] for m in chat.messages))
+        return ChatResult(text=text, finish_reason="length" if counted >= chat.max_new_tokens else "stop",
+                          prompt_tokens=prompt, completion_tokens=min(counted, chat.max_new_tokens))
+
+    return run_action if chat.action_prompt is not None else run_text
+
+
+class ResponseBuilder:
+    """OpenAI ``chat.completion`` and ``chat.completion.chunk`` objects for one request."""
+
+    def __init__(self, model: str) -> None:
+        self.id = f"chatcmpl-{uuid.uuid4().hex}"
+        self.created = int(time.time())
+        self.model = model
+
+    def completion(self, result: ChatResult) -> dict[str, Any]:
+        """The whole answer."""
+        message: dict[str, Any] = {"role": "assistant", "content": result.text}
+        if result.action_ids is not None:
+            message["action_token_ids"] = result.action_ids  # extension: exact ids, text may not round-trip
+        return {"id": self.id, "object": "chat.completion", "created": self.created, "model": self.model,
+                "choices": [{"index": 0, "message": message, "finish_reason": result.finish_reason,
+                             "logprobs": None}],
+                "usage": _usage(result)}
+
+    def chunk(self, delta: dict[str, Any], finish_reason: str | None = None) -> dict[str, Any]:
+        """One streamed delta."""
+        return {"id": self.id, "object": "chat.completion.chunk", "created": self.created, "model": self.model,
+                "choices": [{"index": 0, "delta": delta, "finish_reason": finish_reason, "logprobs": None}]}
+
+    def usage_chunk(self, result: ChatResult) -> dict[str, Any]:
+        """The final chunk with usage (``stream_options.include_usage``)."""
+        return {"id": self.id, "object": "chat.completion.chunk", "created": self.created, "model": self.model,
+                "choices": [], "usage": _usage(result)}
+
+
+def _usage(result: ChatResult) -> dict[str, int]:
+    return {"prompt_tokens": result.prompt_tokens, "completion_tokens": result.completion_tokens,
+            "total_tokens": result.prompt_tokens + result.completion_tokens}

@@ -1,0 +1,120 @@
+"""Image URLs in chat messages -> H x W x 3 uint8 RGB arrays.
+
+``data:`` URLs are always accepted. http(s) URLs are fetched only from hosts on an allow-list
+(fetching arbitrary addresses on a client's behalf would expose the server's network), without
+following redirects, within a size and a time limit.
+"""
+from __future__ import annotations
+
+import base64
+import binascii
+import io
+from urllib.parse import urlsplit
+
+import anyio
+import httpx
+import numpy as np
+
+from .errors import ApiError
+from .settings import ServerSettings
+
+
+class ImageLoader:
+    """Turns an ``image_url.url`` into an RGB array, enforcing the server's fetch policy."""
+
+    def __init__(self, settings: ServerSettings) -> None:
+        self._settings = settings
+
+    async def load(self, url: str, where: str) -> np.ndarray:
+        """The image at ``url``; errors are 400 ``ApiError`` naming ``where`` (the request field)."""
+        if url.startswith("data:"):
+            data = _data_url_bytes(url, where, self._settings.max_body_bytes)
+        else:
+            data = await self._fetch(url, where)
+        return await anyio.to_thread.run_sync(_decode_image, data, where, self._settings.max_image_pixels)
+
+    def host_allowed(self, url: str) -> bool:
+        """True when ``url`` is http(s) and its host (or host:port) is on the allow-list."""
+        parts = urlsplit(url)
+        if parts.scheme not in ("http", "https") or not parts.hostname or parts.username or parts.password:
+            return False
+        host = parts.hostname.lower()
+        try:
+            port = parts.port
+        except ValueError:
+            return False
+        allowed = self._settings.allowed_image_hosts
+        return host in allowed or (port is not None and f"{host}:{port}" in allowed)
+
+    async def _fetch(self, url: str, where: str) -> bytes:
+        scheme = urlsplit(url).scheme
+        if scheme not in ("http", "https"):
+            raise ApiError(400, f"{where}: unsupported image URL scheme {scheme!r}; send a data: URL "
+                                "(data:image/png;base64,...)", param=where)
+        if not self.host_allowed(url):
+            if not self._settings.allowed_image_hosts:
+                raise ApiError(400, f"{where}: fetching http(s) image URLs is disabled on this server; send the "
+                                    "image inline as a data: URL (the operator can allow hosts with "
+                                    "--allow-image-host)", param=where)
+            raise ApiError(400, f"{where}: image host {urlsplit(url).netloc!r} is not on this server's allow-list",
+                           param=where)
+        limit = self._settings.image_fetch_max_bytes
+        try:
+            with anyio.fail_after(self._settings.image_fetch_timeout_s):
+                async with httpx.AsyncClient(follow_redirects=False, trust_env=False) as client:
+                    async with client.stream("GET", url) as response:
+                        if response.status_code != 200:
+                            raise ApiError(400, f"{where}: fetching the image returned HTTP {response.status_code} "
+                                                "(redirects are not followed)", param=where)
+                        declared = response.headers.get("content-length")
+                        if declared is not None and declared.isdigit() and int(declared) > limit:
+                            raise _too_large(where, limit)
+                        chunks, size = [], 0
+                        async for chunk in response.aiter_bytes():
+                            size += len(chunk)
+                            if size > limit:
+                                raise _too_large(where, limit)
+                            chunks.append(chunk)
+                        return b"".join(chunks)
+        except TimeoutError:
+            raise ApiError(400, f"{where}: fetching the image took longer than "
+                                f"{self._settings.image_fetch_timeout_s:g} s", param=where) from None
+        except httpx.HTTPError as exc:
+            raise ApiError(400, f"{where}: cannot fetch the image: {type(exc).__name__}: {exc}", param=where) from None
+
+
+def _too_large(where: str, limit: int) -> ApiError:
+    return ApiError(400, f"{where}: image is larger than the server's limit of {limit} bytes", param=where)
+
+
+def _data_url_bytes(url: str, where: str, limit: int) -> bytes:
+    header, sep, payload = url.partition(",")
+    if not sep:
+        raise ApiError(400, f"{where}: malformed data URL (no comma)", param=where)
+    if not header.endswith(";base64"):
+        raise ApiError(400, f"{where}: data URL must be base64 encoded (data:image/png;base64,...)", param=where)
+    if len(payload) > limit * 4 // 3 + 4:
+        raise _too_large(where, limit)
+    try:
+        return base64.b64decode(payload, validate=True)
+    except (binascii.Error, ValueError):
+        raise ApiError(400, f"{where}: data URL payload is not valid base64", param=where) from None
+
+
+def _decode_image(data: bytes, where: str, max_pixels: int) -> np.ndarray:
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(io.BytesIO(data)) as image:
+            width, height = image.size
+            if width * height > max_pixels:
+                raise ApiError(400, f"{where}: image is {width}x{height}, more than the server's limit of "
+                                    f"{max_pixels} pixels", param=where)
+            rgb = np.asarray(image.convert("RGB"), dtype=np.uint8)
+    except UnidentifiedImageError:
+        raise ApiError(400, f"{where}: not a readable image (PNG, JPEG, ...)", param=where) from None
+    except (OSError, ValueError, Image.DecompressionBombError) as exc:
+        raise ApiError(400, f"{where}: cannot decode the image: {exc}", param=where) from None
+    if rgb.ndim != 3 or rgb.shape[0] == 0 or rgb.shape[1] == 0:
+        raise ApiError(400, f"{where}: image is empty", param=where)
+    return rgb

@@ -1,0 +1,123 @@
+"""One model worker thread fed by a bounded queue.
+
+All inference runs in the worker's thread (one worker per GPU, one model per worker). When
+``capacity`` jobs are already waiting, ``submit`` refuses with ``QueueFullError`` so clients get
+a 503 with Retry-After instead of unbounded latency. A cancelled job (client gone, deadline
+passed) leaves the queue at once; a running job sees ``Job.cancelled`` and may stop early.
+"""
+from __future__ import annotations
+
+import collections
+import concurrent.futures
+import logging
+import math
+import threading
+import time
+from typing import Any, Callable
+
+LOG = logging.getLogger("magma_ros.server")
+
+
+class QueueFullError(RuntimeError):
+    """The worker's queue is full; ``retry_after_s`` estimates when a slot frees up."""
+
+    def __init__(self, retry_after_s: int) -> None:
+        super().__init__(f"model queue is full, retry in {retry_after_s} s")
+        self.retry_after_s = retry_after_s
+
+
+class Job:
+    """A unit of work for the worker: ``fn(job)`` runs in the worker thread."""
+
+    def __init__(self, fn: Callable[["Job"], Any]) -> None:
+        self.fn = fn
+        self.future: concurrent.futures.Future = concurrent.futures.Future()
+        self._cancelled = threading.Event()
+
+    @property
+    def cancelled(self) -> bool:
+        """True once the requester has given up; long jobs check it between steps."""
+        return self._cancelled.is_set()
+
+
+class ModelWorker:
+    """Runs submitted jobs one at a time in a single thread, with at most ``capacity`` waiting."""
+
+    def __init__(self, capacity: int, name: str = "magma-model-worker") -> None:
+        self.capacity = capacity
+        self._queue: collections.deque[Job] = collections.deque()
+        self._cond = threading.Condition()
+        self._running: Job | None = None
+        self._closed = False
+        self._service_time_s = 1.0  # moving average, for Retry-After
+        self._thread = threading.Thread(target=self._loop, name=name, daemon=True)
+        self._thread.start()
+
+    @property
+    def depth(self) -> int:
+        """Jobs waiting (not counting the one running)."""
+        with self._cond:
+            return len(self._queue)
+
+    @property
+    def busy(self) -> bool:
+        """True while a job runs."""
+        with self._cond:
+            return self._running is not None
+
+    def submit(self, fn: Callable[[Job], Any]) -> Job:
+        """Queue ``fn``; raises ``QueueFullError`` when ``capacity`` jobs are already waiting."""
+        job = Job(fn)
+        with self._cond:
+            if self._closed:
+                raise RuntimeError("model worker is closed")
+            if len(self._queue) >= self.capacity:
+                waiting = len(self._queue) + (self._running is not None)
+                raise QueueFullError(max(1, math.ceil(self._service_time_s * waiting)))
+            self._queue.append(job)
+            self._cond.notify()
+        return job
+
+    def cancel(self, job: Job) -> None:
+        """Give up on ``job``: removed from the queue if waiting, flagged if running."""
+        job._cancelled.set()
+        with self._cond:
+            try:
+                self._queue.remove(job)
+            except ValueError:
+                return
+        job.future.cancel()
+
+    def close(self, timeout_s: float = 30.0) -> None:
+        """Cancel waiting jobs, let the running one finish, stop the thread."""
+        with self._cond:
+            self._closed = True
+            pending = list(self._queue)
+            self._queue.clear()
+            self._cond.notify_all()
+        for job in pending:
+            job._cancelled.set()
+            job.future.cancel()
+        self._thread.join(timeout_s)
+
+    def _loop(self) -> None:
+        while True:
+            with self._cond:
+                while not self._queue and not self._closed:
+                    self._cond.wait()
+                if self._closed and not self._queue:
+                    return
+                job = self._queue.popleft()
+                if not job.future.set_running_or_notify_cancel():
+                    continue
+                self._running = job
+            start = time.monotonic()
+            try:
+                job.future.set_result(job.fn(job))
+            except BaseException as exc:  # delivered to the waiting request, which answers 500
+                job.future.set_exception(exc)
+            finally:
+                elapsed = time.monotonic() - start
+                with self._cond:
+                    self._running = None
+                    self._service_time_s = 0.8 * self._service_time_s + 0.2 * elapsed

@@ -1,0 +1,233 @@
+"""``magma-ros serve`` without a model: /v1/action-tokens, errors, auth, limits, access logs, the CLI."""
+from __future__ import annotations
+
+import json
+import subprocess
+
+import httpx
+import numpy as np
+import pytest
+from test_serve_support import ServerThread, start_cli_server, stop_process
+
+from magma_ros.actions import ActionTokenizer, TextTokenizer, load_profile
+from magma_ros.server.app import create_app
+from magma_ros.server.decoding import ActionTokenService
+from magma_ros.server.settings import ServerSettings
+
+EXAMPLE_TEXT = "立刻ẳn сирiв衝ційнаiв"
+# The hosted Magma endpoint's published answer for EXAMPLE_TEXT with robot_type bridge_orig.
+PUBLISHED_BRIDGE = {"x": 0.006277765673749571, "y": -0.0017191617944661772, "z": -0.004658273500116439,
+                    "roll": 0.0004997134208677839, "pitch": 0.00591804922503579, "yaw": -0.004902105561658515,
+                    "gripper": 0.0}
+EXAMPLE_IDS = [127843, 127876, 127917, 127872, 127852, 127874, 127872]
+BODY_LIMIT = 4096
+TOKEN = "test-token-0123456789"
+
+
+@pytest.fixture(scope="module")
+def service(llama3_tokenizer_path) -> ActionTokenService:
+    return ActionTokenService(TextTokenizer(llama3_tokenizer_path), vocab_size=128000)
+
+
+@pytest.fixture(scope="module")
+def server(service):
+    with ServerThread(create_app(ServerSettings(max_body_bytes=BODY_LIMIT), service, None)) as srv:
+        yield srv
+
+
+@pytest.fixture(scope="module")
+def auth_server(service):
+    with ServerThread(create_app(ServerSettings(auth_token=TOKEN), service, None)) as srv:
+        yield srv
+
+
+def post(url: str, body, **kwargs) -> httpx.Response:
+    content = body if isinstance(body, (bytes, str)) else json.dumps(body)
+    return httpx.post(url, content=content, headers={"Content-Type": "application/json", **kwargs.pop("headers", {})},
+                      timeout=30, **kwargs)
+
+
+def error_of(response: httpx.Response, status: int) -> dict:
+    assert response.status_code == status, response.text
+    return response.json()["error"]
+
+
+def test_published_example_to_the_last_digit(server):
+    response = post(server.url + "/v1/action-tokens", {"text": EXAMPLE_TEXT, "robot_type": "bridge_orig"})
+    assert response.status_code == 200, response.text
+    assert response.json() == PUBLISHED_BRIDGE
+    assert list(response.json()) == ["x", "y", "z", "roll", "pitch", "yaw", "gripper"]
+
+
+def test_google_robot_follows_the_contract(server):
+    stats = load_profile("google_robot").stats
+    centers = ActionTokenizer().centers
+    normalized = centers[128000 - np.asarray(EXAMPLE_IDS) - 1]
+    expected = np.where(stats.mask, 0.5 * (normalized + 1) * (np.asarray(stats.q99) - stats.q01) + stats.q01,
+                        normalized)
+    response = post(server.url + "/v1/action-tokens", {"text": EXAMPLE_TEXT, "robot_type": "google_robot"})
+    assert response.status_code == 200, response.text
+    assert list(response.json().values()) == pytest.approx(expected.tolist(), abs=1e-12)
+
+
+def test_client_statistics_equal_the_profile(server):
+    stats = load_profile("bridge_orig").stats.as_dict()
+    response = post(server.url + "/v1/action-tokens", {"text": EXAMPLE_TEXT, "normalization_stats": stats})
+    assert response.status_code == 200, response.text
+    assert response.json() == PUBLISHED_BRIDGE
+    unmasked = dict(stats, mask=[False] * 7)
+    normalized = post(server.url + "/v1/action-tokens", {"text": EXAMPLE_TEXT, "normalization_stats": unmasked}).json()
+    assert list(normalized.values()) == pytest.approx(ActionTokenizer().ids_to_normalized(EXAMPLE_IDS).tolist())
+
+
+SEVEN = [0.0] * 7
+VALIDATION_CASES = {
+    "unknown robot": ({"text": EXAMPLE_TEXT, "robot_type": "r2d2"}, "robot_type", "unknown robot 'r2d2'"),
+    "robot path refused": ({"text": EXAMPLE_TEXT, "robot_type": "/etc/passwd"}, "robot_type", "unknown robot"),
+    "neither source": ({"text": EXAMPLE_TEXT}, "robot_type", "exactly one of robot_type and normalization_stats"),
+    "both sources": ({"text": EXAMPLE_TEXT, "robot_type": "bridge_orig",
+                      "normalization_stats": {"mask": [True] * 7, "q01": SEVEN, "q99": SEVEN}},
+                     "robot_type", "exactly one of"),
+    "mask of 6": ({"text": EXAMPLE_TEXT, "normalization_stats": {"mask": [True] * 6, "q01": SEVEN, "q99": SEVEN}},
+                  "normalization_stats", "normalization_stats.mask: expected exactly 7 values, got 6"),
+    "q01 of 8": ({"text": EXAMPLE_TEXT, "normalization_stats": {"mask": [True] * 7, "q01": [0.0] * 8, "q99": SEVEN}},
+                 "normalization_stats", "normalization_stats.q01: expected exactly 7 values, got 8"),
+    "q99 of 3": ({"text": EXAMPLE_TEXT, "normalization_stats": {"mask": [True] * 7, "q01": SEVEN, "q99": [1, 2, 3]}},
+                 "normalization_stats", "normalization_stats.q99: expected exactly 7 values, got 3"),
+    "q01 > q99": ({"text": EXAMPLE_TEXT, "normalization_stats": {"mask": [True] * 7, "q01": [0, 0, 0.5, 0, 0, 0, 0],
+                                                                  "q99": [1, 1, 0.25, 1, 1, 1, 1]}},
+                  "normalization_stats", "normalization_stats.q01[2]: 0.5 is greater than q99[2] = 0.25"),
+    "mask not bools": ({"text": EXAMPLE_TEXT, "normalization_stats": {"mask": [1] * 7, "q01": SEVEN, "q99": SEVEN}},
+                       "normalization_stats", "normalization_stats.mask[0]: expected true or false"),
+    "q01 not numbers": ({"text": EXAMPLE_TEXT, "normalization_stats": {"mask": [True] * 7, "q01": ["a"] * 7,
+                                                                        "q99": SEVEN}},
+                        "normalization_stats", "normalization_stats.q01[0]: expected a number"),
+    "stats key missing": ({"text": EXAMPLE_TEXT, "normalization_stats": {"mask": [True] * 7, "q01": SEVEN}},
+                          "normalization_stats.q99", "normalization_stats.q99: Field required"),
+    "stats not lists": ({"text": EXAMPLE_TEXT, "normalization_stats": {"mask": "yes", "q01": SEVEN, "q99": SEVEN}},
+                        "normalization_stats.mask", "normalization_stats.mask: Input should be a valid list"),
+    "non-action text": ({"text": "pick up the cup", "robot_type": "bridge_orig"}, "text",
+                        "expected exactly 7 action tokens"),
+    "six action tokens": ({"text": "立刻ẳn сирiв衝ційна", "robot_type": "bridge_orig"}, "text",
+                          "expected exactly 7 action tokens"),
+    "empty text": ({"text": "", "robot_type": "bridge_orig"}, "text", "found 0 action token(s)"),
+    "text missing": ({"robot_type": "bridge_orig"}, "text", "text: Field required"),
+    "text not a string": ({"text": 7, "robot_type": "bridge_orig"}, "text", "text: Input should be a valid string"),
+    "unknown field": ({"text": EXAMPLE_TEXT, "robot_type": "bridge_orig", "robot": "x"}, "robot",
+                      "robot: Extra inputs are not permitted"),
+}
+
+
+@pytest.mark.parametrize("body,param,message", VALIDATION_CASES.values(), ids=VALIDATION_CASES.keys())
+def test_validation_errors_are_422_naming_the_field(server, body, param, message):
+    error = error_of(post(server.url + "/v1/action-tokens", body), 422)
+    assert message in error["message"]
+    assert error["param"] == param
+    assert error["type"] == "invalid_request_error"
+
+
+@pytest.mark.parametrize("raw,message", [
+    (b'{"text": "abc", ', "malformed JSON body: Expecting property name enclosed in double quotes at line 1"),
+    (b"", "request body is empty"),
+    (b"[1, 2]", "expected a JSON object, got list"),
+    (b'{"text": "\xff"}', "not UTF-8"),
+], ids=["truncated", "empty", "array", "not utf-8"])
+def test_malformed_bodies_are_400(server, raw, message):
+    for path in ("/v1/action-tokens", "/v1/chat/completions"):
+        response = post(server.url + path, raw)
+        if path == "/v1/chat/completions":
+            assert response.status_code == 404  # no model: the route refuses before reading the body
+            continue
+        assert message in error_of(response, 400)["message"]
+
+
+def test_body_size_limit(server):
+    big = {"text": "x" * BODY_LIMIT, "robot_type": "bridge_orig"}
+    assert "limit of 4096" in error_of(post(server.url + "/v1/action-tokens", big), 413)["message"]
+
+    def chunks():  # no Content-Length: the limit is enforced while reading
+        for _ in range(10):
+            yield b" " * 1024
+
+    response = httpx.post(server.url + "/v1/action-tokens", content=chunks(), timeout=30)
+    assert "limit of 4096" in error_of(response, 413)["message"]
+    assert post(server.url + "/v1/action-tokens", {"text": EXAMPLE_TEXT, "robot_type": "bridge_orig"}).status_code == 200
+
+
+def test_auth(auth_server):
+    url = auth_server.url + "/v1/action-tokens"
+    body = {"text": EXAMPLE_TEXT, "robot_type": "bridge_orig"}
+    missing = post(url, body)
+    assert "missing bearer token" in error_of(missing, 401)["message"]
+    assert missing.headers["www-authenticate"].startswith("Bearer")
+    assert "invalid bearer token" in error_of(post(url, body, headers={"Authorization": "Bearer nope"}), 401)["message"]
+    assert error_of(post(url, body, headers={"Authorization": f"Basic {TOKEN}"}), 401)
+    assert error_of(post(url, body, headers={"Authorization": f"Bearer {TOKEN}x"}), 401)
+    ok = post(url, body, headers={"Authorization": f"Bearer {TOKEN}"})
+    assert ok.status_code == 200 and ok.json() == PUBLISHED_BRIDGE
+    assert httpx.get(auth_server.url + "/v1/models", timeout=10).status_code == 401
+    assert httpx.get(auth_server.url + "/v1/models", headers={"Authorization": f"Bearer {TOKEN}"},
+                     timeout=10).status_code == 200
+    assert httpx.get(auth_server.url + "/health", timeout=10).status_code == 200  # health stays open for probes
+    # auth is checked before the body is read or parsed
+    assert error_of(post(url, b"{not json"), 401)
+
+
+def test_bearer_comparison_is_constant_time(monkeypatch):
+    import hmac
+
+    from magma_ros.server.auth import BearerAuth
+
+    calls = []
+    real = hmac.compare_digest
+    monkeypatch.setattr(hmac, "compare_digest", lambda a, b: calls.append((a, b)) or real(a, b))
+    BearerAuth("secret").check("Bearer secret")
+    assert calls == [(b"secret", b"secret")]
+
+
+def test_no_model_endpoints(server):
+    health = httpx.get(server.url + "/health", timeout=10).json()
+    assert health == {"status": "ok", "model_loaded": False, "model": None, "queue_depth": 0,
+                      "queue_capacity": 8, "busy": False}
+    assert httpx.get(server.url + "/v1/models", timeout=10).json() == {"object": "list", "data": []}
+    error = error_of(post(server.url + "/v1/chat/completions", {"messages": [{"role": "user", "content": "hi"}]}), 404)
+    assert "--no-model" in error["message"]
+    unknown = error_of(httpx.get(server.url + "/v2/nothing", timeout=10), 404)
+    assert unknown["message"] == "GET /v2/nothing: Not Found"
+
+
+def test_cli_no_model_with_auth_and_access_log(console_script, llama3_tokenizer_path):
+    proc, url = start_cli_server(console_script("magma-ros"),
+                                 ["--no-model", "--tokenizer", str(llama3_tokenizer_path), "--auth-token-env",
+                                  "MAGMA_TEST_TOKEN"], env={"MAGMA_TEST_TOKEN": TOKEN}, timeout_s=60)
+    try:
+        body = {"text": EXAMPLE_TEXT, "robot_type": "bridge_orig"}
+        assert post(url + "/v1/action-tokens", body).status_code == 401
+        ok = post(url + "/v1/action-tokens", body, headers={"Authorization": f"Bearer {TOKEN}"})
+        assert ok.status_code == 200 and ok.json() == PUBLISHED_BRIDGE
+    finally:
+        output = stop_process(proc)
+    logs = [json.loads(line) for line in output.splitlines() if line.startswith('{"event": "access"')]
+    served = [entry for entry in logs if entry["path"] == "/v1/action-tokens"]
+    assert [entry["status"] for entry in served] == [401, 200]
+    assert all(entry["method"] == "POST" and entry["latency_ms"] >= 0 and entry["client"].startswith("127.0.0.1:")
+               for entry in served)
+    assert TOKEN not in output
+
+
+@pytest.mark.parametrize("args,env,message", [
+    (["--no-model"], {}, "--no-model needs --tokenizer"),
+    (["--no-model", "--tokenizer", "{tok}", "--auth-token-env", "MAGMA_UNSET_TOKEN_VAR"], {},
+     "environment variable MAGMA_UNSET_TOKEN_VAR is unset or empty"),
+    (["--no-model", "--tokenizer", "{tok}", "--queue-depth", "-1"], {}, "queue_depth: must be >= 0"),
+    (["--no-model", "--tokenizer", "{tok}", "--allow-image-host", "http://evil/x"], {}, "allowed image hosts"),
+    (["--backend", "openai", "--tokenizer", "{tok}"], {}, "supports only 'magma'"),
+    (["--no-model", "--tokenizer", "/nonexistent/tokenizer.json"], {}, "tokenizer not found"),
+], ids=["no tokenizer", "token env unset", "queue depth", "image host", "backend", "missing tokenizer"])
+def test_cli_user_errors_exit_2(console_script, llama3_tokenizer_path, args, env, message):
+    args = [a.replace("{tok}", str(llama3_tokenizer_path)) for a in args]
+    result = subprocess.run([console_script("magma-ros"), "serve", *args, "--port", "1"], capture_output=True,
+                            text=True, timeout=60)
+    assert result.returncode == 2, result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("magma-ros serve: error:") and message in lines[0], result.stderr
