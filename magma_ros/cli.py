@@ -12,6 +12,9 @@ from .policy.base import PolicyConfigError, PolicyError
 # subcommand name -> module under magma_ros.commands
 COMMANDS: dict[str, str] = {
     "decode": "decode",
+    "sim-eval": "sim_eval",
+    "eval": "eval",
+    "serve": "serve",
 }
 
 
