@@ -1,0 +1,127 @@
+"""Evaluate a policy offline on a recorded rosbag2 bag (MCAP or sqlite3; no ROS needed).
+
+Each image frame (with the latest instruction) is sent to the backend; the prediction is compared
+with the recorded action that follows the frame (the first message at or after it, within
+--max-delay). Writes OUT/report.json (per-axis MSE and NRMSE, exact-bin and gripper agreement,
+latency p50/p99, per episode and overall, every skipped frame counted), OUT/frames.csv and
+OUT/actions.png.
+
+examples:
+  magma-ros eval my_bag --robot bridge_orig --action-topic /teleop/action --backend openai \\
+      --endpoint-url http://gpu-box:8000 --tokenizer /models/Magma-8B --out eval_out
+  magma-ros eval my_bag --twist-topic /servo_node/delta_twist_cmds --gripper-topic /gripper \\
+      --backend fixed --fixed-action 0,0,0,0,0,0,1
+  magma-ros eval replayed_bag --action-topic /teleop/action --predicted-action-topic /magma_node/action
+"""
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from ..policy.cli_options import add_backend_arguments, backend_config_from_args
+
+HELP = "evaluate a backend on a recorded bag: metrics, per-frame CSV and plots"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Options of ``magma-ros eval``."""
+    parser.add_argument("bag", type=Path, help="rosbag2 directory (MCAP or sqlite3), or one .mcap/.db3 file")
+    parser.add_argument("--robot", default="bridge_orig",
+                        help="robot profile name or YAML path (normalization, gripper, control period)")
+    parser.add_argument("--out", type=Path, default=None,
+                        help="output directory for report.json, frames.csv, actions.png (default: eval_<bag name>)")
+    topics = parser.add_argument_group("input topics")
+    topics.add_argument("--image-topic", default="/camera/image_raw", help="sensor_msgs/Image or CompressedImage")
+    topics.add_argument("--instruction-topic", default="/magma/instruction", help="std_msgs/String")
+    topics.add_argument("--instruction", default=None,
+                        help="use this instruction for every frame instead of --instruction-topic")
+    truth = parser.add_argument_group("ground truth (one form)")
+    truth.add_argument("--action-topic", default=None,
+                       help="std_msgs/Float64MultiArray 7-vectors (x y z roll pitch yaw gripper, robot units)")
+    truth.add_argument("--twist-topic", default=None,
+                       help="geometry_msgs/TwistStamped; deltas = twist * control period")
+    truth.add_argument("--gripper-topic", default=None, help="std_msgs/Float64 gripper command in [0, 1] (with --twist-topic)")
+    truth.add_argument("--control-period", type=float, default=None,
+                       help="seconds per control step for twists (default: the robot profile's)")
+    recorded = parser.add_argument_group("recorded predictions instead of a backend (e.g. a replay output bag)")
+    recorded.add_argument("--predicted-action-topic", default=None, help="Float64MultiArray (e.g. /magma_node/action)")
+    recorded.add_argument("--predicted-twist-topic", default=None, help="TwistStamped (e.g. /servo_node/delta_twist_cmds)")
+    recorded.add_argument("--predicted-gripper-topic", default=None,
+                          help="Float64 gripper command (e.g. /magma/gripper_command), with --predicted-twist-topic")
+    parser.add_argument("--every", type=int, default=1, help="evaluate every k-th image frame")
+    parser.add_argument("--max-delay", type=float, default=1.0,
+                        help="seconds after a frame within which its recorded action must arrive")
+    parser.add_argument("--no-plots", action="store_true", help="skip actions.png")
+    parser.add_argument("--quiet", action="store_true", help="no progress bar")
+    add_backend_arguments(parser, backend=None)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Evaluate and print a summary."""
+    from ..actions import load_profile
+    from ..cli import UserError
+    from ..eval.errors import BagError
+    from ..eval.runner import EvalOptions, Evaluator, print_summary
+    from ..policy.registry import create_policy
+
+    profile = load_profile(args.robot)
+    dt = args.control_period if args.control_period is not None else profile.control_period_s
+    if not dt > 0:
+        raise UserError(f"--control-period must be > 0, got {dt}")
+    truth = _source(args.action_topic, args.twist_topic, args.gripper_topic, dt, "",
+                    required=True)
+    recorded = _source(args.predicted_action_topic, args.predicted_twist_topic, args.predicted_gripper_topic, dt,
+                       "predicted-", required=False)
+    if recorded is not None and args.backend is not None:
+        raise UserError("give either --backend or --predicted-... topics, not both")
+    if args.every < 1:
+        raise UserError(f"--every must be >= 1, got {args.every}")
+    if not args.max_delay > 0:
+        raise UserError(f"--max-delay must be > 0, got {args.max_delay}")
+    options = EvalOptions(
+        bag=args.bag, out_dir=args.out or Path(f"eval_{args.bag.resolve().name}"), profile=profile,
+        image_topic=args.image_topic, instruction_topic=None if args.instruction else args.instruction_topic,
+        instruction=args.instruction, truth=truth, recorded=recorded, max_delay_s=args.max_delay,
+        every=args.every, plots=not args.no_plots, progress=not args.quiet,
+    )
+    policy, backend_name = None, ""
+    if recorded is None:
+        args.backend = args.backend or "magma"
+        config = backend_config_from_args(args)
+        backend_name = config.backend
+        policy = create_policy(config, profile)
+    try:
+        report = Evaluator(options, policy, backend_name).run()
+    except BagError as exc:
+        raise UserError(str(exc)) from None
+    finally:
+        if policy is not None:
+            policy.close()
+    print_summary(report)
+    print(f"report: {options.out_dir / 'report.json'}")
+    if report["read_error"]:
+        raise UserError(f"{report['read_error']} (partial report written to {options.out_dir})")
+    if report["frames"]["evaluated"] == 0:
+        skipped = ", ".join(f"{k} {v}" for k, v in report["frames"]["skipped"].items() if v) or "no image frames"
+        raise UserError(f"no frame could be evaluated ({skipped}); see {options.out_dir / 'report.json'}")
+    return 0
+
+
+def _source(action_topic: str | None, twist_topic: str | None, gripper_topic: str | None, dt: float,
+            flag: str, required: bool):
+    """The ActionSource named by one of the two option forms (or None when neither is given)."""
+    from ..cli import UserError
+    from ..eval.stream import ActionSource
+
+    if action_topic and (twist_topic or gripper_topic):
+        raise UserError(f"give --{flag}action-topic or --{flag}twist-topic with --{flag}gripper-topic, not both")
+    if action_topic:
+        return ActionSource(action_topic)
+    if twist_topic or gripper_topic:
+        if not (twist_topic and gripper_topic):
+            raise UserError(f"--{flag}twist-topic and --{flag}gripper-topic go together")
+        return ActionSource(twist_topic, gripper_topic, dt)
+    if required:
+        raise UserError(f"give the ground truth: --{flag}action-topic TOPIC, or --{flag}twist-topic TOPIC "
+                        f"with --{flag}gripper-topic TOPIC")
+    return None
