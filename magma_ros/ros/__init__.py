@@ -1,0 +1,1 @@
+"""The rclpy layer: the magma_node node, message conversions, QoS and parameter declarations."""

@@ -1,0 +1,312 @@
+"""magma_node: camera + instruction in, safe TwistStamped and gripper commands out.
+
+The node only wires things up: images and instructions go to an inference thread running the
+policy; predictions are decoded (``safety.ActionConverter``) and judged by the
+``safety.SafetySupervisor``, whose command a timer republishes at ``publish_rate_hz``.
+"""
+from __future__ import annotations
+
+import math
+import threading
+import time
+from typing import Any, Callable
+
+from geometry_msgs.msg import PoseStamped, TwistStamped
+from rcl_interfaces.msg import SetParametersResult
+from rclpy.callback_groups import MutuallyExclusiveCallbackGroup
+from rclpy.node import Node
+from rclpy.parameter import Parameter
+from sensor_msgs.msg import CompressedImage, Image
+from std_msgs.msg import Bool, Float64, Float64MultiArray, String
+from std_srvs.srv import SetBool, Trigger
+from diagnostic_msgs.msg import DiagnosticArray
+
+from ..policy.base import Policy
+from ..policy.registry import create_policy
+from ..safety.conversion import ActionConverter
+from ..safety.supervisor import Command, SafetyState, SafetySupervisor
+from .diagnostics import NodeStats, build_diagnostics
+from .images import ImageError, compressed_to_rgb, image_to_rgb
+from .inference import Frame, InferenceWorker
+from .params import declare_parameters
+from .qos import COMMAND_QOS, EVENT_QOS, IMAGE_QOS, INSTRUCTION_QOS
+from .settings import NODE_PARAMETERS, build_settings
+
+THROTTLE_S = 2.0  # bad-input warnings are logged at most this often per kind
+DIAGNOSTICS_PERIOD_S = 1.0
+
+
+class MagmaNode(Node):
+    """The magma_node ROS node. Pass ``policy`` to use an already-built backend (tests, the
+    simulator); otherwise one is created from the backend parameters. ``clock`` (monotonic
+    seconds) drives every safety decision."""
+
+    def __init__(self, policy: Policy | None = None, *, node_name: str = "magma_node",
+                 clock: Callable[[], float] = time.monotonic, **node_kwargs: Any) -> None:
+        super().__init__(node_name, **node_kwargs)
+        try:
+            self._setup(policy, clock)
+        except BaseException:
+            self.destroy_node()
+            raise
+
+    def _setup(self, policy: Policy | None, clock: Callable[[], float]) -> None:
+        self._monotonic = clock
+        self.settings = build_settings(declare_parameters(self))
+        self.profile = self.settings.profile
+        self._owns_policy = policy is None
+        self.policy = create_policy(self.settings.backend_config(), self.profile) if policy is None else policy
+        self.converter = ActionConverter(self.profile, self.policy.vocab_size)
+        self._convert_lock = threading.Lock()
+        self._publish_lock = threading.Lock()
+        self.supervisor = SafetySupervisor(self.settings.limits, self.settings.timing, clock,
+                                           enabled=self.settings["enabled_on_start"])
+        self.stats = NodeStats(clock)
+        self._instruction = ""
+        self._instruction_version = 0
+        self._last_command: Command | None = None
+        self._closed = False
+
+        inputs = MutuallyExclusiveCallbackGroup()
+        control = MutuallyExclusiveCallbackGroup()
+        services = MutuallyExclusiveCallbackGroup()
+        s = self.settings
+        self.twist_pub = self.create_publisher(TwistStamped, s["twist_topic"], COMMAND_QOS)
+        self.gripper_pub = self.create_publisher(Float64, s["gripper_topic"], COMMAND_QOS)
+        self.action_pub = self.create_publisher(Float64MultiArray, "~/action", COMMAND_QOS)
+        self.diag_pub = self.create_publisher(DiagnosticArray, "/diagnostics", COMMAND_QOS)
+        if s["compressed_image"]:
+            import cv2  # noqa: F401  (fail at start-up, not on the first frame)
+
+            image_topic = s["image_topic"].rstrip("/") + "/compressed"
+            self.create_subscription(CompressedImage, image_topic, self._on_compressed, IMAGE_QOS,
+                                     callback_group=inputs)
+        else:
+            image_topic = s["image_topic"]
+            self.create_subscription(Image, image_topic, self._on_image, IMAGE_QOS, callback_group=inputs)
+        self.create_subscription(String, s["instruction_topic"], self._on_instruction, INSTRUCTION_QOS,
+                                 callback_group=inputs)
+        self.create_subscription(Bool, s["estop_topic"], self._on_estop, EVENT_QOS, callback_group=inputs)
+        if s["ee_pose_topic"]:
+            self.create_subscription(PoseStamped, s["ee_pose_topic"], self._on_ee_pose, EVENT_QOS,
+                                     callback_group=inputs)
+        self.create_service(SetBool, "~/enable", self._on_enable, callback_group=services)
+        self.create_service(Trigger, "~/reset", self._on_reset, callback_group=services)
+        self.add_on_set_parameters_callback(self._on_set_parameters)
+        if s["instruction"]:
+            self._set_instruction(s["instruction"])
+        self.worker = InferenceWorker(self._infer, lambda: self.supervisor.timing.control_period_s, clock)
+        self.worker.start()
+        self.create_timer(s.timing.publish_period_s, self._on_publish_timer, callback_group=control)
+        self.create_timer(DIAGNOSTICS_PERIOD_S, self.publish_diagnostics, callback_group=inputs)
+        self.get_logger().info(
+            f"robot {self.profile.name} ({self.settings.control_rate_hz:g} Hz), backend "
+            f"{s['backend'] if self._owns_policy else type(self.policy).__name__}, image {image_topic}, "
+            f"commands {s['twist_topic']} in {self.settings.frame_id} at {s['publish_rate_hz']:g} Hz, "
+            f"{'enabled' if self.supervisor.enabled else 'disabled (call ~/enable)'}")
+
+    # --- inputs --------------------------------------------------------------------------------
+    def _on_image(self, msg: Image) -> None:
+        self._accept_image(image_to_rgb, msg)
+
+    def _on_compressed(self, msg: CompressedImage) -> None:
+        self._accept_image(compressed_to_rgb, msg)
+
+    def _accept_image(self, convert: Callable[[Any], Any], msg: Any) -> None:
+        arrived = self._monotonic()
+        self.stats.count("images_received")
+        try:
+            image = convert(msg)
+        except ImageError as exc:
+            self._reject("image", "images_rejected", f"image rejected: {exc}")
+            return
+        self.stats.image_rate.mark()
+        self.supervisor.image_ok()
+        self.worker.submit(Frame(image=image, arrived=arrived))
+
+    def _on_instruction(self, msg: String) -> None:
+        self.stats.count("instructions_received")
+        self._set_instruction(msg.data)
+
+    def _set_instruction(self, text: str) -> bool:
+        text = text.strip()
+        limit = self.settings["max_instruction_chars"]
+        if not text:
+            self._instruction = ""
+            self._reject("instruction", "instructions_rejected", "instruction rejected: empty")
+            return False
+        if len(text) > limit:
+            self._instruction = ""
+            self._reject("instruction", "instructions_rejected",
+                         f"instruction rejected: {len(text)} characters, more than max_instruction_chars ({limit})")
+            return False
+        with self._convert_lock:
+            self._instruction = text
+            self._instruction_version += 1
+            self.converter.reset()
+        self.supervisor.instruction_ok()
+        self.get_logger().info(f"instruction: {text!r}")
+        return True
+
+    def _on_estop(self, msg: Bool) -> None:
+        self.supervisor.estop(bool(msg.data))
+        if msg.data:
+            self._publish_command()  # stop now, not at the next tick
+
+    def _on_ee_pose(self, msg: PoseStamped) -> None:
+        p = msg.pose.position
+        position = (p.x, p.y, p.z)
+        if msg.header.frame_id != self.settings.frame_id:
+            self._reject("ee_pose", "ee_poses_rejected", f"end-effector pose in frame {msg.header.frame_id!r}, "
+                         f"expected {self.settings.frame_id!r}")
+        elif not all(math.isfinite(v) for v in position):
+            self._reject("ee_pose", "ee_poses_rejected", f"end-effector position not finite: {position}")
+        else:
+            self.supervisor.ee_pose(position)
+
+    def _reject(self, source: str, counter: str, message: str) -> None:
+        self.stats.count(counter)
+        self.supervisor.reject(source, message)
+        self.get_logger().warning(message, throttle_duration_sec=THROTTLE_S)
+        self._publish_command()
+
+    # --- inference thread ----------------------------------------------------------------------
+    def _infer(self, frame: Frame) -> None:
+        instruction, version = self._instruction, self._instruction_version
+        if not instruction:
+            return
+        started = self._monotonic()
+        try:
+            prediction = self.policy.predict(frame.image, instruction)
+        except Exception as exc:  # noqa: BLE001 - any backend failure is a fault that stops the robot
+            self._reject("policy", "policy_errors", f"backend error: {type(exc).__name__}: {exc}")
+            return
+        inference = self._monotonic() - started
+        self.stats.count("predictions")
+        self.stats.inference_s.append(inference)
+        try:
+            with self._convert_lock:
+                if version != self._instruction_version:
+                    return  # the instruction changed while the model ran
+                action = self.converter.action(prediction)
+                self.action_pub.publish(Float64MultiArray(data=[float(v) for v in action]))
+                twist, gripper = self.converter.command(action, self.supervisor.timing.control_period_s)
+        except ValueError as exc:
+            self._reject("policy", "actions_rejected", f"action rejected: {exc}")
+            return
+        self.stats.action_rate.mark()
+        executed = self.supervisor.action_ok(twist)
+        self._publish_command()
+        if executed:
+            self.gripper_pub.publish(Float64(data=float(gripper)))
+            self.stats.count("actions_executed")
+            self.stats.overhead_s.append(self._monotonic() - frame.arrived - inference)
+
+    # --- outputs -------------------------------------------------------------------------------
+    def _on_publish_timer(self) -> None:
+        self.stats.tick_times.append(self._monotonic())
+        self._publish_command()
+
+    def _publish_command(self) -> Command:
+        """Publish the supervisor's command for now with a fresh stamp."""
+        with self._publish_lock:
+            command = self.supervisor.tick()
+            msg = TwistStamped()
+            msg.header.stamp = self.get_clock().now().to_msg()
+            msg.header.frame_id = self.settings.frame_id
+            (msg.twist.linear.x, msg.twist.linear.y, msg.twist.linear.z) = (float(v) for v in command.twist.linear)
+            (msg.twist.angular.x, msg.twist.angular.y, msg.twist.angular.z) = (float(v) for v in command.twist.angular)
+            self.twist_pub.publish(msg)
+            self.stats.publish_rate.mark()
+            self.stats.count("commands_published")
+            self._last_command = command
+        if command.changed:
+            self._log_state(command)
+            self.publish_diagnostics()
+        return command
+
+    def _log_state(self, command: Command) -> None:
+        text = f"state {command.state.value}: {command.reason}"
+        if command.state is SafetyState.ACTIVE:
+            self.get_logger().info(text)
+        elif command.state in (SafetyState.ESTOP, SafetyState.FAULT):
+            self.get_logger().error(text)
+        else:
+            self.get_logger().warning(text)
+
+    def publish_diagnostics(self) -> None:
+        """Publish the state, last fault, rates, latency and counters on /diagnostics."""
+        command = self._last_command
+        state = command.state if command else self.supervisor.state
+        reason = command.reason if command else "starting"
+        inference = list(self.stats.inference_s)[-20:]
+        values: dict[str, object] = {
+            "enabled": self.supervisor.enabled,
+            "estop_latched": self.supervisor.estop_latched,
+            "last_fault": self.supervisor.last_fault,
+            "instruction": self._instruction,
+            "backend": self.settings["backend"] if self._owns_policy else type(self.policy).__name__,
+            "control_rate_hz": self.settings.control_rate_hz,
+            "image_rate_hz": self.stats.image_rate.rate(),
+            "action_rate_hz": self.stats.action_rate.rate(),
+            "publish_rate_hz": self.stats.publish_rate.rate(),
+            "inference_ms_last": 1000.0 * inference[-1] if inference else 0.0,
+            "inference_ms_mean": 1000.0 * sum(inference) / len(inference) if inference else 0.0,
+            "images_dropped": self.worker.dropped,
+        }
+        values.update(self.stats.counters)
+        self.diag_pub.publish(build_diagnostics(self.get_clock().now().to_msg(), f"{self.get_name()}: safety",
+                                                self.profile.name, state, reason, values))
+
+    # --- services and parameters ---------------------------------------------------------------
+    def _on_enable(self, request: SetBool.Request, response: SetBool.Response) -> SetBool.Response:
+        self.supervisor.set_enabled(request.data)
+        command = self._publish_command()
+        response.success = True
+        response.message = f"{'enabled' if request.data else 'disabled'}; state {command.state.value}: {command.reason}"
+        self.get_logger().info(response.message)
+        return response
+
+    def _on_reset(self, request: Trigger.Request, response: Trigger.Response) -> Trigger.Response:
+        response.success, response.message = self.supervisor.reset()
+        self._publish_command()
+        self.get_logger().info(f"reset: {response.message}")
+        return response
+
+    def _on_set_parameters(self, params: list[Parameter]) -> SetParametersResult:
+        values = dict(self.settings.values)
+        arrays = {p.name for p in NODE_PARAMETERS if p.array}
+        for param in params:
+            if param.name in values:
+                values[param.name] = list(param.value) if param.name in arrays else param.value
+        try:
+            settings = build_settings(values, profile=self.profile)
+        except ValueError as exc:
+            return SetParametersResult(successful=False, reason=str(exc))
+        instruction_changed = values["instruction"] != self.settings["instruction"]
+        self.settings = settings
+        self.supervisor.configure(settings.limits, settings.timing)
+        if instruction_changed:
+            if values["instruction"]:
+                self._set_instruction(values["instruction"])
+            else:
+                self._instruction = ""
+                self.supervisor.reject("instruction", "instruction parameter cleared")
+        return SetParametersResult(successful=True)
+
+    # --- shutdown ------------------------------------------------------------------------------
+    def close(self) -> None:
+        """Stop inference, command a final zero twist, release an owned policy, destroy the node."""
+        if self._closed:
+            return
+        self._closed = True
+        self.supervisor.set_enabled(False)
+        if not self.worker.stop():
+            self.get_logger().warning("inference thread still busy at shutdown")
+        try:
+            self._publish_command()
+        except Exception as exc:  # noqa: BLE001 - the context may already be shut down
+            self.get_logger().warning(f"could not publish the final zero twist: {exc}")
+        if self._owns_policy:
+            self.policy.close()
+        self.destroy_node()

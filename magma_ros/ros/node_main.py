@@ -1,0 +1,54 @@
+"""``magma_node`` console script: ``magma_node --ros-args -p robot:=bridge_orig -p backend:=fixed ...``."""
+from __future__ import annotations
+
+import signal
+import sys
+from typing import Sequence
+
+import rclpy
+from rclpy.signals import SignalHandlerOptions
+from rclpy.exceptions import InvalidParameterValueException
+from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor
+
+from ..policy.base import PolicyError
+
+EXECUTOR_THREADS = 3  # inputs, publish timer, services (inference has its own thread)
+
+
+def main(args: Sequence[str] | None = None) -> int:
+    """Run the node until Ctrl-C; bad parameters exit 2 and a backend that cannot start exits 1."""
+    # Our own signal handling: the context must stay valid long enough to publish a final zero twist.
+    rclpy.init(args=list(args) if args is not None else sys.argv, signal_handler_options=SignalHandlerOptions.NO)
+    signal.signal(signal.SIGTERM, _interrupt)
+    from .node import MagmaNode
+
+    try:
+        try:
+            node = MagmaNode()
+        except (ValueError, InvalidParameterValueException) as exc:
+            print(f"magma_node: error: {exc}", file=sys.stderr)
+            return 2
+        except PolicyError as exc:
+            print(f"magma_node: backend error: {exc}", file=sys.stderr)
+            return 1
+        executor = MultiThreadedExecutor(num_threads=EXECUTOR_THREADS)
+        executor.add_node(node)
+        try:
+            executor.spin()
+        except (KeyboardInterrupt, ExternalShutdownException):
+            pass
+        finally:
+            node.close()
+            executor.shutdown()
+        return 0
+    finally:
+        if rclpy.ok():
+            rclpy.shutdown()
+
+
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
+
+
+if __name__ == "__main__":
+    sys.exit(main())

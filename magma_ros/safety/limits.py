@@ -1,0 +1,91 @@
+"""Validated numbers the safety layer works with: speed/acceleration limits, workspace, timeouts."""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Sequence
+
+from ..actions.profiles import RobotProfile
+
+Vector3 = tuple[float, float, float]
+
+
+class SafetyConfigError(ValueError):
+    """A safety limit or timeout that is missing, non-finite or out of range."""
+
+
+@dataclass(frozen=True)
+class SafetyLimits:
+    """Speed limits (per axis and norm), acceleration limits and the workspace box, in SI units."""
+
+    max_linear_speed: float  # m/s, norm of the linear velocity
+    max_angular_speed: float  # rad/s, norm of the angular velocity
+    max_linear_axis_speed: float  # m/s, each of x, y, z
+    max_angular_axis_speed: float  # rad/s, each of wx, wy, wz
+    max_linear_accel: float  # m/s^2
+    max_angular_accel: float  # rad/s^2
+    workspace_min: Vector3
+    workspace_max: Vector3
+
+    def __post_init__(self) -> None:
+        for name in ("max_linear_speed", "max_angular_speed", "max_linear_axis_speed", "max_angular_axis_speed",
+                     "max_linear_accel", "max_angular_accel"):
+            value = getattr(self, name)
+            if not isinstance(value, (int, float)) or not math.isfinite(value) or value <= 0:
+                raise SafetyConfigError(f"{name}: must be a finite number > 0, got {value!r}")
+        lo = _vector3(self.workspace_min, "workspace_min")
+        hi = _vector3(self.workspace_max, "workspace_max")
+        for i, axis in enumerate("xyz"):
+            if lo[i] >= hi[i]:
+                raise SafetyConfigError(f"workspace_min[{i}] ({axis} = {lo[i]}) must be below workspace_max[{i}] "
+                                        f"({axis} = {hi[i]})")
+        object.__setattr__(self, "workspace_min", lo)
+        object.__setattr__(self, "workspace_max", hi)
+
+    @classmethod
+    def from_profile(cls, profile: RobotProfile, control_rate_hz: float, *, max_linear_speed: float,
+                     max_angular_speed: float, max_linear_accel: float, max_angular_accel: float,
+                     workspace_min: Sequence[float] = (), workspace_max: Sequence[float] = ()) -> "SafetyLimits":
+        """Per-axis limits from the profile's per-step limits at ``control_rate_hz``; an empty
+        workspace corner means the profile's."""
+        if not math.isfinite(control_rate_hz) or control_rate_hz <= 0:
+            raise SafetyConfigError(f"control_rate_hz: must be > 0, got {control_rate_hz!r}")
+        return cls(
+            max_linear_speed=max_linear_speed,
+            max_angular_speed=max_angular_speed,
+            max_linear_axis_speed=profile.limits.max_linear_step * control_rate_hz,
+            max_angular_axis_speed=profile.limits.max_angular_step * control_rate_hz,
+            max_linear_accel=max_linear_accel,
+            max_angular_accel=max_angular_accel,
+            workspace_min=tuple(workspace_min) if len(workspace_min) else profile.workspace.min,
+            workspace_max=tuple(workspace_max) if len(workspace_max) else profile.workspace.max,
+        )
+
+
+@dataclass(frozen=True)
+class WatchdogTiming:
+    """Periods and timeouts (seconds) of the watchdog and of command holding."""
+
+    control_period_s: float  # each action is held this long, then zero
+    publish_period_s: float  # nominal time between published commands (acceleration limit step)
+    image_timeout_s: float
+    action_timeout_s: float
+    ee_pose_timeout_s: float
+    use_ee_pose: bool = False  # when true, motion needs a fresh end-effector pose
+
+    def __post_init__(self) -> None:
+        for name in ("control_period_s", "publish_period_s", "image_timeout_s", "action_timeout_s",
+                     "ee_pose_timeout_s"):
+            value = getattr(self, name)
+            if not isinstance(value, (int, float)) or not math.isfinite(value) or value <= 0:
+                raise SafetyConfigError(f"{name}: must be a finite number > 0, got {value!r}")
+
+
+def _vector3(value: Sequence[float], name: str) -> Vector3:
+    values = tuple(value)
+    if len(values) != 3:
+        raise SafetyConfigError(f"{name}: expected [x, y, z] (3 values), got {len(values)}")
+    for i, v in enumerate(values):
+        if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v):
+            raise SafetyConfigError(f"{name}[{i}]: expected a finite number, got {v!r}")
+    return (float(values[0]), float(values[1]), float(values[2]))
