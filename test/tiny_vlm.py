@@ -13,6 +13,7 @@ from pathlib import Path
 
 BASE_VOCAB = 1024
 N_ACTION_BINS = 256
+WEIGHT_STD = 0.3  # much larger than the usual 0.02, so image and prompt visibly change the greedy output
 IMAGE_SIZE = 32
 PATCH_SIZE = 8
 SPECIAL_TOKENS = ("<|begin_of_text|>", "<|eot_id|>", "<|start_header_id|>", "<|end_header_id|>", "<image>", "<pad>")
@@ -98,6 +99,10 @@ def build_tiny_vlm(directory: Path, seed: int = 0, *, hidden_size: int = 64, lay
                          vision_feature_select_strategy="default", projector_hidden_act="gelu")
     torch.manual_seed(seed)
     model = LlavaForConditionalGeneration(config).eval()
+    with torch.no_grad():
+        for param in model.parameters():
+            if param.dim() >= 2:
+                param.normal_(0.0, WEIGHT_STD)
     model.generation_config = GenerationConfig(bos_token_id=ids["<|begin_of_text|>"], eos_token_id=ids["<|eot_id|>"],
                                                pad_token_id=ids["<pad>"])
     model.save_pretrained(directory, safe_serialization=True)

@@ -82,9 +82,8 @@ class MagmaAdapter(ModelAdapter):
         return IMAGE_PLACEHOLDER
 
     def inputs(self, image: Any, prompt: str) -> dict[str, Any]:
-        if image is None:
-            batch = self.processor(images=None, texts=prompt, return_tensors="pt")
-            return self._to_device(batch)
+        if image is None:  # the model card documents only the image + text call
+            raise PolicyError("Magma backend: text-only generation is not supported; send an image")
         batch = self.processor(images=[image], texts=prompt, return_tensors="pt")
         batch["pixel_values"] = batch["pixel_values"].unsqueeze(0)
         batch["image_sizes"] = batch["image_sizes"].unsqueeze(0)
