@@ -1,0 +1,212 @@
+"""magma_node as its own process with a scripted policy (-p backend:=node_support:scripted),
+compressed images and an end-effector pose: enable/disable, token decoding, gripper, every
+bad-input and backend-failure case, workspace limits, parameter validation, start-up errors."""
+from __future__ import annotations
+
+import time
+
+import numpy as np
+import pytest
+
+from node_support import (MOVE_ACTION, NodeProcess, Probe, is_zero, jpeg_image, run_node_expecting_exit,
+                          twist_values, wait_until)
+
+PERIOD = 0.2
+TOPICS = {"image": "/sc/camera", "instruction": "/sc/instruction", "estop": "/sc/estop", "twist": "/sc/twist",
+          "gripper": "/sc/gripper", "ee_pose": "/sc/ee_pose"}
+INSIDE = (0.3, 0.0, 0.2)  # inside bridge_orig's workspace box
+
+
+@pytest.fixture(scope="module")
+def node(console_script, tmp_path_factory):
+    params = {"backend": "node_support:scripted", "compressed_image": True, "image_topic": TOPICS["image"],
+              "instruction_topic": TOPICS["instruction"], "estop_topic": TOPICS["estop"],
+              "twist_topic": TOPICS["twist"], "gripper_topic": TOPICS["gripper"], "ee_pose_topic": TOPICS["ee_pose"],
+              "max_linear_accel": 100.0, "max_angular_accel": 100.0, "max_instruction_chars": 50}
+    proc = NodeProcess(console_script("magma_node"), "scripted_node", params, tmp_path_factory.mktemp("scripted"))
+    probe = Probe("scripted_node", TOPICS, compressed=True)
+    probe.pose_position = INSIDE
+    try:
+        wait_until(lambda: probe.twists.items, 60, what=f"first twist; node log:\n{proc.output()}")
+        yield probe
+    finally:
+        probe.close()
+        code = proc.stop()
+        assert code == 0, proc.output()
+
+
+@pytest.fixture
+def streaming(node):
+    """JPEG images at 20 Hz plus the end-effector pose in node.pose_position."""
+    node.pose_position = INSIDE
+    with node.stream(jpeg_image(), pose=lambda: node.pose_position):
+        yield node
+
+
+def counter(probe: Probe, name: str) -> int:
+    return int(probe.state().get(name, "0"))
+
+
+def test_disabled_at_start_runs_the_model_but_never_moves(streaming):
+    node = streaming
+    node.instruct("move")
+    node.wait_state("disabled")
+    wait_until(lambda: node.actions.items, what="~/action while disabled (dry run)")
+    t0 = time.monotonic()
+    time.sleep(0.6)
+    window = node.twists.since(t0)
+    assert len(window) > 15 and all(is_zero(m) for _, m in window)
+    assert not node.grippers.items, "no gripper command while disabled"
+    reply = node.enable(True)
+    assert reply.success and "enabled" in reply.message
+    msg = node.wait_motion()
+    time.sleep(0.1)
+    msg = next(m for _, m in reversed(node.twists.items) if not is_zero(m))
+    assert np.allclose(twist_values(msg)[:3], np.array(MOVE_ACTION[:3]) / PERIOD)
+    assert np.allclose(twist_values(msg)[3:], [0.0, 0.0, MOVE_ACTION[5] / PERIOD])
+    assert node.grippers.last().data == 1.0
+
+
+def test_token_ids_are_decoded_with_the_robot_profile(streaming):
+    node = streaming
+    node.instruct("tokens")
+    t0 = time.monotonic()
+    wait_until(lambda: node.actions.since(t0), what="a decoded action")
+    action = np.array(node.actions.since(t0)[-1][1].data)
+    assert np.allclose(action[:6], MOVE_ACTION[:6], atol=0.003)  # within one bin
+    assert action[6] == pytest.approx(1.0, abs=0.008)  # gripper is not unnormalized: the top bin center
+    node.wait_state("active")
+
+
+def test_gripper_close_command(streaming):
+    node = streaming
+    node.instruct("close")
+    wait_until(lambda: node.grippers.last() is not None and node.grippers.last().data == 0.0, what="gripper 0.0")
+    node.instruct("move")
+    wait_until(lambda: node.grippers.last().data == 1.0, what="gripper 1.0")
+
+
+@pytest.mark.parametrize("instruction,counter_name,message", [
+    ("nan", "actions_rejected", "non-finite action values: y=nan"),
+    ("raise", "policy_errors", "endpoint unreachable"),
+    ("six ids", "policy_errors", "token_ids must be 7 integers"),
+    ("bad ids", "actions_rejected", "not action tokens"),
+])
+def test_backend_failures_stop_the_robot_until_a_good_action(streaming, instruction, counter_name, message):
+    node = streaming
+    node.instruct("move")
+    node.wait_motion()
+    before = counter(node, counter_name)
+    node.instruct(instruction)
+    state = node.wait_state("fault")
+    assert message in state["last_fault"], state
+    stopped_at = node.wait_stop()
+    time.sleep(0.5)
+    assert all(is_zero(m) for _, m in node.twists.since(stopped_at))
+    wait_until(lambda: counter(node, counter_name) > before, what=f"{counter_name} to grow")
+    node.instruct("move")
+    node.wait_state("active")
+    node.wait_motion()
+
+
+def test_bad_jpeg_stops_until_a_good_image(node):
+    from sensor_msgs.msg import CompressedImage
+
+    node.instruct("move")
+    with node.stream(jpeg_image(), pose=lambda: INSIDE):
+        node.wait_motion()
+    before = counter(node, "images_rejected")
+    with node.stream(CompressedImage(format="jpeg", data=b"\xff\xd8garbage"), pose=lambda: INSIDE):
+        state = node.wait_state("fault")
+        assert "cannot decode compressed image" in state["last_fault"]
+        node.wait_stop()
+    assert counter(node, "images_rejected") > before
+    with node.stream(jpeg_image(), pose=lambda: INSIDE):
+        node.wait_state("active")
+        node.wait_motion()
+
+
+@pytest.mark.parametrize("text,message", [("   ", "empty"), ("x" * 51, "51 characters, more than")])
+def test_bad_instructions_stop_until_a_good_one(streaming, text, message):
+    node = streaming
+    node.instruct("move")
+    node.wait_motion()
+    before = counter(node, "instructions_rejected")
+    node.instruct(text)
+    state = node.wait_state("fault")
+    assert message in state["last_fault"]
+    node.wait_stop()
+    assert counter(node, "instructions_rejected") == before + 1
+    node.instruct("move")
+    node.wait_state("active")
+    node.wait_motion()
+
+
+def test_workspace_limit_with_end_effector_pose(streaming):
+    node = streaming
+    node.instruct("move")
+    node.pose_position = (0.3, 0.0, 0.399)  # 1 mm below the box top: +z motion must be removed
+    time.sleep(0.3)
+    t0 = time.monotonic()
+    wait_until(lambda: [m for _, m in node.twists.since(t0) if not is_zero(m)], what="motion near the box top")
+    moving = [twist_values(m) for _, m in node.twists.since(t0) if not is_zero(m)]
+    assert all(v[2] <= 0.001 / PERIOD + 1e-9 for v in moving), moving[:3]
+    assert np.allclose(moving[-1][:2], np.array(MOVE_ACTION[:2]) / PERIOD)
+    node.pose_position = INSIDE
+
+
+def test_stale_or_foreign_frame_pose_stops(node):
+    node.instruct("move")
+    with node.stream(jpeg_image()):  # images but no pose
+        node.wait_state("no_ee_pose")
+        node.wait_stop()
+        node.pose(INSIDE, frame="world")
+        state = node.wait_state("fault")
+        assert "frame 'world', expected 'base_link'" in state["last_fault"]
+
+
+def test_slow_model_never_delays_the_publish_timer_and_frames_are_dropped(streaming):
+    node = streaming
+    dropped = counter(node, "images_dropped")
+    node.instruct("slow")
+    time.sleep(0.3)
+    t0 = time.monotonic()
+    time.sleep(1.5)
+    window = [t for t, _ in node.twists.since(t0)]
+    gaps = np.diff(window)
+    assert len(window) > 50 and gaps.max() < 0.25, f"{len(window)} twists, largest gap {gaps.max():.3f} s"
+    wait_until(lambda: counter(node, "images_dropped") > dropped + 5, what="dropped frames counted")
+    node.instruct("move")
+
+
+def test_parameter_changes_are_validated(node):
+    results = node.set_params(image_timeout_s=100.0)
+    assert not results[0].successful and "out of range" in results[0].reason
+    results = node.set_params(workspace_min=[0.1, 0.2])
+    assert not results[0].successful and "workspace_min: expected" in results[0].reason
+    results = node.set_params(workspace_min=[0.1, 0.2, 0.9])
+    assert not results[0].successful and "workspace_min[2]" in results[0].reason
+    results = node.set_params(control_rate_hz=80.0)
+    assert not results[0].successful and "publish_rate_hz" in results[0].reason
+    results = node.set_params(robot="google_robot")
+    assert not results[0].successful and "read-only" in results[0].reason.lower()
+    results = node.set_params(backend="fixed")
+    assert not results[0].successful
+    assert node.set_params(frame_id="tool0")[0].successful
+    try:
+        wait_until(lambda: node.twists.last().header.frame_id == "tool0", what="twists in tool0")
+    finally:
+        assert node.set_params(frame_id="")[0].successful
+    wait_until(lambda: node.twists.last().header.frame_id == "base_link", what="twists back in base_link")
+
+
+@pytest.mark.parametrize("params,message", [
+    ({"robot": "no_such_robot"}, "unknown robot 'no_such_robot'"),
+    ({"backend": "fixed", "fixed_action": [0.1, 0.2]}, "fixed_action: expected 7 values"),
+    ({"backend": "node_support:missing"}, "has no function 'missing'"),
+    ({"max_linear_speed": -1.0}, "out of range"),
+])
+def test_bad_start_up_parameters_exit_2_with_the_reason(console_script, params, message):
+    result = run_node_expecting_exit(console_script("magma_node"), params)
+    assert result.returncode == 2, result.stderr + result.stdout
+    assert message in result.stderr
