@@ -21,7 +21,7 @@ from ..policy.base import PolicyError
 from .decoding import ActionTokenService
 from .errors import ApiError
 from .images import ImageLoader
-from .schemas import ChatCompletionRequest, ImagePart
+from .schemas import ChatCompletionRequest
 from .worker import Job
 
 
@@ -96,7 +96,7 @@ class ChatPreparer:
                 texts = []
                 for j, part in enumerate(message.content):
                     where = f"messages[{i}].content[{j}].image_url.url"
-                    if isinstance(part, ImagePart):
+                    if part.type == "image_url":
                         if role != "user":
                             raise ApiError(422, f"messages[{i}]: images are only accepted in user messages",
                                            param=f"messages[{i}].content")

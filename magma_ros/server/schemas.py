@@ -1,9 +1,9 @@
 """Request bodies (pydantic) and the error text for their validation failures."""
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal, Union
+from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 
 class _Lenient(BaseModel):
@@ -12,22 +12,23 @@ class _Lenient(BaseModel):
     model_config = ConfigDict(extra="ignore")
 
 
-class TextPart(_Lenient):
-    type: Literal["text"]
-    text: str
-
-
 class ImageURL(_Lenient):
     url: str = Field(min_length=1)
     detail: str | None = None
 
 
-class ImagePart(_Lenient):
-    type: Literal["image_url"]
-    image_url: ImageURL
+class ContentPart(_Lenient):
+    """``{"type": "text", "text": ...}`` or ``{"type": "image_url", "image_url": {"url": ...}}``."""
 
+    type: Literal["text", "image_url"]
+    text: str | None = None
+    image_url: ImageURL | None = None
 
-ContentPart = Annotated[Union[TextPart, ImagePart], Field(discriminator="type")]
+    @model_validator(mode="after")
+    def _has_its_field(self) -> "ContentPart":
+        if getattr(self, self.type) is None:
+            raise ValueError(f"a {self.type!r} part needs a {self.type!r} field")
+        return self
 
 
 class ChatMessage(_Lenient):
@@ -70,13 +71,27 @@ class ActionTokensRequest(BaseModel):
 
 
 def describe_validation_error(exc: ValidationError) -> tuple[str, str | None]:
-    """One readable line naming each failing field, and the first field's path."""
+    """One readable line naming each failing field, and the first field's path.
+
+    For ``content: str | list[...]`` pydantic reports a failure per union member; when the client
+    sent a list, only the list member's errors are kept. Member labels are left out of paths.
+    """
+    errors = exc.errors(include_url=False)
+    list_branches = {err["loc"][:i] for err in errors for i, item in enumerate(err["loc"][:-1])
+                     if _is_list_label(item)}
     parts, first = [], None
-    for err in exc.errors(include_url=False):
-        path = _path(err["loc"])
+    for err in errors:
+        loc = err["loc"]
+        if loc and loc[-1] == "str" and loc[:-1] in list_branches:
+            continue
+        path = _path(loc)
         first = first or path
         parts.append(f"{path or 'body'}: {err['msg']}")
     return "; ".join(parts), first
+
+
+def _is_list_label(item: Any) -> bool:
+    return isinstance(item, str) and item.startswith("list[")
 
 
 def _path(loc: tuple) -> str:
@@ -84,8 +99,8 @@ def _path(loc: tuple) -> str:
     for item in loc:
         if isinstance(item, int):
             out += f"[{item}]"
-        elif item in ("str", "list[tagged-union[TextPart,ImagePart]]"):
-            continue  # pydantic names union members in the location; the field path is enough
+        elif item == "str" or _is_list_label(item):
+            continue
         else:
             out += f".{item}" if out else str(item)
     return out
