@@ -14,6 +14,7 @@ COMMANDS: dict[str, str] = {
     "decode": "decode",
     "sim-eval": "sim_eval",
     "eval": "eval",
+    "record": "record",
     "serve": "serve",
 }
 

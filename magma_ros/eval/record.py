@@ -1,0 +1,30 @@
+"""``magma-ros record``: record topics into a new bag until a duration passes or Ctrl-C."""
+from __future__ import annotations
+
+import sys
+import time
+from collections import Counter
+from pathlib import Path
+from typing import Sequence, TextIO
+
+from .recorder import BagRecorder, TopicSpec, resolve_types
+from .ros_session import ros_session
+
+
+def record(out: Path, topics: Sequence[TopicSpec], *, storage: str = "mcap", duration_s: float | None = None,
+           discovery_timeout_s: float = 10.0, ros_args: Sequence[str] = (), log: TextIO | None = None) -> Counter[str]:
+    """Record ``topics`` to ``out``; returns the message count per topic."""
+    log = log or sys.stderr
+    with ros_session("magma_record", ros_args) as session:
+        specs = resolve_types(session.node, list(topics), discovery_timeout_s)
+        recorder = BagRecorder(session.node, out, storage, specs, on_error=session.stop)
+        print(f"recording {', '.join(s.name for s in specs)} to {out} "
+              f"({'for %g s' % duration_s if duration_s else 'until Ctrl-C'})", file=log, flush=True)
+        started = time.monotonic()
+        try:
+            session.wait(duration_s)
+        finally:
+            recorder.close()
+        print(f"recorded {sum(recorder.counts.values())} messages in {time.monotonic() - started:.1f} s: "
+              f"{recorder.summary()}", file=log, flush=True)
+        return recorder.counts

@@ -1,0 +1,132 @@
+"""``magma-ros record`` as a separate process against real publishers over DDS on localhost."""
+from __future__ import annotations
+
+import signal
+import subprocess
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+pytestmark = pytest.mark.ros
+
+ACTION = [0.01, -0.02, 0.03, 0.1, -0.1, 0.2, 1.0]
+
+
+@pytest.fixture(scope="module")
+def node_outputs():
+    """A stand-in publishing magma_node's four output topics at 20 Hz, plus an extra String topic."""
+    import rclpy
+    from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus
+    from geometry_msgs.msg import TwistStamped
+    from rclpy.qos import QoSProfile, ReliabilityPolicy
+    from std_msgs.msg import Float64, Float64MultiArray, String
+
+    context = rclpy.Context()
+    rclpy.init(context=context)
+    node = rclpy.create_node("fake_magma_node", context=context)
+    qos = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
+    pubs = {
+        "twist": node.create_publisher(TwistStamped, "/servo_node/delta_twist_cmds", qos),
+        "gripper": node.create_publisher(Float64, "/magma/gripper_command", qos),
+        "action": node.create_publisher(Float64MultiArray, "/magma_node/action", qos),
+        "diag": node.create_publisher(DiagnosticArray, "/diagnostics", qos),
+        "extra": node.create_publisher(String, "/extra/note", qos),
+    }
+    stop = threading.Event()
+
+    def publish() -> None:
+        i = 0
+        while not stop.is_set():
+            twist = TwistStamped()
+            twist.header.frame_id = "base_link"
+            twist.twist.linear.x = 0.05
+            pubs["twist"].publish(twist)
+            pubs["gripper"].publish(Float64(data=0.25))
+            pubs["action"].publish(Float64MultiArray(data=ACTION))
+            pubs["diag"].publish(DiagnosticArray(status=[DiagnosticStatus(name="magma_node", message="ok")]))
+            pubs["extra"].publish(String(data=f"note {i}"))
+            i += 1
+            stop.wait(0.05)
+
+    thread = threading.Thread(target=publish, daemon=True)
+    thread.start()
+    yield
+    stop.set()
+    thread.join()
+    node.destroy_node()
+    rclpy.shutdown(context=context)
+
+
+def read_bag(path: Path) -> dict[str, list]:
+    from rosbags.highlevel import AnyReader
+
+    out: dict[str, list] = {}
+    with AnyReader([path]) as reader:
+        for conn in reader.connections:
+            out.setdefault(conn.topic, [])
+        for conn, _, raw in reader.messages():
+            out[conn.topic].append(reader.deserialize(raw, conn.msgtype))
+    return out
+
+
+def test_records_node_outputs_for_a_duration(node_outputs, tmp_path, console_script):
+    out = tmp_path / "run"
+    result = subprocess.run([console_script("magma-ros"), "record", "--out", str(out), "--duration", "4"],
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert (out / "metadata.yaml").is_file() and list(out.glob("*.mcap"))
+    msgs = read_bag(out)
+    assert set(msgs) == {"/servo_node/delta_twist_cmds", "/magma/gripper_command", "/magma_node/action", "/diagnostics"}
+    for topic, items in msgs.items():
+        assert len(items) >= 5, (topic, len(items), result.stderr)
+    assert msgs["/magma/gripper_command"][0].data == 0.25
+    assert msgs["/servo_node/delta_twist_cmds"][0].twist.linear.x == pytest.approx(0.05)
+    np.testing.assert_allclose(msgs["/magma_node/action"][-1].data, ACTION)
+    assert msgs["/diagnostics"][0].status[0].name == "magma_node"
+    assert "recorded" in result.stderr and "/magma/gripper_command" in result.stderr
+
+
+def test_sigint_leaves_a_complete_bag_with_extra_topics(node_outputs, tmp_path, console_script):
+    out = tmp_path / "run"
+    proc = subprocess.Popen([console_script("magma-ros"), "record", "--out", str(out), "--storage", "sqlite3",
+                             "--no-node-outputs", "--topic", "/extra/note", "--topic", "/magma_node/action"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 60
+        while not list(out.glob("*.db3")) and time.monotonic() < deadline:
+            assert proc.poll() is None, proc.communicate()[1]
+            time.sleep(0.2)
+        time.sleep(3.0)  # let messages arrive
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 0, err
+    msgs = read_bag(out)
+    assert set(msgs) == {"/extra/note", "/magma_node/action"}
+    assert len(msgs["/extra/note"]) >= 5, err
+    assert msgs["/extra/note"][0].data.startswith("note ")
+
+
+def test_unknown_topic_without_type_times_out(tmp_path, capsys):
+    from magma_ros.cli import main
+
+    code = main(["record", "--out", str(tmp_path / "x"), "--no-node-outputs", "--topic", "/nobody/publishes",
+                 "--discovery-timeout", "1"])
+    assert code == 2
+    assert "/nobody/publishes: not seen in the ROS graph after 1 s" in capsys.readouterr().err
+    assert not (tmp_path / "x").exists()
+
+
+def test_refuses_existing_output_and_bad_topic(tmp_path, capsys):
+    from magma_ros.cli import main
+
+    (tmp_path / "exists").mkdir()
+    assert main(["record", "--out", str(tmp_path / "exists"), "--duration", "1"]) == 2
+    assert "already exists" in capsys.readouterr().err
+    assert main(["record", "--out", str(tmp_path / "y"), "--topic", "relative/name"]) == 2
+    assert "expected an absolute topic name" in capsys.readouterr().err
