@@ -94,7 +94,7 @@ def test_settings_resolve_profile_defaults():
     (dict(workspace_min=[0.0, 0.0]), SettingsError, "workspace_min: expected"),
     (dict(workspace_min=[0.0, 0.0, 2.0], workspace_max=[1.0, 1.0, 1.0]), SettingsError, r"workspace_min\[2\]"),
     (dict(control_rate_hz=60.0), SettingsError, "must not exceed publish_rate_hz"),
-    (dict(max_linear_speed=0.0), SettingsError, "max_linear_speed: must be > 0"),
+    (dict(max_linear_speed=0.0), SettingsError, r"max_linear_speed: must be in \[0.001, 10.0\]"),
     (dict(instruction="x" * 20, max_instruction_chars=10), SettingsError, "instruction: longer"),
     (dict(backend="fixed", fixed_action=[1.0, float("nan")]), PolicyConfigError, "fixed_action"),
     (dict(backend="nonsense"), PolicyConfigError, "backend: must be one of"),

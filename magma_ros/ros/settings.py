@@ -59,13 +59,13 @@ NODE_PARAMETERS: tuple[NodeParam, ...] = (
     NodeParam("instruction", "", "initial instruction (empty = wait for one on instruction_topic)"),
     NodeParam("max_instruction_chars", 1000, "longest accepted instruction (characters)", (1, 100000)),
     NodeParam("max_linear_speed", 0.25, "limit on the norm of the linear velocity (m/s); per-axis limits come "
-              "from the profile's max_linear_step", (0.0, 10.0)),
+              "from the profile's max_linear_step", (0.001, 10.0)),
     NodeParam("max_angular_speed", 1.0, "limit on the norm of the angular velocity (rad/s); per-axis limits "
-              "come from the profile's max_angular_step", (0.0, 20.0)),
+              "come from the profile's max_angular_step", (0.001, 20.0)),
     NodeParam("max_linear_accel", 2.5, "limit on the change of linear velocity between published commands "
-              "(m/s^2); stops are immediate", (0.0, 1000.0)),
+              "(m/s^2); stops are immediate", (0.001, 1000.0)),
     NodeParam("max_angular_accel", 10.0, "limit on the change of angular velocity between published commands "
-              "(rad/s^2); stops are immediate", (0.0, 1000.0)),
+              "(rad/s^2); stops are immediate", (0.001, 1000.0)),
     NodeParam("workspace_min", [], "workspace box lower corner [x, y, z] (m, base frame); empty = profile",
               array=True),
     NodeParam("workspace_max", [], "workspace box upper corner [x, y, z] (m, base frame); empty = profile",
@@ -114,9 +114,6 @@ def build_settings(values: Mapping[str, Any], profile: RobotProfile | None = Non
     if rate > float(values["publish_rate_hz"]):
         raise SettingsError(f"control_rate_hz ({rate:g}) must not exceed publish_rate_hz "
                             f"({values['publish_rate_hz']:g})")
-    for name in ("max_linear_speed", "max_angular_speed", "max_linear_accel", "max_angular_accel"):
-        if values[name] <= 0:
-            raise SettingsError(f"{name}: must be > 0, got {values[name]!r}")
     for name in ("workspace_min", "workspace_max"):
         if len(values[name]) not in (0, 3):
             raise SettingsError(f"{name}: expected [] (profile) or [x, y, z], got {list(values[name])}")
