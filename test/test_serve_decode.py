@@ -7,7 +7,7 @@ import subprocess
 import httpx
 import numpy as np
 import pytest
-from test_serve_support import ServerThread, start_cli_server, stop_process
+from test_serve_support import CliServer, ServerThread, wait_until
 
 from magma_ros.actions import ActionTokenizer, TextTokenizer, load_profile
 from magma_ros.server.app import create_app
@@ -196,23 +196,24 @@ def test_no_model_endpoints(server):
     assert unknown["message"] == "GET /v2/nothing: Not Found"
 
 
-def test_cli_no_model_with_auth_and_access_log(console_script, llama3_tokenizer_path):
-    proc, url = start_cli_server(console_script("magma-ros"),
-                                 ["--no-model", "--tokenizer", str(llama3_tokenizer_path), "--auth-token-env",
-                                  "MAGMA_TEST_TOKEN"], env={"MAGMA_TEST_TOKEN": TOKEN}, timeout_s=60)
+def test_cli_no_model_with_auth_and_access_log(console_script, llama3_tokenizer_path, tmp_path):
+    server = CliServer(console_script("magma-ros"), ["--no-model", "--tokenizer", str(llama3_tokenizer_path),
+                                                     "--auth-token-env", "MAGMA_TEST_TOKEN"],
+                       tmp_path / "serve.log", env={"MAGMA_TEST_TOKEN": TOKEN})
     try:
+        server.wait_healthy(60)
         body = {"text": EXAMPLE_TEXT, "robot_type": "bridge_orig"}
-        assert post(url + "/v1/action-tokens", body).status_code == 401
-        ok = post(url + "/v1/action-tokens", body, headers={"Authorization": f"Bearer {TOKEN}"})
+        assert post(server.url + "/v1/action-tokens", body).status_code == 401
+        ok = post(server.url + "/v1/action-tokens", body, headers={"Authorization": f"Bearer {TOKEN}"})
         assert ok.status_code == 200 and ok.json() == PUBLISHED_BRIDGE
+        served = wait_until(lambda: [e for e in server.access_log() if e["path"] == "/v1/action-tokens"][1:] and
+                            [e for e in server.access_log() if e["path"] == "/v1/action-tokens"], 10, "access log")
     finally:
-        output = stop_process(proc)
-    logs = [json.loads(line) for line in output.splitlines() if line.startswith('{"event": "access"')]
-    served = [entry for entry in logs if entry["path"] == "/v1/action-tokens"]
+        assert server.stop() == 0, server.output()
     assert [entry["status"] for entry in served] == [401, 200]
     assert all(entry["method"] == "POST" and entry["latency_ms"] >= 0 and entry["client"].startswith("127.0.0.1:")
                for entry in served)
-    assert TOKEN not in output
+    assert TOKEN not in server.output()
 
 
 @pytest.mark.parametrize("args,env,message", [

@@ -3,7 +3,9 @@ from __future__ import annotations
 
 import base64
 import io
+import json
 import os
+import signal
 import socket
 import subprocess
 import threading
@@ -76,36 +78,49 @@ def wait_until(condition: Callable[[], Any], timeout_s: float, message: str) -> 
     raise AssertionError(f"{message} (after {timeout_s} s)")
 
 
-def start_cli_server(console: str, args: list[str], env: dict[str, str] | None = None,
-                     timeout_s: float = 120.0) -> tuple[subprocess.Popen, str]:
-    """Start ``magma-ros serve ARGS --port P`` and wait until /health answers; returns (process, base URL)."""
-    port = free_port()
-    proc = subprocess.Popen([console, "serve", *args, "--port", str(port)], stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT, text=True, env={**os.environ, **(env or {})})
-    url = f"http://127.0.0.1:{port}"
+class CliServer:
+    """``magma-ros serve ARGS --port P`` as a subprocess, its output in a log file."""
 
-    def healthy() -> bool:
-        if proc.poll() is not None:
-            raise AssertionError(f"magma-ros serve exited with {proc.returncode}:\n{proc.stdout.read()}")
-        try:
-            return httpx.get(url + "/health", timeout=2).status_code == 200
-        except httpx.TransportError:
-            return False
+    def __init__(self, console: str, args: list[str], log_path: Path, env: dict[str, str] | None = None) -> None:
+        port = free_port()
+        self.url = f"http://127.0.0.1:{port}"
+        self.log_path = log_path
+        self._log = open(log_path, "w")
+        self.proc = subprocess.Popen([console, "serve", *args, "--port", str(port)], stdout=self._log,
+                                     stderr=subprocess.STDOUT, env={**os.environ, **(env or {})})
 
-    wait_until(healthy, timeout_s, "magma-ros serve did not become healthy")
-    return proc, url
+    def wait_healthy(self, timeout_s: float = 120.0) -> "CliServer":
+        """Wait until /health answers (fails at once if the process exits)."""
+        def healthy() -> bool:
+            if self.proc.poll() is not None:
+                raise AssertionError(f"magma-ros serve exited with {self.proc.returncode}:\n{self.output()}")
+            try:
+                return httpx.get(self.url + "/health", timeout=2).status_code == 200
+            except httpx.TransportError:
+                return False
 
+        wait_until(healthy, timeout_s, "magma-ros serve did not become healthy")
+        return self
 
-def stop_process(proc: subprocess.Popen) -> str:
-    """Interrupt a server started by ``start_cli_server`` and return its output."""
-    if proc.poll() is None:
-        proc.send_signal(2)  # SIGINT: uvicorn shuts down gracefully
-        try:
-            proc.wait(30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(10)
-    return proc.stdout.read()
+    def output(self) -> str:
+        """Everything the server printed so far."""
+        return self.log_path.read_text()
+
+    def access_log(self) -> list[dict]:
+        """The JSON access-log entries printed so far."""
+        return [json.loads(line) for line in self.output().splitlines() if line.startswith('{"event": "access"')]
+
+    def stop(self) -> int:
+        """Interrupt (SIGINT, as Ctrl-C) and wait; returns the exit status."""
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGINT)
+            try:
+                self.proc.wait(30)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(10)
+        self._log.close()
+        return self.proc.returncode
 
 
 def tiny_model_dir(root: Path) -> Path:
