@@ -15,6 +15,7 @@ COMMANDS: dict[str, str] = {
     "sim-eval": "sim_eval",
     "eval": "eval",
     "record": "record",
+    "replay": "replay",
     "serve": "serve",
 }
 

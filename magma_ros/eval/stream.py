@@ -1,8 +1,10 @@
 """One pass over a bag in time order: image frames with their instruction, paired with the
 ground-truth (and optionally recorded prediction) actions that follow them.
 
-Pairing rule: a frame takes, from each action channel, the first message stamped at or after the
-frame (in bag order) and no later than ``max_delay_s`` after it. Frames are held only until they
+Pairing rule: a frame takes, from each ground-truth channel, the first message stamped at or after
+the frame (in bag order) and no later than ``max_delay_s`` after it. A recorded prediction (a node's
+output) belongs to the newest frame waiting for it, as the node acts on the newest image; older
+waiting frames are counted as ``no_prediction``. Frames are held only until they
 are paired or the delay has passed, so memory stays flat however long the bag is.
 """
 from __future__ import annotations
@@ -198,6 +200,18 @@ class FrameStream:
             yield Skip(channel.bad_kind, channel.topic, t_ns, f"{channel.role} message: {exc}")
             return
         prefix, part = channel.key.split(":")
+        if prefix == "recorded":
+            # The node acts on the newest image: the output belongs to the newest waiting frame, and
+            # older frames still waiting for it were skipped by the node.
+            skipped = {id(f) for f in waiting[:-1]}
+            for frame in waiting[:-1]:
+                yield Skip("no_prediction", self.image_topic, frame.t_ns,
+                           f"frame {frame.index}: no output on {channel.topic} for it (a newer frame was used)")
+            if skipped:
+                kept = [f for f in pending if id(f) not in skipped]
+                pending.clear()
+                pending.extend(kept)
+            waiting = waiting[-1:]
         for frame in waiting:
             frame.missing.discard(channel.key)
             if prefix == "recorded":
