@@ -38,17 +38,25 @@ DIAGNOSTICS_PERIOD_S = 1.0
 
 class MagmaNode(Node):
     """The magma_node ROS node. Pass ``policy`` to use an already-built backend (tests, the
-    simulator); otherwise one is created from the backend parameters. ``clock`` (monotonic
-    seconds) drives every safety decision."""
+    simulator); otherwise one is created from the backend parameters. ``clock`` (seconds) drives
+    every safety decision; by default the monotonic clock, or ROS time with use_sim_time."""
 
     def __init__(self, policy: Policy | None = None, *, node_name: str = "magma_node",
-                 clock: Callable[[], float] = time.monotonic, **node_kwargs: Any) -> None:
+                 clock: Callable[[], float] | None = None, **node_kwargs: Any) -> None:
         super().__init__(node_name, **node_kwargs)
         try:
-            self._setup(policy, clock)
+            self._setup(policy, clock or self._default_clock())
         except BaseException:
             self.destroy_node()
             raise
+
+    def _default_clock(self) -> Callable[[], float]:
+        """Simulated seconds with use_sim_time (holds and timeouts follow the simulator), else the
+        monotonic clock (immune to wall-clock jumps)."""
+        if self.get_parameter("use_sim_time").value:
+            ros_clock = self.get_clock()
+            return lambda: ros_clock.now().nanoseconds * 1e-9
+        return time.monotonic
 
     def _setup(self, policy: Policy | None, clock: Callable[[], float]) -> None:
         self._monotonic = clock
