@@ -86,33 +86,27 @@ def create_app(settings: ServerSettings, actions: ActionTokenService, runner: Mo
             raise ApiError(404, "chat completions are not served: this server runs with --no-model "
                                 "(only /v1/action-tokens, /v1/models and /health)")
         body = await _parse(request, ChatCompletionRequest, settings.max_body_bytes)
-        chat = await preparer.prepare(body)
-        builder = ResponseBuilder(settings.served_model_name)
-        loop = asyncio.get_running_loop()
-        events: asyncio.Queue = asyncio.Queue()
-
-        def post(event: tuple[str, Any]) -> None:
-            with contextlib.suppress(RuntimeError):  # loop closed at shutdown
-                loop.call_soon_threadsafe(events.put_nowait, event)
-
-        emit = (lambda piece: post(("piece", piece))) if body.stream else (lambda piece: None)
         try:
-            job = worker.submit(chat_job(chat, runner, actions, emit))
+            worker.check_room()  # before decoding images: an overloaded server answers 503 cheaply
+            chat = await preparer.prepare(body)
+            events = _JobEvents(asyncio.get_running_loop())
+            job = worker.submit(chat_job(chat, runner, actions, events.piece if body.stream else _ignore))
         except QueueFullError as exc:
             raise ApiError(503, f"the model is busy ({settings.queue_depth} requests waiting); retry later",
                            headers={"Retry-After": str(exc.retry_after_s)}) from None
-        job.future.add_done_callback(lambda future: post(("done", future)))
+        builder = ResponseBuilder(settings.served_model_name)
+        job.future.add_done_callback(events.done)
         try:
             if not body.stream:
-                await _until(request, _next_done(events), deadline, worker, job)
+                await _until(request, events.finished(), deadline, worker, job)
                 return JSONResponse(builder.completion(_result(job)))
-            first = await _until(request, events.get(), deadline, worker, job)
+            first = await _until(request, events.queue.get(), deadline, worker, job)
             if first[0] == "done":
                 _result(job)  # raises the job's error while a status code can still be sent
         except ClientGone:
             return Response(status_code=499)
         include_usage = bool(body.stream_options and body.stream_options.include_usage)
-        return StreamingResponse(_sse(builder, first, events, deadline, worker, job, include_usage),
+        return StreamingResponse(_sse(builder, first, events.queue, deadline, worker, job, include_usage),
                                  media_type="text/event-stream", headers={"Cache-Control": "no-cache"})
 
     return app
@@ -145,9 +139,33 @@ async def _parse(request: Request, model: type[BaseModel], limit: int) -> Any:
         raise ApiError(422, message, param=param) from None
 
 
-async def _next_done(events: asyncio.Queue) -> None:
-    while (await events.get())[0] != "done":
-        pass
+class _JobEvents:
+    """Pieces of text and the end of a job, passed from the worker thread to the request's loop."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._loop = loop
+        self.queue: asyncio.Queue[tuple[str, Any]] = asyncio.Queue()
+
+    def piece(self, text: str) -> None:
+        """Called in the worker thread for each streamed piece."""
+        self._post(("piece", text))
+
+    def done(self, future: Any) -> None:
+        """Future callback: the job finished, failed or was cancelled."""
+        self._post(("done", future))
+
+    async def finished(self) -> None:
+        """Wait for the end of the job (pieces are skipped)."""
+        while (await self.queue.get())[0] != "done":
+            pass
+
+    def _post(self, event: tuple[str, Any]) -> None:
+        with contextlib.suppress(RuntimeError):  # the loop is closed at shutdown
+            self._loop.call_soon_threadsafe(self.queue.put_nowait, event)
+
+
+def _ignore(text: str) -> None:
+    """Non-streamed requests take the whole answer from the job's result."""
 
 
 async def _until(request: Request, awaitable: Awaitable, deadline: float, worker: ModelWorker, job: Job) -> Any:

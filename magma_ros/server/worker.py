@@ -65,18 +65,26 @@ class ModelWorker:
         with self._cond:
             return self._running is not None
 
+    def check_room(self) -> None:
+        """Raise ``QueueFullError`` now if ``submit`` would (lets callers refuse before costly preparation)."""
+        with self._cond:
+            self._check_room_locked()
+
     def submit(self, fn: Callable[[Job], Any]) -> Job:
         """Queue ``fn``; raises ``QueueFullError`` when ``capacity`` jobs are already waiting."""
         job = Job(fn)
         with self._cond:
             if self._closed:
                 raise RuntimeError("model worker is closed")
-            if len(self._queue) >= self.capacity:
-                waiting = len(self._queue) + (self._running is not None)
-                raise QueueFullError(max(1, math.ceil(self._service_time_s * waiting)))
+            self._check_room_locked()
             self._queue.append(job)
             self._cond.notify()
         return job
+
+    def _check_room_locked(self) -> None:
+        if len(self._queue) >= self.capacity:
+            waiting = len(self._queue) + (self._running is not None)
+            raise QueueFullError(max(1, math.ceil(self._service_time_s * waiting)))
 
     def cancel(self, job: Job) -> None:
         """Give up on ``job``: removed from the queue if waiting, flagged if running."""
