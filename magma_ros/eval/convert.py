@@ -16,7 +16,7 @@ ARRAY_TYPES = ("std_msgs/msg/Float64MultiArray", "std_msgs/msg/Float32MultiArray
 TWIST_TYPES = ("geometry_msgs/msg/TwistStamped",)
 GRIPPER_TYPES = ("std_msgs/msg/Float64", "std_msgs/msg/Float32")
 
-# encoding -> (channels, channel order to RGB)
+# encoding -> (channels, channel order of the first three: RGB or BGR)
 _RAW_ENCODINGS: dict[str, tuple[int, tuple[int, ...]]] = {
     "rgb8": (3, (0, 1, 2)),
     "bgr8": (3, (2, 1, 0)),
@@ -33,7 +33,8 @@ class ConversionError(ValueError):
 
 
 def image_to_rgb(msg: Any, msgtype: str) -> np.ndarray:
-    """``sensor_msgs/Image`` (8-bit encodings) or ``CompressedImage`` -> H x W x 3 uint8 RGB."""
+    """``sensor_msgs/Image`` (8-bit encodings) or ``CompressedImage`` -> H x W x 3 uint8 RGB
+    (a view of the message data where the layout allows)."""
     if msgtype.endswith("CompressedImage"):
         return _decode_compressed(msg)
     encoding = str(msg.encoding)
@@ -47,7 +48,9 @@ def image_to_rgb(msg: Any, msgtype: str) -> np.ndarray:
                               f"{data.size} data bytes")
     rows = data[: step * height].reshape(height, step)[:, : width * channels]
     pixels = rows.reshape(height, width, channels)
-    return np.ascontiguousarray(pixels[:, :, list(order)])
+    if channels == 1:
+        return np.repeat(pixels, 3, axis=2)
+    return pixels[:, :, :3] if order == (0, 1, 2) else pixels[:, :, 2::-1]  # views, no copy
 
 
 def _decode_compressed(msg: Any) -> np.ndarray:
