@@ -129,3 +129,43 @@ def test_disable_stops_and_enable_resumes(fixed):
         assert len(window) > 15 and all(is_zero(m) for _, m in window), "disabled: explicit zeros, no motion"
         assert fixed.enable(True).success
         fixed.wait_motion()
+
+
+def _bad(change):
+    msg = rgb_image()
+    for key, value in change.items():
+        setattr(msg, key, value)
+    return msg
+
+
+@pytest.mark.parametrize("change,message", [
+    ({"encoding": "yuv422"}, "unsupported encoding 'yuv422'"),
+    ({"height": 47}, "data length 9216 does not match height x step = 47 x 192"),
+    ({"height": 0, "width": 0, "step": 0, "data": b""}, "zero-size image"),
+])
+def test_bad_images_stop_the_robot_until_a_good_image(fixed, change, message):
+    with fixed.stream(rgb_image()):
+        fixed.wait_motion()
+    before = int(fixed.state().get("images_rejected", "0"))
+    with fixed.stream(_bad(change)):
+        state = fixed.wait_state("fault")
+        assert message in state["last_fault"], state
+        stopped = fixed.wait_stop()
+        time.sleep(0.3)
+        assert all(is_zero(m) for _, m in fixed.twists.since(stopped))
+    wait_until(lambda: int(fixed.state().get("images_rejected", "0")) > before, what="images_rejected to grow")
+    with fixed.stream(rgb_image()):
+        fixed.wait_state("active")
+        fixed.wait_motion()
+
+
+def test_empty_instruction_stops_until_a_good_one(fixed):
+    with fixed.stream(rgb_image()):
+        fixed.wait_motion()
+        fixed.instruct("")
+        state = fixed.wait_state("fault")
+        assert "instruction rejected: empty" in state["last_fault"]
+        fixed.wait_stop()
+        fixed.instruct("check axes again")
+        fixed.wait_state("active")
+        fixed.wait_motion()

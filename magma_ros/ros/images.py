@@ -50,7 +50,10 @@ def compressed_to_rgb(msg: Any) -> np.ndarray:
     data = np.frombuffer(msg.data, dtype=np.uint8)
     if data.size == 0:
         raise ImageError(f"empty compressed image (format {msg.format!r})")
-    bgr = cv2.imdecode(data, cv2.IMREAD_COLOR)
+    try:
+        bgr = cv2.imdecode(data, cv2.IMREAD_COLOR)
+    except cv2.error as exc:
+        raise ImageError(f"cannot decode compressed image (format {msg.format!r}): {exc}") from None
     if bgr is None or bgr.size == 0:
         raise ImageError(f"cannot decode compressed image (format {msg.format!r}, {data.size} bytes)")
     return bgr[:, :, ::-1]
