@@ -178,6 +178,7 @@ def test_every_k_counts_skipped_frames(sample_bag, tmp_path):
     report = load_report(out)
     assert report["frames"]["evaluated"] == 15
     assert report["frames"]["skipped"]["stride"] == 45
+    assert not [i for i in report["issues"] if i["kind"] == "stride"]  # counted, not listed
     gt = truths(load_profile("bridge_orig"))[::4]
     assert report["overall"]["mse"]["x"] == pytest.approx(((FIXED[0] - gt[:, 0]) ** 2).mean(), rel=1e-9)
 

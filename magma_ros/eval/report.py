@@ -77,9 +77,12 @@ def plot_actions(csv_path: Path, png_path: Path, frames: int, title: str) -> Non
         ax.plot(times, true[:, k], color="black", linewidth=1.2, label="recorded")
         ax.plot(times, pred[:, k], color="tab:orange", linewidth=1.0, linestyle="--", label="predicted")
         for start in episode_starts[1:]:
-            ax.axvline(start, color="tab:gray", linewidth=0.6, linestyle=":")
+            ax.axvline(start, color="tab:blue", linewidth=1.0, linestyle=":", alpha=0.8)
         ax.set_ylabel(name)
         ax.grid(True, alpha=0.3)
+    if len(episode_starts) > 1:
+        axes[-1].plot([], [], color="tab:blue", linestyle=":", label="new episode (instruction)")
+        axes[-1].legend(loc="upper right", fontsize="small")
     axes[0].legend(loc="upper right", fontsize="small")
     axes[0].set_title(title, fontsize="medium")
     axes[-1].set_xlabel("time since bag start (s)")
