@@ -95,7 +95,7 @@ def run(args: argparse.Namespace) -> int:
         raise UserError(str(exc)) from None
     if args.no_model and not config.tokenizer:
         raise UserError("--no-model needs --tokenizer (a tokenizer.json or model directory)")
-    text_tokenizer = TextTokenizer(config.tokenizer or _model_tokenizer(config.model, config.revision))
+    text_tokenizer = TextTokenizer(_tokenizer_file(config.tokenizer or config.model, config.revision))
     runner = None
     if not args.no_model:
         from ..policy.vlm import VLMRunner
@@ -115,11 +115,19 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _model_tokenizer(model: str, revision: str) -> Path:
-    """The model's tokenizer.json: in a local model directory, or from the Hugging Face cache/Hub."""
-    path = Path(model).expanduser()
-    if path.is_dir():
-        return path
+def _tokenizer_file(source: str, revision: str) -> Path:
+    """A tokenizer.json file or model directory as given, else a Hugging Face model id's tokenizer.json
+    (from the local cache, or downloaded)."""
+    path = Path(source).expanduser()
+    if path.exists() or source.startswith((".", "/", "~")) or source.endswith(".json") or source.count("/") != 1:
+        return path  # a path: TextTokenizer reports it clearly if it is not a tokenizer
     from huggingface_hub import hf_hub_download
+    from huggingface_hub.errors import HfHubHTTPError, LocalEntryNotFoundError
 
-    return Path(hf_hub_download(repo_id=model, filename="tokenizer.json", revision=revision or None))
+    try:
+        return Path(hf_hub_download(repo_id=source, filename="tokenizer.json", revision=revision or None))
+    except (HfHubHTTPError, LocalEntryNotFoundError, OSError, ValueError) as exc:
+        from ..cli import UserError
+
+        raise UserError(f"tokenizer: {source!r} is neither a local path nor a reachable Hugging Face model id "
+                        f"with a tokenizer.json: {' '.join(str(exc).split())[:300]}") from None
