@@ -203,9 +203,8 @@ class MagmaNode(Node):
             self._reject("policy", "actions_rejected", f"action rejected: {exc}")
             return
         self.stats.action_rate.mark()
-        executed = self.supervisor.action_ok(twist)
-        self._publish_command()
-        if executed:
+        if self.supervisor.action_ok(twist):
+            self._publish_command()  # at once, not at the next tick
             self.gripper_pub.publish(Float64(data=float(gripper)))
             self.stats.count("actions_executed")
             self.stats.overhead_s.append(self._monotonic() - frame.arrived - inference)
