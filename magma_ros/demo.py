@@ -1,21 +1,113 @@
-"""``make demo``: decode the hosted Magma endpoint's published example for both built-in robots."""
+"""``make demo``: the whole main job in simulation, headless.
+
+Starts the PyBullet arm (``magma_sim``) and ``magma_node`` (enabled) as ROS 2 processes, sends an
+instruction, prints progress (step, distance to the target, safety state) and SUCCESS or FAILURE,
+and writes a report to ``out/demo/``: a strip of camera frames with the commanded motion
+(frames_seed<N>.png), a plot of the commanded twist, gripper and distance over time
+(commands_seed<N>.png), summary.json and both nodes' logs.
+
+The policy is the small trained ``demo`` backend, unless ``MAGMA_MODEL`` names a Magma checkpoint
+(hub id or directory) and a CUDA GPU is present: then magma_node runs Magma (``backend: magma``,
+device ``MAGMA_DEVICE``, default cuda) with the Bridge statistics on the simulated arm.
+"""
 from __future__ import annotations
 
+import argparse
 import json
+import os
+import random
+import sys
+from pathlib import Path
 
-from .actions import ActionDecoder, action_to_dict, load_profile
 
-# Llama-3 token ids of the published example text "立刻ẳn сирiв衝ційнаiв".
-EXAMPLE_IDS = [127843, 127876, 127917, 127872, 127852, 127874, 127872]
+def main(argv: list[str] | None = None) -> int:
+    """Run the demo; exit 0 when every episode reaches its target."""
+    parser = argparse.ArgumentParser(prog="python -m magma_ros.demo", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--instruction", default="reach the red cube", help="what to ask (default: %(default)s)")
+    parser.add_argument("--seed", type=int, default=3, help="scene seed of the first episode (default: %(default)s)")
+    parser.add_argument("--episodes", type=int, default=1, help="episodes, seeds seed, seed+1, ... (default: 1)")
+    parser.add_argument("--timeout", type=float, default=30.0, help="seconds per episode before FAILURE (default: 30)")
+    parser.add_argument("--out", type=Path, default=Path("out/demo"), help="report directory (default: out/demo)")
+    args = parser.parse_args(argv)
+    if args.episodes < 1:
+        parser.error("--episodes must be >= 1")
+    os.environ.setdefault("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")
+    os.environ.setdefault("ROS_DOMAIN_ID", str(random.SystemRandom().randint(1, 101)))
+    os.environ.setdefault("AMENT_PREFIX_PATH", sys.prefix)
+
+    from .sim.demo_runner import run_episodes
+    from .sim.report import command_plot, frame_strip
+    from .sim.tasks import TaskError, parse_instruction
+    from .sim.world import SimConfig
+
+    try:
+        parse_instruction(args.instruction)
+    except TaskError as exc:
+        print(f"demo: error: {exc}", file=sys.stderr)
+        return 2
+    try:
+        params, backend_label = node_parameters(args.out)
+    except RuntimeError as exc:
+        print(f"demo: error: {exc}", file=sys.stderr)
+        return 2
+    print(f"magma_ros demo: {backend_label}; ROS_DOMAIN_ID={os.environ['ROS_DOMAIN_ID']}; report in {args.out}/",
+          flush=True)
+    seeds = list(range(args.seed, args.seed + args.episodes))
+    try:
+        logs = run_episodes(args.out, seeds, args.instruction, params, episode_timeout=args.timeout,
+                            progress=lambda line: print(line, flush=True))
+    except RuntimeError as exc:
+        print(f"demo: FAILURE: {exc}", file=sys.stderr)
+        return 1
+    config = SimConfig()
+    for log in logs:
+        title = f"{args.instruction!r}, seed {log.seed}: {'success' if log.success else 'failure'} ({backend_label})"
+        if log.frames:
+            frame_strip(log.frames, args.out / f"frames_seed{log.seed}.png", config)
+        command_plot(log.commands, log.gripper, log.distance, args.out / f"commands_seed{log.seed}.png", title)
+    summary = {"backend": backend_label, "instruction": args.instruction, "episodes": [log.summary() for log in logs],
+               "successes": sum(log.success for log in logs)}
+    (args.out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
+    ok = all(log.success for log in logs)
+    print(f"{'SUCCESS' if ok else 'FAILURE'}: {summary['successes']}/{len(logs)} episodes reached the target; "
+          f"report: {', '.join(sorted(p.name for p in args.out.glob('*.png')))} and summary.json in {args.out}/",
+          flush=True)
+    return 0 if ok else 1
 
 
-def main() -> int:
-    """Print the decoded 7-DoF delta per robot."""
-    for robot in ("bridge_orig", "google_robot"):
-        profile = load_profile(robot)
-        action = ActionDecoder(profile.stats).decode_ids(EXAMPLE_IDS)
-        print(f"{robot:13s} {json.dumps(action_to_dict(action))}")
-    return 0
+def node_parameters(out_dir: Path) -> tuple[dict, str]:
+    """magma_node parameters: the demo backend, or Magma when MAGMA_MODEL is set and a GPU exists."""
+    common = {"enabled_on_start": True, "ee_pose_topic": "/sim/ee_pose"}
+    model = os.environ.get("MAGMA_MODEL", "")
+    if not model:
+        return {**common, "robot": "sim_panda", "backend": "demo"}, "backend demo (trained in this simulator)"
+    device = os.environ.get("MAGMA_DEVICE", "cuda")
+    try:
+        import torch
+    except ImportError:
+        raise RuntimeError("MAGMA_MODEL is set but torch is not installed (pip install .[magma])") from None
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise RuntimeError(f"MAGMA_MODEL={model} is set but no CUDA GPU is available; unset MAGMA_MODEL "
+                           "to run the demo policy")
+    return ({**common, "robot": str(magma_sim_profile(out_dir)), "backend": "magma", "model": model,
+             "device": device}, f"backend magma ({model} on {device})")
+
+
+def magma_sim_profile(out_dir: Path) -> Path:
+    """The Bridge profile (Magma's statistics) with the simulated arm's frame, limits and workspace."""
+    import yaml
+
+    from .actions.profiles import resolve_profile_path
+
+    bridge = yaml.safe_load(resolve_profile_path("bridge_orig").read_text(encoding="utf-8"))
+    sim = yaml.safe_load(resolve_profile_path("sim_panda").read_text(encoding="utf-8"))
+    profile = dict(bridge, name="sim_panda_bridge", base_frame=sim["base_frame"], workspace=sim["workspace"],
+                   description="Simulated Panda driven by a Bridge-trained model (bridge_orig statistics)")
+    out_dir.mkdir(parents=True, exist_ok=True)
+    path = out_dir / "sim_panda_bridge.yaml"
+    path.write_text(yaml.safe_dump(profile, sort_keys=False), encoding="utf-8")
+    return path.resolve()
 
 
 if __name__ == "__main__":

@@ -1,0 +1,28 @@
+"""The simulated closed loop: magma_sim (PyBullet Panda) + magma_node with the demo policy.
+
+    ros2 launch magma_ros sim_demo.launch.py instruction:="reach the blue cube" seed:=4
+
+Arguments: instruction, seed, backend (demo), robot (sim_panda), real_time_factor (1.0).
+Without ros2 launch (pip venv), ``python -m magma_ros.demo`` starts the same two processes.
+"""
+from launch import LaunchDescription
+from launch.actions import DeclareLaunchArgument
+from launch.substitutions import LaunchConfiguration
+from launch_ros.actions import Node
+
+
+def generate_launch_description() -> LaunchDescription:
+    arg = LaunchConfiguration
+    return LaunchDescription([
+        DeclareLaunchArgument("instruction", default_value="reach the red cube"),
+        DeclareLaunchArgument("seed", default_value="3"),
+        DeclareLaunchArgument("backend", default_value="demo"),
+        DeclareLaunchArgument("robot", default_value="sim_panda"),
+        DeclareLaunchArgument("real_time_factor", default_value="1.0"),
+        Node(package="magma_ros", executable="magma_sim", name="magma_sim", output="screen",
+             parameters=[{"seed": arg("seed"), "instruction": arg("instruction"),
+                          "real_time_factor": arg("real_time_factor")}]),
+        Node(package="magma_ros", executable="magma_node", name="magma_node", output="screen",
+             parameters=[{"robot": arg("robot"), "backend": arg("backend"), "enabled_on_start": True,
+                          "ee_pose_topic": "/sim/ee_pose", "instruction": arg("instruction")}]),
+    ])
