@@ -64,6 +64,20 @@ def test_greedy_is_deterministic_and_the_image_matters(policy):
     assert len({tuple(ids) for ids in first}) > 1, "every image gave the same action: pixels do not reach the model"
 
 
+def test_direct_loop_and_generate_path_agree(policy):
+    """The KV-cached loop (LLaVA default) and generate + logits processor (Magma's path) pick the
+    same greedy actions."""
+    runner = policy.runner
+    assert runner.decoder == "direct"
+    direct = [runner.action_ids(image, "fold the towel").tolist() for image in IMAGES]
+    runner.decoder = "generate"
+    try:
+        generated = [runner.action_ids(image, "fold the towel").tolist() for image in IMAGES]
+    finally:
+        runner.decoder = "direct"
+    assert direct == generated
+
+
 def test_the_constraint_is_what_keeps_ids_valid(policy):
     """Plain generate on the same inputs produces non-action tokens; the constrained path never does."""
     runner = policy.runner
@@ -82,8 +96,10 @@ def runner_image(image: np.ndarray):
     return Image.fromarray(image)
 
 
-def test_sampling_gives_valid_ids_and_is_seedable(model_dir, profile, policy):
+@pytest.mark.parametrize("decoder", ["direct", "generate"])
+def test_sampling_gives_valid_ids_and_is_seedable(model_dir, profile, decoder):
     sampled = create_policy(config(model_dir, temperature=1.5), profile)
+    sampled.runner.decoder = decoder
     try:
         runs = []
         for _ in range(2):
@@ -92,6 +108,8 @@ def test_sampling_gives_valid_ids_and_is_seedable(model_dir, profile, policy):
         assert runs[0] == runs[1]
         for ids in runs[0]:
             assert all(BASE_VOCAB - 256 <= i < BASE_VOCAB for i in ids)
+        greedy = [sampled.runner.action_ids(image, "stack the cups").tolist() for image in IMAGES[:3]]
+        assert runs[0] != greedy, "temperature 1.5 gave exactly the greedy actions: sampling is not applied"
     finally:
         sampled.close()
 

@@ -61,11 +61,12 @@ def _build_tokenizer():
     return tok
 
 
-def build_tiny_vlm(directory: Path, seed: int = 0, *, hidden_size: int = 64, layers: int = 2) -> Path:
+def build_tiny_vlm(directory: Path, seed: int = 0, *, hidden_size: int = 64, layers: int = 2,
+                   weight_std: float = WEIGHT_STD) -> Path:
     """Write a tiny random LLaVA-style model (Llama text model, CLIP vision tower) to ``directory``.
 
-    The defaults build in about a second; ``hidden_size`` and ``layers`` make a larger
-    Llama-architecture model for benchmarks.
+    The defaults build in about a second; ``hidden_size``, ``layers`` and ``weight_std`` (0.02 is
+    the usual initialisation, easier to train) make other Llama-architecture models for benchmarks.
     """
     import torch
     from transformers import (CLIPImageProcessor, CLIPVisionConfig, GenerationConfig, LlamaConfig, LlavaConfig,
@@ -102,7 +103,7 @@ def build_tiny_vlm(directory: Path, seed: int = 0, *, hidden_size: int = 64, lay
     with torch.no_grad():
         for param in model.parameters():
             if param.dim() >= 2:
-                param.normal_(0.0, WEIGHT_STD)
+                param.normal_(0.0, weight_std)
     model.generation_config = GenerationConfig(bos_token_id=ids["<|begin_of_text|>"], eos_token_id=ids["<|eot_id|>"],
                                                pad_token_id=ids["<pad>"])
     model.save_pretrained(directory, safe_serialization=True)

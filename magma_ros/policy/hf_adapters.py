@@ -22,6 +22,7 @@ class ModelAdapter(ABC):
 
     family = "generic"
     default_system_prompt: str | None = None
+    direct_decode = False  # True when the model's forward takes (input_ids, attention_mask, past_key_values)
 
     def __init__(self, model: Any, processor: Any, device: str, dtype: Any) -> None:
         self.model = model
@@ -74,6 +75,7 @@ class MagmaAdapter(ModelAdapter):
 
     family = "magma"
     default_system_prompt = MAGMA_SYSTEM_PROMPT
+    direct_decode = False  # the model card documents generate(); the remote forward's cache handling is unverified
 
     def image_marker(self) -> str:
         """``<image_start><image><image_end>`` when the model config says so, else ``<image>``."""
@@ -95,6 +97,7 @@ class LlavaAdapter(ModelAdapter):
     expands ``<image>`` to the vision tower's patch count."""
 
     family = "llava"
+    direct_decode = True
 
     def inputs(self, image: Any, prompt: str) -> dict[str, Any]:
         batch = self.processor(images=image, text=prompt, return_tensors="pt")

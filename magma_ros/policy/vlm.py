@@ -5,6 +5,7 @@ torch and transformers are imported lazily: importing this module imports neithe
 """
 from __future__ import annotations
 
+import inspect
 import math
 import re
 import threading
@@ -42,6 +43,9 @@ class VLMRunner:
         if clash:
             raise PolicyConfigError(f"model {model_name}: end-of-sequence id(s) {clash} fall inside the action ids {lo}..{hi - 1}")
         self._action_only = ActionOnlyLogits(lo, hi)
+        # "direct" (KV-cached loop) where the adapter's forward convention is verified, else "generate"
+        self.decoder = "direct" if adapter.direct_decode else "generate"
+        self._keep_last = _keep_last_logits_kwarg(adapter.model)
 
     @classmethod
     def load(cls, config: BackendConfig) -> "VLMRunner":
@@ -93,29 +97,58 @@ class VLMRunner:
         check_image(image)
         _check_temperature(temperature)
         import torch
-        from transformers import LogitsProcessorList
 
         t0 = time.perf_counter()
         text = self.adapter.prompt([{"role": "user", "content": prompt}], with_image=True)
         inputs = self.adapter.inputs(_to_pil(image), text)
         t1 = time.perf_counter()
-        kwargs: dict[str, Any] = dict(max_new_tokens=ACTION_DIM, num_beams=1, use_cache=True,
-                                      logits_processor=LogitsProcessorList([self._action_only]),
-                                      pad_token_id=self._pad_id())
-        kwargs.update(_sampling(temperature, 1.0))
+        decode = self._decode_direct if self.decoder == "direct" else self._decode_generate
         with self._lock, torch.inference_mode():
             try:
-                out = self.adapter.model.generate(**inputs, **kwargs)
+                new = decode(inputs, temperature)
             except (RuntimeError, ValueError, IndexError) as exc:
                 raise PolicyError(f"model {self.model_name}: generation failed: {_one_line(exc)}") from None
         t2 = time.perf_counter()
-        new = out[0, inputs["input_ids"].shape[-1]:].detach().cpu().numpy().astype(np.int64)
         lo, hi = self._action_only.lo, self._action_only.hi
         if new.shape != (ACTION_DIM,) or not np.all((new >= lo) & (new < hi)):
             raise PolicyError(f"model {self.model_name}: constrained decoding returned {new.tolist()}, "
                               f"expected {ACTION_DIM} ids in {lo}..{hi - 1}")
         self.last_timings = {"preprocess": t1 - t0, "generate": t2 - t1}
         return new
+
+    def _decode_generate(self, inputs: dict[str, Any], temperature: float) -> np.ndarray:
+        """``model.generate`` for exactly 7 tokens with the action-only logits processor."""
+        from transformers import LogitsProcessorList
+
+        out = self.adapter.model.generate(**inputs, max_new_tokens=ACTION_DIM, num_beams=1, use_cache=True,
+                                          logits_processor=LogitsProcessorList([self._action_only]),
+                                          pad_token_id=self._pad_id(), **_sampling(temperature, 1.0))
+        return out[0, inputs["input_ids"].shape[-1]:].detach().cpu().numpy().astype(np.int64)
+
+    def _decode_direct(self, inputs: dict[str, Any], temperature: float) -> np.ndarray:
+        """The same 7 constrained steps as a plain KV-cached loop: one prefill forward (last
+        position's logits only), then one forward per token, picking within the action ids'
+        logits slice. Skips generate's per-call set-up and per-step processor machinery."""
+        import torch
+
+        model = self.adapter.model
+        lo, hi = self._action_only.lo, self._action_only.hi
+        out = model(**inputs, use_cache=True, return_dict=True, **self._keep_last)
+        mask = inputs["attention_mask"]
+        ids = []
+        for step in range(ACTION_DIM):
+            logits = out.logits[:, -1, lo:hi].float()
+            if temperature == 0.0:
+                pick = logits.argmax(dim=-1, keepdim=True)
+            else:
+                pick = torch.multinomial(torch.softmax(logits / temperature, dim=-1), 1)
+            token = pick + lo
+            ids.append(token)
+            if step + 1 < ACTION_DIM:
+                mask = torch.cat([mask, mask.new_ones((mask.shape[0], 1))], dim=1)
+                out = model(input_ids=token, attention_mask=mask, past_key_values=out.past_key_values,
+                            use_cache=True, return_dict=True)
+        return torch.cat(ids, dim=1)[0].cpu().numpy().astype(np.int64)
 
     def generate_text(self, image: np.ndarray | None, messages: list[dict], max_new_tokens: int,
                       temperature: float, top_p: float) -> Iterator[str]:
@@ -290,6 +323,16 @@ def _model_type(model: str, revision: str | None) -> str:
         raise PolicyConfigError(f"model: cannot find {model!r} (a local model directory, or a hub id reachable "
                                 f"from here or in the local cache): {_one_line(exc)}") from None
     return str(config_dict.get("model_type", ""))
+
+
+def _keep_last_logits_kwarg(model: Any) -> dict[str, int]:
+    """``{"logits_to_keep": 1}`` when the model's forward can skip the prompt's other logits."""
+    forward = getattr(model, "forward", None)
+    params = inspect.signature(forward).parameters if callable(forward) else {}
+    for name in ("logits_to_keep", "num_logits_to_keep"):
+        if name in params:
+            return {name: 1}
+    return {}
 
 
 def _output_vocab_size(model: Any) -> int:
