@@ -202,3 +202,15 @@ def test_recorded_predictions_exclude_backend(sample_bag, tmp_path, capsys):
     assert run_eval(sample_bag, "--action-topic", ACTION_TOPIC, "--predicted-action-topic", ACTION_TOPIC,
                     "--backend", "fixed", "--out", tmp_path / "o") == 2
     assert "not both" in capsys.readouterr().err
+
+
+def test_fixed_instruction_without_instruction_topic(sample_bag, tmp_path):
+    CALLS.clear()
+    out = tmp_path / "out"
+    assert run_eval(sample_bag, "--action-topic", ACTION_TOPIC, "--backend", "test_eval_offline:token_policy",
+                    "--instruction", "wipe the table", "--instruction-topic", "/not/in/bag", "--out", out,
+                    "--no-plots") == 0
+    report = load_report(out)
+    assert {text for _, text in CALLS} == {"wipe the table"} and len(CALLS) == FRAMES
+    assert [e["instruction"] for e in report["episodes"]] == ["wipe the table"]
+    assert report["topics"]["instruction"] is None

@@ -1,6 +1,8 @@
 """``magma-ros record`` as a separate process against real publishers over DDS on localhost."""
 from __future__ import annotations
 
+import os
+import random
 import signal
 import subprocess
 import threading
@@ -13,6 +15,9 @@ import pytest
 pytestmark = pytest.mark.ros
 
 ACTION = [0.01, -0.02, 0.03, 0.1, -0.1, 0.2, 1.0]
+# A domain of our own, so that nodes of other test modules cannot mix into the recordings.
+DOMAIN = (int(os.environ["ROS_DOMAIN_ID"]) + random.SystemRandom().randint(1, 99)) % 101 + 1
+ENV = {**os.environ, "ROS_DOMAIN_ID": str(DOMAIN)}
 
 
 @pytest.fixture(scope="module")
@@ -25,7 +30,7 @@ def node_outputs():
     from std_msgs.msg import Float64, Float64MultiArray, String
 
     context = rclpy.Context()
-    rclpy.init(context=context)
+    rclpy.init(context=context, domain_id=DOMAIN)
     node = rclpy.create_node("fake_magma_node", context=context)
     qos = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
     pubs = {
@@ -75,7 +80,7 @@ def read_bag(path: Path) -> dict[str, list]:
 def test_records_node_outputs_for_a_duration(node_outputs, tmp_path, console_script):
     out = tmp_path / "run"
     result = subprocess.run([console_script("magma-ros"), "record", "--out", str(out), "--duration", "4"],
-                            capture_output=True, text=True, timeout=120)
+                            capture_output=True, text=True, timeout=120, env=ENV)
     assert result.returncode == 0, result.stderr
     assert (out / "metadata.yaml").is_file() and list(out.glob("*.mcap"))
     msgs = read_bag(out)
@@ -93,7 +98,7 @@ def test_sigint_leaves_a_complete_bag_with_extra_topics(node_outputs, tmp_path, 
     out = tmp_path / "run"
     proc = subprocess.Popen([console_script("magma-ros"), "record", "--out", str(out), "--storage", "sqlite3",
                              "--no-node-outputs", "--topic", "/extra/note", "--topic", "/magma_node/action"],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=ENV)
     try:
         deadline = time.monotonic() + 60
         while not list(out.glob("*.db3")) and time.monotonic() < deadline:

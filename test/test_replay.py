@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import csv
 import json
+import os
+import random
 import signal
 import subprocess
 from pathlib import Path
@@ -18,6 +20,9 @@ pytestmark = pytest.mark.ros
 
 FIXED = [0.01, 0.0, -0.01, 0.0, 0.0, 0.05, 1.0]
 FRAMES, RATE_HZ, SPEED = 30, 10.0, 2.0
+# A domain of our own, so that nodes of other test modules cannot mix into the recordings.
+DOMAIN = (int(os.environ["ROS_DOMAIN_ID"]) + random.SystemRandom().randint(1, 99)) % 101 + 1
+ENV = {**os.environ, "ROS_DOMAIN_ID": str(DOMAIN)}
 
 
 @pytest.fixture(scope="module")
@@ -27,7 +32,7 @@ def magma_node(console_script, tmp_path_factory):
         proc = subprocess.Popen(
             [console_script("magma_node"), "--ros-args", "-p", "robot:=bridge_orig", "-p", "backend:=fixed",
              "-p", f"fixed_action:={json.dumps(FIXED)}", "-p", "enabled_on_start:=true"],
-            stdout=f, stderr=subprocess.STDOUT)
+            stdout=f, stderr=subprocess.STDOUT, env=ENV)
     yield log
     proc.send_signal(signal.SIGINT)
     try:
@@ -55,7 +60,7 @@ def test_replay_through_the_node_then_eval(magma_node, tmp_path, console_script)
     result = subprocess.run(
         [console_script("magma-ros"), "replay", str(source), "--out", str(out), "--copy-topic", ACTION_TOPIC,
          "--rate", str(SPEED), "--loop", "2", "--wait-node", "60"],
-        capture_output=True, text=True, timeout=180)
+        capture_output=True, text=True, timeout=180, env=ENV)
     assert result.returncode == 0, result.stderr + magma_node.read_text()
     assert "passes: 2" in result.stdout and "ETA" in result.stderr
     msgs = read_bag(out)
@@ -108,7 +113,7 @@ def test_replay_without_a_node_fails_clearly(tmp_path, console_script):
     result = subprocess.run(
         [console_script("magma-ros"), "replay", str(source), "--out", str(tmp_path / "o"),
          "--publish-image-topic", "/nobody/listens", "--wait-node", "2"],
-        capture_output=True, text=True, timeout=120)
+        capture_output=True, text=True, timeout=120, env=ENV)
     assert result.returncode == 2
     assert "no subscriber on /nobody/listens after 2 s: start magma_node first" in result.stderr
     assert not (tmp_path / "o").exists()
