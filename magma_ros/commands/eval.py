@@ -53,7 +53,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="seconds after a frame within which its recorded action must arrive")
     parser.add_argument("--no-plots", action="store_true", help="skip actions.png")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
-    add_backend_arguments(parser, backend=None)
+    add_backend_arguments(parser, backend=None)  # None: not given (magma), checked against --predicted-...
+    for action in parser._actions:
+        if action.dest == "backend":
+            action.help = (action.help or "").replace("(default: None)", "(default: magma; not with --predicted-...)")
 
 
 def run(args: argparse.Namespace) -> int:
