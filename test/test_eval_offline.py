@@ -35,7 +35,7 @@ def truths(profile) -> np.ndarray:
     return np.stack([ground_truth(i, profile) for i in range(FRAMES)])
 
 
-def binary_commands(values, profile) -> np.ndarray:
+def gripper_commands(values, profile) -> np.ndarray:
     """Gripper commands per frame, the converter reset at each episode start."""
     conv = GripperConverter(profile.gripper)
     out = []
@@ -111,7 +111,7 @@ def test_fixed_backend_console_script_metrics(sample_bag, tmp_path, console_scri
     for k, axis in enumerate(AXIS_NAMES):
         assert overall["exact_bin"][axis] == pytest.approx(same_bins[:, k].mean())
     assert overall["exact_bin"]["all"] == pytest.approx(same_bins.all(axis=1).mean())
-    agree = binary_commands(np.full(FRAMES, FIXED[6]), profile) == binary_commands(gt[:, 6], profile)
+    agree = gripper_commands(np.full(FRAMES, FIXED[6]), profile) == gripper_commands(gt[:, 6], profile)
     assert overall["gripper_agreement"] == pytest.approx(agree.mean())
     assert 0.0 <= overall["latency_s"]["p50"] <= overall["latency_s"]["p99"]
     # two episodes of 30 frames with their instructions, metrics per episode
@@ -214,3 +214,23 @@ def test_fixed_instruction_without_instruction_topic(sample_bag, tmp_path):
     assert {text for _, text in CALLS} == {"wipe the table"} and len(CALLS) == FRAMES
     assert [e["instruction"] for e in report["episodes"]] == ["wipe the table"]
     assert report["topics"]["instruction"] is None
+
+
+def test_google_robot_relative_gripper_and_its_statistics(tmp_path):
+    bag = write_sample_bag(tmp_path / "google", SampleSpec(frames=FRAMES, episodes=EPISODES, robot="google_robot"))
+    action = np.array([0.05, 0.0, -0.05, 0.1, 0.0, 0.0, 0.0])
+    out = tmp_path / "out"
+    assert run_eval(bag, "--robot", "google_robot", "--action-topic", ACTION_TOPIC, "--backend", "fixed",
+                    "--fixed-action", ",".join(map(str, action)), "--out", out, "--no-plots") == 0
+    overall = load_report(out)["overall"]
+    profile = load_profile("google_robot")
+    gt = truths(profile)
+    span = np.asarray(profile.stats.q99) - np.asarray(profile.stats.q01)
+    mse = ((action - gt) ** 2).mean(axis=0)
+    assert overall["nrmse"]["roll"] == pytest.approx(math.sqrt(mse[3]) / span[3], rel=1e-9)
+    # relative convention: a constant prediction never changes the command (stays open), while the
+    # recorded opening drops by 1 every 10 frames (closes) and rises again (opens)
+    pred_cmd = gripper_commands(np.full(FRAMES, action[6]), profile)
+    true_cmd = gripper_commands(gt[:, 6], profile)
+    assert set(pred_cmd) == {1.0} and 0.0 in true_cmd
+    assert overall["gripper_agreement"] == pytest.approx((pred_cmd == true_cmd).mean())
