@@ -6,6 +6,7 @@ from __future__ import annotations
 import base64
 import http.server
 import threading
+import time
 from pathlib import Path
 
 import httpx
@@ -56,13 +57,33 @@ class SharedRunner:
         self.gate.set()
         self.entered = threading.Semaphore(0)
 
+        self.fail_with: Exception | None = None
+        self.pace_text_s = 0.0
+        self.text_closed_early = threading.Event()
+
     def action_ids(self, image, prompt, temperature=0.0):
         self.entered.release()
         assert self.gate.wait(60), "test gate never opened"
+        if self.fail_with is not None:
+            raise self.fail_with
         return self._runner.action_ids(image, prompt, temperature)
 
     def generate_text(self, *args, **kwargs):
-        return self._runner.generate_text(*args, **kwargs)
+        inner = self._runner.generate_text(*args, **kwargs)
+        return self._paced(inner) if self.pace_text_s else inner
+
+    def _paced(self, inner):
+        """The real pieces, one per ``pace_text_s``; records being closed before the end."""
+        finished = False
+        try:
+            for piece in inner:
+                yield piece
+                time.sleep(self.pace_text_s)
+            finished = True
+        finally:
+            inner.close()
+            if not finished:
+                self.text_closed_early.set()
 
     def count_tokens(self, text):
         return self._runner.count_tokens(text)
@@ -373,3 +394,28 @@ def test_per_request_timeout_is_504_and_frees_the_slot(runner, service):
         t1.join(60)
         assert first[0].status_code == 504  # it was running when its deadline passed
 
+
+
+def test_stream_client_disconnect_stops_the_generation(runner, service):
+    with serve(runner, service) as srv:
+        srv.runner.pace_text_s = 0.5
+        body = {"model": MODEL_NAME, "stream": True, "max_tokens": 64,
+                "messages": [{"role": "user", "content": "Describe the table."}]}
+        with httpx.stream("POST", srv.url + "/v1/chat/completions", json=body, timeout=60) as response:
+            lines = response.iter_lines()
+            assert next(line for line in lines if '"content": "' in line and '"content": ""' not in line)
+        # the client is gone after one piece: the generation must stop instead of running to the end
+        wait_until(srv.runner.text_closed_early.is_set, 20, "generation not stopped after the client left")
+        wait_until(lambda: not _health(srv.url)["busy"], 20, "worker still busy")
+
+
+def test_model_failure_is_500_with_the_reason(runner, service):
+    from magma_ros.policy.base import PolicyError
+
+    with serve(runner, service) as srv:
+        srv.runner.fail_with = PolicyError("CUDA out of memory (scripted)")
+        response = chat(srv.url, {"model": MODEL_NAME, "messages": action_messages()})
+        assert response.status_code == 500
+        assert response.json()["error"]["message"] == "model error: CUDA out of memory (scripted)"
+        srv.runner.fail_with = None
+        assert chat(srv.url, {"model": MODEL_NAME, "messages": action_messages()}).status_code == 200
