@@ -213,6 +213,13 @@ def _wrap(tower: torch.nn.Module) -> torch.nn.Module:
     return root
 
 
+def test_a_closed_policy_refuses_to_predict(model_dir, profile):
+    closed = create_policy(config(model_dir), profile)
+    closed.close()
+    with pytest.raises(PolicyError, match="closed"):
+        closed.predict(IMAGES[0], "wave")
+
+
 def test_the_openai_client_reads_the_tiny_tokenizer(model_dir):
     text = TextTokenizer(model_dir)
     assert text.base_vocab_size == BASE_VOCAB

@@ -104,6 +104,7 @@ class VLMRunner:
         t1 = time.perf_counter()
         decode = self._decode_direct if self.decoder == "direct" else self._decode_generate
         with self._lock, torch.inference_mode():
+            self._check_open()
             try:
                 new = decode(inputs, temperature)
             except (RuntimeError, ValueError, IndexError) as exc:
@@ -191,6 +192,7 @@ class VLMRunner:
                 streamer.end()
 
         with self._lock:
+            self._check_open()
             worker = threading.Thread(target=run, name="vlm-generate", daemon=True)
             worker.start()
             try:
@@ -221,6 +223,10 @@ class VLMRunner:
 
             del model
             torch.cuda.empty_cache()
+
+    def _check_open(self) -> None:
+        if self.adapter.model is None:
+            raise PolicyError(f"model {self.model_name}: the runner was closed")
 
     def _pad_id(self) -> int | None:
         pad = self.adapter.tokenizer.pad_token_id
