@@ -223,8 +223,10 @@ def test_cli_no_model_with_auth_and_access_log(console_script, llama3_tokenizer_
     (["--no-model", "--tokenizer", "{tok}", "--queue-depth", "-1"], {}, "queue_depth: must be >= 0"),
     (["--no-model", "--tokenizer", "{tok}", "--allow-image-host", "http://evil/x"], {}, "allowed image hosts"),
     (["--backend", "openai", "--tokenizer", "{tok}"], {}, "supports only 'magma'"),
+    (["--no-model", "--tokenizer", "{tok}", "--action-prompt", "Go!"], {}, "must contain {instruction} exactly once"),
     (["--no-model", "--tokenizer", "/nonexistent/tokenizer.json"], {}, "tokenizer not found"),
-], ids=["no tokenizer", "token env unset", "queue depth", "image host", "backend", "missing tokenizer"])
+], ids=["no tokenizer", "token env unset", "queue depth", "image host", "backend", "action prompt",
+        "missing tokenizer"])
 def test_cli_user_errors_exit_2(console_script, llama3_tokenizer_path, args, env, message):
     args = [a.replace("{tok}", str(llama3_tokenizer_path)) for a in args]
     result = subprocess.run([console_script("magma-ros"), "serve", *args, "--port", "1"], capture_output=True,

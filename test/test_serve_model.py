@@ -419,3 +419,11 @@ def test_model_failure_is_500_with_the_reason(runner, service):
         assert response.json()["error"]["message"] == "model error: CUDA out of memory (scripted)"
         srv.runner.fail_with = None
         assert chat(srv.url, {"model": MODEL_NAME, "messages": action_messages()}).status_code == 200
+
+
+def test_custom_action_prompt(runner, service):
+    with serve(runner, service, action_prompts=("Robot, please {instruction}.",)) as srv:
+        custom = chat(srv.url, {"model": MODEL_NAME, "messages": action_messages(prompt="Robot, please wipe the table.")})
+        assert custom.status_code == 200 and len(custom.json()["choices"][0]["message"]["action_token_ids"]) == 7
+        default = chat(srv.url, {"model": MODEL_NAME, "max_tokens": 3, "messages": action_messages()})
+        assert default.status_code == 200 and "action_token_ids" not in default.json()["choices"][0]["message"]

@@ -39,6 +39,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                      help="model name in /v1/models and in responses (default: the --model value)")
     net.add_argument("--no-model", action="store_true",
                      help="load no model: serve only /v1/action-tokens, /v1/models and /health (needs --tokenizer)")
+    net.add_argument("--action-prompt", action="append", default=[], metavar="TEMPLATE",
+                     help="prompt template marking an action request, with {instruction} (repeatable; default: "
+                          "the built-in robot profiles' 'What action should the robot take to {instruction}?')")
     net.add_argument("--log-level", default="info", choices=("debug", "info", "warning", "error"),
                      help="log level; access logs are JSON lines at info (default: info)")
     sec = parser.add_argument_group("security and limits")
@@ -89,7 +92,7 @@ def run(args: argparse.Namespace) -> int:
             auth_token=token, max_body_bytes=args.max_body_bytes, queue_depth=args.queue_depth,
             timeout_s=args.timeout_s, max_tokens_limit=args.max_tokens_limit,
             allowed_image_hosts=tuple(args.allow_image_host), image_fetch_max_bytes=args.image_fetch_max_bytes,
-            image_fetch_timeout_s=args.image_fetch_timeout_s,
+            image_fetch_timeout_s=args.image_fetch_timeout_s, action_prompts=tuple(args.action_prompt),
         )
     except SettingsError as exc:
         raise UserError(str(exc)) from None

@@ -5,6 +5,7 @@ import json
 import logging
 import time
 import uuid
+from datetime import datetime, timezone
 from typing import Any
 
 LOG = logging.getLogger("magma_ros.server.access")
@@ -37,7 +38,8 @@ class AccessLogMiddleware:
         finally:
             client = scope.get("client")
             LOG.info(json.dumps({
-                "event": "access", "request_id": request_id, "method": scope["method"], "path": scope["path"],
+                "event": "access", "time": datetime.now(timezone.utc).isoformat(timespec="milliseconds"),
+                "request_id": request_id, "method": scope["method"], "path": scope["path"],
                 "status": state["status"], "latency_ms": round((time.monotonic() - start) * 1000.0, 2),
                 "bytes_out": state["bytes"], "client": f"{client[0]}:{client[1]}" if client else None,
             }))

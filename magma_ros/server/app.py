@@ -36,7 +36,7 @@ def create_app(settings: ServerSettings, actions: ActionTokenService, runner: Mo
     """The server. ``runner`` None serves only action-token decoding, models and health."""
     worker = ModelWorker(settings.queue_depth) if runner is not None else None
     auth = BearerAuth(settings.auth_token)
-    templates = settings.robot_prompt_templates or tuple(_builtin_prompt_templates())
+    templates = settings.action_prompts or tuple(_builtin_prompt_templates())
     preparer = ChatPreparer(ImageLoader(settings), prompt_pattern(templates), settings.max_tokens_limit,
                             DEFAULT_MAX_TOKENS)
 

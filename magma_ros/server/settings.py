@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 
 class SettingsError(ValueError):
@@ -25,7 +25,7 @@ class ServerSettings:
     image_fetch_max_bytes: int = 8 * 1024 * 1024
     image_fetch_timeout_s: float = 5.0
     max_image_pixels: int = 4096 * 4096
-    robot_prompt_templates: tuple[str, ...] = field(default=())  # action requests; empty = built-in profiles'
+    action_prompts: tuple[str, ...] = ()   # templates with {instruction} marking action requests; empty = built-in profiles'
 
     def __post_init__(self) -> None:
         if not 0 < self.port < 65536:
@@ -43,6 +43,9 @@ class ServerSettings:
             value = getattr(self, name)
             if not math.isfinite(value) or value <= 0:
                 raise SettingsError(f"{name}: must be > 0, got {value}")
+        for template in self.action_prompts:
+            if template.count("{instruction}") != 1:
+                raise SettingsError(f"action prompt {template!r}: must contain {{instruction}} exactly once")
         hosts = tuple(h.strip().lower() for h in self.allowed_image_hosts)
         if any(not h or "/" in h or "@" in h for h in hosts):
             raise SettingsError(f"allowed image hosts: give bare host names or host:port, got {list(self.allowed_image_hosts)}")
