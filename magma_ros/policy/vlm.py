@@ -81,7 +81,10 @@ class VLMRunner:
             raise PolicyConfigError(f"model {config.model}: cannot load: {_one_line(exc)}") from None
         except OSError as exc:
             raise PolicyError(f"model {config.model}: cannot load: {_one_line(exc)}") from None
-        model.to(device).eval()
+        try:
+            model.to(device).eval()
+        except RuntimeError as exc:  # e.g. CUDA out of memory
+            raise PolicyError(f"model {config.model}: cannot move to {device}: {_one_line(exc)}") from None
         check_layerscale(model)
         adapter = ADAPTERS[model_type](model, processor, device, dtype)
         runner = cls(adapter, config.model, LLAMA3_BASE_VOCAB if model_type == "magma" else DEFAULT_N_BINS + 1)
@@ -107,8 +110,9 @@ class VLMRunner:
             self._check_open()
             try:
                 new = decode(inputs, temperature)
-            except (RuntimeError, ValueError, IndexError) as exc:
-                raise PolicyError(f"model {self.model_name}: generation failed: {_one_line(exc)}") from None
+            except Exception as exc:  # any model failure is a backend error the caller acts on
+                raise PolicyError(f"model {self.model_name}: generation failed: "
+                                  f"{type(exc).__name__}: {_one_line(exc)}") from exc
         t2 = time.perf_counter()
         lo, hi = self._action_only.lo, self._action_only.hi
         if new.shape != (ACTION_DIM,) or not np.all((new >= lo) & (new < hi)):
@@ -203,7 +207,8 @@ class VLMRunner:
                 cancel.set()
                 worker.join()
         if failure:
-            raise PolicyError(f"model {self.model_name}: generation failed: {_one_line(failure[0])}")
+            raise PolicyError(f"model {self.model_name}: generation failed: "
+                              f"{type(failure[0]).__name__}: {_one_line(failure[0])}") from failure[0]
 
     def count_tokens(self, text: str) -> int:
         """Number of tokens of ``text`` (no special tokens added)."""
@@ -342,10 +347,17 @@ def _keep_last_logits_kwarg(model: Any) -> dict[str, int]:
 
 
 def _output_vocab_size(model: Any) -> int:
+    """Rows of the output layer, or the (text) config's vocab_size when the model does not expose it."""
     head = model.get_output_embeddings()
-    if head is None or not hasattr(head, "out_features"):
-        raise PolicyError(f"{type(model).__name__} has no output projection to constrain")
-    return int(head.out_features)
+    if head is not None and hasattr(head, "out_features"):
+        return int(head.out_features)
+    config = getattr(model, "config", None)
+    for source in (getattr(config, "text_config", None), config):
+        size = getattr(source, "vocab_size", None)
+        if isinstance(size, int):
+            return size
+    raise PolicyError(f"{type(model).__name__}: cannot tell the size of its output vocabulary "
+                      "(no output embeddings and no vocab_size in its config)")
 
 
 def _eos_ids(adapter: ModelAdapter) -> set[int]:
