@@ -234,3 +234,47 @@ def test_cli_user_errors_exit_2(console_script, llama3_tokenizer_path, args, env
     assert result.returncode == 2, result.stderr
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("magma-ros serve: error:") and message in lines[0], result.stderr
+
+
+class Magma8BIds:
+    """Stands in for Magma-8B (its checkpoint cannot exist here): answers fixed Llama-3 action ids."""
+
+    vocab_size = 128000
+    model_name = "magma-8b-ids"
+
+    def __init__(self, ids: list[int]) -> None:
+        self.ids = ids
+
+    def action_ids(self, image, prompt, temperature=0.0):
+        return np.asarray(self.ids)
+
+    def count_tokens(self, text: str) -> int:
+        return len(text.split())
+
+    def close(self) -> None:
+        pass
+
+
+def action_reply(service, ids: list[int]) -> dict:
+    from test_serve_support import png_data_url
+
+    with ServerThread(create_app(ServerSettings(), service, Magma8BIds(ids))) as srv:
+        content = [{"type": "image_url", "image_url": {"url": png_data_url()}},
+                   {"type": "text", "text": "What action should the robot take to pick up the cup?"}]
+        response = post(srv.url + "/v1/chat/completions", {"messages": [{"role": "user", "content": content}]})
+    assert response.status_code == 200, response.text
+    return response.json()["choices"][0]["message"]
+
+
+def test_action_reply_is_the_published_example_text(service):
+    message = action_reply(service, EXAMPLE_IDS)
+    assert message["content"] == EXAMPLE_TEXT and message["action_token_ids"] == EXAMPLE_IDS
+
+
+def test_action_text_that_does_not_round_trip_is_flagged(service, caplog):
+    ids = EXAMPLE_IDS[:3] + [127771] + EXAMPLE_IDS[4:]  # 127771 alone is an incomplete UTF-8 sequence
+    with caplog.at_level("WARNING", logger="magma_ros.server"):
+        message = action_reply(service, ids)
+    assert message["action_token_ids"] == ids
+    assert service.text_tokenizer.encode(message["content"]).tolist() != ids
+    assert any("re-tokenizes differently" in r.getMessage() for r in caplog.records)

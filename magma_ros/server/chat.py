@@ -8,6 +8,7 @@ other request generates text freely with the client's temperature, top_p and max
 from __future__ import annotations
 
 import contextlib
+import logging
 import re
 import time
 import uuid
@@ -23,6 +24,8 @@ from .errors import ApiError
 from .images import ImageLoader
 from .schemas import ChatCompletionRequest
 from .worker import Job
+
+LOG = logging.getLogger("magma_ros.server")
 
 
 class ModelRunner(Protocol):
@@ -128,6 +131,9 @@ def chat_job(chat: PreparedChat, runner: ModelRunner, actions: ActionTokenServic
         if ids.shape != (ACTION_DIM,) or not actions.tokenizer.is_action_id(ids).all():
             raise PolicyError(f"model runtime returned {ids.tolist()}, not {ACTION_DIM} action token ids")
         text = actions.ids_to_text(ids)
+        if not np.array_equal(actions.text_tokenizer.encode(text), ids):
+            LOG.warning("action ids %s decode to text that re-tokenizes differently; clients that decode the text "
+                        "will reject it (the reply's action_token_ids are exact)", ids.tolist())
         emit(text)
         return ChatResult(text=text, finish_reason="stop", prompt_tokens=runner.count_tokens(chat.action_prompt),
                           completion_tokens=int(ids.size), action_ids=ids.tolist())
