@@ -159,10 +159,11 @@ class Probe:
 
         from magma_ros.ros.qos import COMMAND_QOS, EVENT_QOS, IMAGE_QOS, INSTRUCTION_QOS
 
-        if not rclpy.ok():
-            rclpy.init()
+        # a private context: nothing global is left initialized for other test modules
+        self.context = rclpy.Context()
+        rclpy.init(context=self.context)
         self.target = node_name
-        self.node = rclpy.create_node(f"probe_{node_name}")
+        self.node = rclpy.create_node(f"probe_{node_name}", context=self.context)
         n = self.node
         image_type, image_topic = (CompressedImage, topics["image"] + "/compressed") if compressed else \
             (Image, topics["image"])
@@ -176,7 +177,7 @@ class Probe:
         n.create_subscription(Float64MultiArray, f"/{node_name}/action", self.actions, COMMAND_QOS)
         n.create_subscription(DiagnosticArray, "/diagnostics", self._on_diagnostics, COMMAND_QOS)
         self._msg_types = {"String": String, "Bool": Bool, "PoseStamped": PoseStamped}
-        self.executor = SingleThreadedExecutor()
+        self.executor = SingleThreadedExecutor(context=self.context)
         self.executor.add_node(n)
         self._spin = threading.Thread(target=self.executor.spin, daemon=True)
         self._spin.start()
@@ -189,6 +190,7 @@ class Probe:
     def close(self) -> None:
         self.executor.shutdown()
         self.node.destroy_node()
+        self.context.shutdown()
 
     # inputs
     def instruct(self, text: str) -> None:

@@ -6,9 +6,9 @@ import sys
 from typing import Sequence
 
 import rclpy
-from rclpy.signals import SignalHandlerOptions
 from rclpy.exceptions import InvalidParameterValueException
 from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor
+from rclpy.signals import SignalHandlerOptions
 
 from ..policy.base import PolicyError
 
@@ -16,34 +16,43 @@ EXECUTOR_THREADS = 3  # inputs, publish timer, services (inference has its own t
 
 
 def main(args: Sequence[str] | None = None) -> int:
-    """Run the node until Ctrl-C; bad parameters exit 2 and a backend that cannot start exits 1."""
+    """Run the node until Ctrl-C or SIGTERM (exit 0, after a final zero twist); bad parameters
+    exit 2 and a backend that cannot start exits 1, each with one line on stderr."""
     # Our own signal handling: the context must stay valid long enough to publish a final zero twist.
-    rclpy.init(args=list(args) if args is not None else sys.argv, signal_handler_options=SignalHandlerOptions.NO)
     signal.signal(signal.SIGTERM, _interrupt)
+    try:
+        rclpy.init(args=list(args) if args is not None else sys.argv,
+                   signal_handler_options=SignalHandlerOptions.NO)
+        try:
+            return _run()
+        finally:
+            if rclpy.ok():
+                rclpy.shutdown()
+    except KeyboardInterrupt:  # stopped while starting up: nothing was commanded yet
+        return 0
+
+
+def _run() -> int:
     from .node import MagmaNode
 
     try:
-        try:
-            node = MagmaNode()
-        except (ValueError, InvalidParameterValueException) as exc:
-            print(f"magma_node: error: {exc}", file=sys.stderr)
-            return 2
-        except PolicyError as exc:
-            print(f"magma_node: backend error: {exc}", file=sys.stderr)
-            return 1
-        executor = MultiThreadedExecutor(num_threads=EXECUTOR_THREADS)
-        executor.add_node(node)
-        try:
-            executor.spin()
-        except (KeyboardInterrupt, ExternalShutdownException):
-            pass
-        finally:
-            node.close()
-            executor.shutdown()
-        return 0
+        node = MagmaNode()
+    except (ValueError, InvalidParameterValueException) as exc:
+        print(f"magma_node: error: {exc}", file=sys.stderr)
+        return 2
+    except PolicyError as exc:
+        print(f"magma_node: backend error: {exc}", file=sys.stderr)
+        return 1
+    executor = MultiThreadedExecutor(num_threads=EXECUTOR_THREADS)
+    executor.add_node(node)
+    try:
+        executor.spin()
+    except (KeyboardInterrupt, ExternalShutdownException):
+        pass
     finally:
-        if rclpy.ok():
-            rclpy.shutdown()
+        node.close()
+        executor.shutdown()
+    return 0
 
 
 def _interrupt(signum: int, frame: object) -> None:
