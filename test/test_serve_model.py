@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import base64
 import http.server
+import io
 import threading
 import time
 from pathlib import Path
@@ -13,6 +14,7 @@ import httpx
 import numpy as np
 import openai
 import pytest
+from PIL import Image
 from test_serve_support import ServerThread, png_bytes, png_data_url, tiny_model_dir, wait_until
 
 from magma_ros.actions import ActionTokenizer, TextTokenizer, text_ids_to_action_ids
@@ -165,7 +167,7 @@ def test_robot_action_request_decodes_to_seven_action_ids(client, server, runner
     content = response.choices[0].message.content
     ids = text_ids_to_action_ids(content, TextTokenizer(model_dir), ActionTokenizer(vocab_size=runner.vocab_size))
     assert ids.shape == (7,) and np.all((ids >= runner.vocab_size - 256) & (ids < runner.vocab_size))
-    image = np.asarray(__import__("PIL.Image", fromlist=["Image"]).open(__import__("io").BytesIO(png_bytes())))
+    image = np.asarray(Image.open(io.BytesIO(png_bytes())))
     assert ids.tolist() == runner.action_ids(image, ROBOT_PROMPT).tolist()  # the constrained path, greedy
     assert response.choices[0].message.model_extra["action_token_ids"] == ids.tolist()
     assert response.usage.completion_tokens == 7 and response.choices[0].finish_reason == "stop"
@@ -216,7 +218,7 @@ def test_openai_client_sees_validation_errors(client):
 
 # --- chat validation -----------------------------------------------------------------------------
 USER = {"role": "user", "content": "hi"}
-IMAGE_PART = {"type": "image_url", "image_url": {"url": "data:image/png;base64," + base64.b64encode(png_bytes()).decode()}}
+IMAGE_PART = {"type": "image_url", "image_url": {"url": png_data_url()}}
 CHAT_422 = {
     "no messages": ({"messages": []}, "messages", "at least 1 item"),
     "messages missing": ({}, "messages", "messages: Field required"),

@@ -9,13 +9,10 @@ from __future__ import annotations
 
 import collections
 import concurrent.futures
-import logging
 import math
 import threading
 import time
 from typing import Any, Callable
-
-LOG = logging.getLogger("magma_ros.server")
 
 
 class QueueFullError(RuntimeError):
