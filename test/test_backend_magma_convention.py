@@ -162,3 +162,9 @@ def test_transformers_version_range(version, supported):
     else:
         with pytest.raises(PolicyError, match=re.escape(f"transformers {version} is not supported")):
             check_transformers_version(version)
+
+
+def test_a_user_message_that_already_has_the_markers_is_left_alone(llama3_tokenizer):
+    runner, _, _ = make_runner(llama3_tokenizer, mm_use_image_start_end=True)
+    text = runner.adapter.prompt([{"role": "user", "content": "<image_start><image><image_end>\nWhat is this?"}], True)
+    assert text.count("<image_start>") == 1 and text.count("<image>") == 1

@@ -20,7 +20,6 @@ MAGMA_IMAGE_WITH_MARKERS = "<image_start><image><image_end>"
 class ModelAdapter(ABC):
     """Common part: the loaded model and processor, the chat template, image placement."""
 
-    family = "generic"
     default_system_prompt: str | None = None
     direct_decode = False  # True when the model's forward takes (input_ids, attention_mask, past_key_values)
 
@@ -49,7 +48,7 @@ class ModelAdapter(ABC):
                 users[0]["content"] = IMAGE_PLACEHOLDER + "\n" + users[0]["content"]
         text = self.tokenizer.apply_chat_template(msgs, tokenize=False, add_generation_prompt=True)
         marker = self.image_marker()
-        if with_image and marker != IMAGE_PLACEHOLDER:
+        if with_image and marker != IMAGE_PLACEHOLDER and marker not in text:
             text = text.replace(IMAGE_PLACEHOLDER, marker)
         return text
 
@@ -73,7 +72,6 @@ class MagmaAdapter(ModelAdapter):
     ``processor(images=[image], texts=prompt, return_tensors="pt")``, then ``pixel_values`` and
     ``image_sizes`` get a leading batch dimension before ``generate``."""
 
-    family = "magma"
     default_system_prompt = MAGMA_SYSTEM_PROMPT
     direct_decode = False  # the model card documents generate(); the remote forward's cache handling is unverified
 
@@ -96,7 +94,6 @@ class LlavaAdapter(ModelAdapter):
     """transformers-native LLaVA models: ``processor(images=image, text=prompt)``; the processor
     expands ``<image>`` to the vision tower's patch count."""
 
-    family = "llava"
     direct_decode = True
 
     def inputs(self, image: Any, prompt: str) -> dict[str, Any]:
