@@ -18,11 +18,13 @@ class Frame:
 
 
 class InferenceWorker:
-    """Keeps only the newest frame; frames replaced before the thread took them are counted as dropped."""
+    """Keeps only the newest frame; frames replaced before the thread took them are counted as
+    dropped. An exception from ``run`` goes to ``on_error`` and the thread carries on."""
 
     def __init__(self, run: Callable[[Frame], None], min_period: Callable[[], float],
-                 clock: Callable[[], float] = time.monotonic) -> None:
+                 on_error: Callable[[BaseException], None], clock: Callable[[], float] = time.monotonic) -> None:
         self._run = run
+        self._on_error = on_error
         self._min_period = min_period
         self._clock = clock
         self._cond = threading.Condition()
@@ -65,4 +67,7 @@ class InferenceWorker:
                     self._cond.wait(timeout=wait if self._frame is not None else None)
                 frame, self._frame = self._frame, None
                 self._last_start = self._clock()
-            self._run(frame)
+            try:
+                self._run(frame)
+            except Exception as exc:  # noqa: BLE001 - reported (the robot stops), the thread keeps serving
+                self._on_error(exc)

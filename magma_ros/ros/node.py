@@ -103,7 +103,8 @@ class MagmaNode(Node):
         self.add_on_set_parameters_callback(self._on_set_parameters)
         if s["instruction"]:
             self._set_instruction(s["instruction"])
-        self.worker = InferenceWorker(self._infer, lambda: self.supervisor.timing.control_period_s, clock)
+        self.worker = InferenceWorker(self._infer, lambda: self.supervisor.timing.control_period_s,
+                                      self._on_inference_error, clock)
         self.worker.start()
         self.create_timer(s.timing.publish_period_s, self._on_publish_timer, callback_group=control)
         self.create_timer(DIAGNOSTICS_PERIOD_S, self.publish_diagnostics, callback_group=inputs)
@@ -208,6 +209,10 @@ class MagmaNode(Node):
             self.gripper_pub.publish(Float64(data=float(gripper)))
             self.stats.count("actions_executed")
             self.stats.overhead_s.append(self._monotonic() - frame.arrived - inference)
+
+    def _on_inference_error(self, exc: BaseException) -> None:
+        self.get_logger().error(f"inference step failed: {type(exc).__name__}: {exc}")
+        self._reject("policy", "actions_rejected", f"internal error: {type(exc).__name__}: {exc}")
 
     # --- outputs -------------------------------------------------------------------------------
     def _on_publish_timer(self) -> None:

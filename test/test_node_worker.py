@@ -1,0 +1,70 @@
+"""The inference thread: newest frame only, dropped frames counted, pacing, errors reported."""
+from __future__ import annotations
+
+import threading
+import time
+
+import numpy as np
+
+from magma_ros.ros.inference import Frame, InferenceWorker
+from node_support import wait_until
+
+
+def frame(i: int) -> Frame:
+    return Frame(image=np.full((2, 2, 3), i, np.uint8), arrived=float(i))
+
+
+def test_runs_the_newest_frame_and_counts_the_dropped():
+    seen, errors = [], []
+    gate = threading.Event()
+
+    def run(f: Frame) -> None:
+        seen.append(int(f.image[0, 0, 0]))
+        gate.wait(10)
+
+    worker = InferenceWorker(run, lambda: 0.0, errors.append)
+    worker.start()
+    try:
+        worker.submit(frame(1))
+        wait_until(lambda: seen == [1], 10)
+        for i in range(2, 6):  # arrive while frame 1 is being processed
+            worker.submit(frame(i))
+        gate.set()
+        wait_until(lambda: seen == [1, 5], 10)
+        assert worker.dropped == 3
+    finally:
+        assert worker.stop()
+    assert not errors
+
+
+def test_paces_inference_to_the_minimum_period():
+    starts = []
+    worker = InferenceWorker(lambda f: starts.append(time.monotonic()), lambda: 0.2, lambda e: None)
+    worker.start()
+    try:
+        for i in range(3):
+            worker.submit(frame(i))
+            wait_until(lambda: len(starts) == i + 1, 10)
+    finally:
+        assert worker.stop()
+    assert min(np.diff(starts)) >= 0.2 - 1e-3
+
+
+def test_errors_are_reported_and_the_thread_carries_on():
+    errors, seen = [], []
+
+    def run(f: Frame) -> None:
+        seen.append(f.arrived)
+        if f.arrived == 1.0:
+            raise TypeError("bug")
+
+    worker = InferenceWorker(run, lambda: 0.0, errors.append)
+    worker.start()
+    try:
+        worker.submit(frame(1))
+        wait_until(lambda: errors, 10)
+        worker.submit(frame(2))
+        wait_until(lambda: seen == [1.0, 2.0], 10)
+    finally:
+        assert worker.stop()
+    assert isinstance(errors[0], TypeError)
