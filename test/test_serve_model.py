@@ -260,7 +260,7 @@ def test_malformed_chat_json_is_400(server):
 
 # --- image URLs ----------------------------------------------------------------------------------
 class ImageHost:
-    """A local HTTP server: /img.png, /big.png (large), /moved (redirect to /img.png)."""
+    """A local HTTP server: /img.png, /big.png (large), /moved (redirect to /img.png), /slow (3 s)."""
 
     def __init__(self) -> None:
         small, big = png_bytes(), png_bytes(600, 600) + b"\0" * 200_000
@@ -275,12 +275,17 @@ class ImageHost:
                     self.send_header("Location", "/img.png")
                     self.end_headers()
                     return
-                body = {"/img.png": small, "/big.png": big}.get(self.path)
+                if self.path == "/slow":
+                    time.sleep(3)
+                body = {"/img.png": small, "/big.png": big, "/slow": small}.get(self.path)
                 self.send_response(200 if body else 404)
                 self.send_header("Content-Type", "image/png")
                 self.send_header("Content-Length", str(len(body or b"")))
                 self.end_headers()
-                self.wfile.write(body or b"")
+                try:
+                    self.wfile.write(body or b"")
+                except (BrokenPipeError, ConnectionResetError):
+                    pass  # the server under test stopped reading (size or time limit): expected
 
             def log_message(self, *args) -> None:
                 pass
@@ -327,15 +332,17 @@ def test_bad_data_urls(runner, service, url, message):
 
 
 def test_allow_listed_host_is_fetched_within_limits(runner, service, image_host):
-    with serve(runner, service, allowed_image_hosts=(image_host.netloc,), image_fetch_max_bytes=100_000) as srv:
+    with serve(runner, service, allowed_image_hosts=(image_host.netloc,), image_fetch_max_bytes=100_000,
+               image_fetch_timeout_s=1.0) as srv:
         ok = chat(srv.url, {"model": MODEL_NAME, "messages": action_messages(f"http://{image_host.netloc}/img.png")})
         assert ok.status_code == 200, ok.text
         assert len(ok.json()["choices"][0]["message"]["action_token_ids"]) == 7
         assert "HTTP 302" in image_error(srv.url, f"http://{image_host.netloc}/moved")["message"]
         assert "larger than the server's limit" in image_error(srv.url, f"http://{image_host.netloc}/big.png")["message"]
+        assert "took longer than 1 s" in image_error(srv.url, f"http://{image_host.netloc}/slow")["message"]
         other = image_error(srv.url, "http://localhost:9/img.png")
         assert "'localhost:9' is not on this server's allow-list" in other["message"]
-    assert image_host.hits == ["/img.png", "/moved", "/big.png"]  # the redirect was not followed
+    assert image_host.hits == ["/img.png", "/moved", "/big.png", "/slow"]  # the redirect was not followed
 
 
 # --- the bounded queue ---------------------------------------------------------------------------
