@@ -38,9 +38,12 @@ setup(
         "PyYAML>=5.4",
         "tokenizers>=0.15",
         "httpx>=0.24",
+        "pillow>=9",  # JPEG encoding for the openai backend
     ],
     extras_require={
-        "magma": ["torch>=2.1", "transformers>=4.49,<4.56", "pillow>=9", "accelerate>=0.26"],
+        "magma": [  # Magma's remote code also imports torchvision and open_clip
+            "torch>=2.1", "transformers>=4.49,<4.56", "accelerate>=0.26", "torchvision", "open_clip_torch",
+        ],
         "serve": ["fastapi>=0.110", "uvicorn>=0.27", "pillow>=9"],
         "eval": ["rosbags>=0.10", "matplotlib>=3.5"],
         "sim": ["pybullet>=3.2", "matplotlib>=3.5", "pillow>=9"],
