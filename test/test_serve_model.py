@@ -369,7 +369,7 @@ def test_queue_full_503_and_disconnect_frees_the_slot(runner, service):
         srv.runner.gate.clear()  # hold the worker inside action_ids
         t1 = _post_in_thread(srv.url, body, running)
         assert srv.runner.entered.acquire(timeout=60)
-        t2 = _post_in_thread(srv.url, body, waiting, timeout=3)  # gives up after 3 s: disconnects
+        t2 = _post_in_thread(srv.url, body, waiting, timeout=6)  # gives up after 6 s: disconnects
         wait_until(lambda: _health(srv.url)["queue_depth"] == 1, 30, "second request not queued")
         assert _health(srv.url)["busy"] is True
         full = chat(srv.url, body)
@@ -390,7 +390,7 @@ def test_queue_full_503_and_disconnect_frees_the_slot(runner, service):
 
 
 def test_per_request_timeout_is_504_and_frees_the_slot(runner, service):
-    with serve(runner, service, queue_depth=1, timeout_s=1.0) as srv:
+    with serve(runner, service, queue_depth=1, timeout_s=2.0) as srv:
         srv.runner.gate.clear()
         body = {"model": MODEL_NAME, "messages": action_messages()}
         first = []
