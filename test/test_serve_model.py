@@ -418,14 +418,19 @@ def test_stream_client_disconnect_stops_the_generation(runner, service):
         wait_until(lambda: not _health(srv.url)["busy"], 20, "worker still busy")
 
 
-def test_model_failure_is_500_with_the_reason(runner, service):
-    from magma_ros.policy.base import PolicyError
+def test_model_failures_are_500_or_422_with_the_reason(runner, service):
+    from magma_ros.policy.base import PolicyConfigError, PolicyError
 
     with serve(runner, service) as srv:
         srv.runner.fail_with = PolicyError("CUDA out of memory (scripted)")
         response = chat(srv.url, {"model": MODEL_NAME, "messages": action_messages()})
         assert response.status_code == 500
         assert response.json()["error"]["message"] == "model error: CUDA out of memory (scripted)"
+        srv.runner.fail_with = PolicyConfigError("temperature: not supported by this model (scripted)")
+        refused = chat(srv.url, {"model": MODEL_NAME, "messages": action_messages()})
+        assert refused.status_code == 422
+        assert refused.json()["error"]["message"] == ("the model cannot serve this request: temperature: not "
+                                                      "supported by this model (scripted)")
         srv.runner.fail_with = None
         assert chat(srv.url, {"model": MODEL_NAME, "messages": action_messages()}).status_code == 200
 

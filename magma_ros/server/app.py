@@ -13,7 +13,7 @@ from fastapi.responses import JSONResponse, Response, StreamingResponse
 from pydantic import BaseModel, ValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from ..policy.base import PolicyError
+from ..policy.base import PolicyConfigError, PolicyError
 from .access_log import AccessLogMiddleware
 from .auth import BearerAuth
 from .chat import ChatPreparer, ChatResult, ModelRunner, ResponseBuilder, chat_job, prompt_pattern
@@ -198,6 +198,8 @@ def _result(job: Job) -> ChatResult:
     exc = job.future.exception()
     if exc is None:
         return job.future.result()
+    if isinstance(exc, PolicyConfigError):  # the runtime refuses this request's options
+        raise ApiError(422, f"the model cannot serve this request: {exc}")
     if isinstance(exc, (PolicyError, ValueError)):
         raise ApiError(500, f"model error: {exc}")
     LOG.error("model worker failed", exc_info=exc)
