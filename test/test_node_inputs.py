@@ -179,6 +179,20 @@ def test_slow_model_never_delays_the_publish_timer_and_frames_are_dropped(stream
     node.instruct("move")
 
 
+def test_action_timeout_when_the_model_is_slower_than_allowed(streaming):
+    node = streaming
+    assert node.set_params(action_timeout_s=0.3)[0].successful
+    try:
+        node.instruct("slow")  # 0.6 s per prediction
+        state = node.wait_state("action_timeout")
+        assert state["enabled"] == "true"
+        node.wait_stop()
+    finally:
+        assert node.set_params(action_timeout_s=2.0)[0].successful
+    node.instruct("move")
+    node.wait_state("active")
+
+
 def test_parameter_changes_are_validated(node):
     results = node.set_params(image_timeout_s=100.0)
     assert not results[0].successful and "out of range" in results[0].reason
