@@ -30,7 +30,7 @@ from .images import ImageError, compressed_to_rgb, image_to_rgb
 from .inference import Frame, InferenceWorker
 from .params import declare_parameters
 from .qos import COMMAND_QOS, EVENT_QOS, IMAGE_QOS, INSTRUCTION_QOS
-from .settings import NODE_PARAMETERS, build_settings
+from .settings import NODE_PARAMETERS, SettingsError, build_settings
 
 THROTTLE_S = 2.0  # bad-input warnings are logged at most this often per kind
 DIAGNOSTICS_PERIOD_S = 1.0
@@ -47,6 +47,8 @@ class MagmaNode(Node):
         try:
             self._setup(policy, clock or self._default_clock())
         except BaseException:
+            if getattr(self, "_owns_policy", False) and hasattr(self, "policy"):
+                self.policy.close()
             self.destroy_node()
             raise
 
@@ -59,7 +61,7 @@ class MagmaNode(Node):
         return time.monotonic
 
     def _setup(self, policy: Policy | None, clock: Callable[[], float]) -> None:
-        self._monotonic = clock
+        self._now = clock
         self.settings = build_settings(declare_parameters(self))
         self.profile = self.settings.profile
         self._owns_policy = policy is None
@@ -84,8 +86,11 @@ class MagmaNode(Node):
         self.action_pub = self.create_publisher(Float64MultiArray, "~/action", COMMAND_QOS)
         self.diag_pub = self.create_publisher(DiagnosticArray, "/diagnostics", COMMAND_QOS)
         if s["compressed_image"]:
-            import cv2  # noqa: F401  (fail at start-up, not on the first frame)
-
+            try:
+                import cv2  # noqa: F401  (fail at start-up, not on the first frame)
+            except ImportError:
+                raise SettingsError("compressed_image: needs OpenCV (pip install 'magma_ros[compressed]' "
+                                    "or the python3-opencv package)") from None
             image_topic = s["image_topic"].rstrip("/") + "/compressed"
             self.create_subscription(CompressedImage, image_topic, self._on_compressed, IMAGE_QOS,
                                      callback_group=inputs)
@@ -122,7 +127,7 @@ class MagmaNode(Node):
         self._accept_image(compressed_to_rgb, msg)
 
     def _accept_image(self, convert: Callable[[Any], Any], msg: Any) -> None:
-        arrived = self._monotonic()
+        arrived = self._now()
         self.stats.count("images_received")
         try:
             image = convert(msg)
@@ -184,13 +189,13 @@ class MagmaNode(Node):
         instruction, version = self._instruction, self._instruction_version
         if not instruction:
             return
-        started = self._monotonic()
+        started = self._now()
         try:
             prediction = self.policy.predict(frame.image, instruction)
         except Exception as exc:  # noqa: BLE001 - any backend failure is a fault that stops the robot
             self._reject("policy", "policy_errors", f"backend error: {type(exc).__name__}: {exc}")
             return
-        inference = self._monotonic() - started
+        inference = self._now() - started
         self.stats.count("predictions")
         self.stats.inference_s.append(inference)
         try:
@@ -208,7 +213,7 @@ class MagmaNode(Node):
             self._publish_command()  # at once, not at the next tick
             self.gripper_pub.publish(Float64(data=float(gripper)))
             self.stats.count("actions_executed")
-            self.stats.overhead_s.append(self._monotonic() - frame.arrived - inference)
+            self.stats.overhead_s.append(self._now() - frame.arrived - inference)
 
     def _on_inference_error(self, exc: BaseException) -> None:
         self.get_logger().error(f"inference step failed: {type(exc).__name__}: {exc}")
@@ -216,7 +221,7 @@ class MagmaNode(Node):
 
     # --- outputs -------------------------------------------------------------------------------
     def _on_publish_timer(self) -> None:
-        self.stats.tick_times.append(self._monotonic())
+        self.stats.tick_times.append(self._now())
         self._publish_command()
 
     def _publish_command(self) -> Command:
