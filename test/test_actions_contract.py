@@ -9,7 +9,7 @@ from hypothesis.extra.numpy import arrays
 
 from magma_ros.actions import (
     ActionDecoder, ActionTokenError, ActionTokenizer, TextTokenizer, TokenizerError, action_to_dict,
-    extract_action_ids, load_profile,
+    extract_action_ids, load_profile, text_ids_to_action_ids,
 )
 
 EXAMPLE_TEXT = "立刻ẳn сирiв衝ційнаiв"
@@ -139,3 +139,29 @@ def test_unreadable_tokenizers(tmp_path):
     broken.write_text("{not json")
     with pytest.raises(TokenizerError, match=r"tokenizer.json: not a readable tokenizer.json"):
         TextTokenizer(broken)
+
+
+def test_text_of_generated_ids_decodes_to_the_same_ids(llama3):
+    """Splitting the reply's bytes recovers what the model generated, also where re-tokenizing
+    the text with BPE would give other tokens (about a quarter of random action sequences)."""
+    tok = ActionTokenizer()
+    partial_utf8 = {i for i in range(tok.min_action_id, tok.max_action_id + 1) if "\ufffd" in llama3.decode([i])}
+    assert partial_utf8  # some action tokens are not valid UTF-8 on their own
+    rng = np.random.default_rng(7)
+    retokenized_differently = 0
+    for _ in range(200):
+        ids = rng.integers(tok.min_action_id, tok.max_action_id + 1, size=7)
+        if partial_utf8 & set(ids.tolist()):
+            continue
+        text = llama3.decode(ids)
+        retokenized_differently += llama3.encode(text).tolist() != ids.tolist()
+        assert text_ids_to_action_ids(text, llama3, tok).tolist() == ids.tolist()
+    assert retokenized_differently > 0
+
+
+def test_text_with_a_lost_partial_utf8_token_is_rejected(llama3):
+    tok = ActionTokenizer()
+    lossy = next(i for i in range(tok.min_action_id, tok.max_action_id + 1) if llama3.decode([i]) == "\ufffd")
+    text = llama3.decode(EXAMPLE_IDS[:3] + [lossy] + EXAMPLE_IDS[4:])
+    with pytest.raises(ActionTokenError, match="U\\+FFFD"):
+        text_ids_to_action_ids(text, llama3, tok)

@@ -256,3 +256,36 @@ def test_text_around_the_actions_is_rejected(server, make_policy):
     server.script = [ok("Sure: " + EXAMPLE_TEXT)]
     with pytest.raises(PolicyError, match="other token"):
         make_policy(server.url).predict(IMAGE, "x")
+
+
+def test_text_that_bpe_would_retokenize_differently_gives_the_generated_ids(server, make_policy, llama3):
+    ids = [127951, 127765, 127789, 127804, 127790, 127949, 127966]
+    text = llama3.decode(ids)
+    assert llama3.encode(text).tolist() != ids  # re-tokenizing would merge these into other tokens
+    server.script = [ok(text)]
+    assert make_policy(server.url).predict(IMAGE, "x").token_ids.tolist() == ids
+
+
+def test_exact_action_token_ids_in_the_reply_are_preferred(server, make_policy, llama3):
+    lossy = [127843, 127876, 127771, 127872, 127852, 127874, 127872]  # 127771 is not UTF-8 on its own
+    reply = ok(llama3.decode(lossy))
+    reply["json"]["choices"][0]["message"]["action_token_ids"] = lossy
+    server.script = [reply, ok(llama3.decode(lossy))]
+    policy = make_policy(server.url)
+    assert policy.predict(IMAGE, "x").token_ids.tolist() == lossy
+    with pytest.raises(PolicyError, match="U\\+FFFD"):
+        policy.predict(IMAGE, "x")
+
+
+@pytest.mark.parametrize("ids, message", [
+    ("127843", "must be a list of integers"),
+    ([127843, 1.5], "must be a list of integers"),
+    (EXAMPLE_IDS[:6], "found 6 action token"),
+    (EXAMPLE_IDS[:6] + [15339], "other token"),
+])
+def test_malformed_action_token_ids(server, make_policy, ids, message):
+    reply = ok()
+    reply["json"]["choices"][0]["message"]["action_token_ids"] = ids
+    server.script = [reply]
+    with pytest.raises(PolicyError, match=message):
+        make_policy(server.url).predict(IMAGE, "x")

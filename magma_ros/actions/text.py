@@ -1,11 +1,14 @@
-"""Action token text -> token ids through a Hugging Face ``tokenizers`` tokenizer.json."""
+"""Action token text <-> token ids through a Hugging Face ``tokenizers`` tokenizer.json."""
 from __future__ import annotations
 
+from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
 
-from .errors import TokenizerError
+from .errors import ActionTokenError, TokenizerError
+
+REPLACEMENT_CHAR = "\ufffd"
 
 
 class TextTokenizer:
@@ -41,3 +44,75 @@ class TextTokenizer:
     def token_id(self, token: str) -> int | None:
         """Id of a literal token such as ``<|eot_id|>``, or None."""
         return self._tok.token_to_id(token)
+
+    def token_bytes(self, token_id: int) -> bytes:
+        """The exact bytes a token stands for (byte-level tokens may be partial UTF-8)."""
+        from tokenizers import decoders
+
+        added = self._tok.get_added_tokens_decoder()
+        if token_id in added:
+            return added[token_id].content.encode("utf-8")
+        piece = self._tok.id_to_token(token_id)
+        if piece is None:
+            raise TokenizerError(f"{self.path}: no token with id {token_id}")
+        if isinstance(self._tok.decoder, decoders.ByteLevel):
+            table = _unicode_to_byte()
+            return bytes(table[ch] for ch in piece)
+        return self._tok.decode([token_id]).encode("utf-8")
+
+    def split_action_text(self, text: str, first_id: int, last_id: int, count: int) -> np.ndarray:
+        """The ``count`` token ids in ``first_id..last_id`` whose bytes concatenate to ``text``.
+
+        Unlike re-tokenizing, this recovers exactly what a model generated whenever the text is
+        lossless. Raises ``ActionTokenError`` when no split or more than one split exists.
+        """
+        pieces = {tid: self.token_bytes(tid) for tid in range(first_id, last_id + 1)}
+        data = text.encode("utf-8")
+        found = _splits(data, pieces, count, limit=2)
+        if len(found) == 1:
+            return np.asarray(found[0], dtype=np.int64)
+        if not found:
+            hint = (" (it holds U+FFFD: a token that is not valid UTF-8 on its own was lost when the reply was "
+                    "decoded to text; ask the endpoint for token ids)") if REPLACEMENT_CHAR in text else ""
+            raise ActionTokenError(f"text {text!r} is not exactly {count} action tokens{hint}")
+        raise ActionTokenError(f"text {text!r} splits into {count} action tokens in more than one way")
+
+
+def _splits(data: bytes, pieces: dict[int, bytes], count: int, limit: int) -> list[tuple[int, ...]]:
+    """Up to ``limit`` ways to write ``data`` as exactly ``count`` pieces (depth-first, memoized dead ends)."""
+    by_first: dict[int, list[tuple[int, bytes]]] = {}
+    for tid, piece in pieces.items():
+        if piece:
+            by_first.setdefault(piece[0], []).append((tid, piece))
+    dead: set[tuple[int, int]] = set()
+    found: list[tuple[int, ...]] = []
+
+    def walk(pos: int, left: int, prefix: tuple[int, ...]) -> None:
+        if len(found) >= limit or (pos, left) in dead:
+            return
+        if pos == len(data) or left == 0:
+            if pos == len(data) and left == 0:
+                found.append(prefix)
+            return
+        before = len(found)
+        for tid, piece in by_first.get(data[pos], ()):
+            if data.startswith(piece, pos):
+                walk(pos + len(piece), left - 1, prefix + (tid,))
+        if len(found) == before:
+            dead.add((pos, left))
+
+    walk(0, count, ())
+    return found
+
+
+@lru_cache(maxsize=1)
+def _unicode_to_byte() -> dict[str, int]:
+    """Inverse of the byte-level BPE alphabet: printable bytes map to themselves, the rest to 256+."""
+    printable = [*range(ord("!"), ord("~") + 1), *range(ord("¡"), ord("¬") + 1), *range(ord("®"), ord("ÿ") + 1)]
+    table = {chr(b): b for b in printable}
+    shifted = 0
+    for b in range(256):
+        if b not in printable:
+            table[chr(256 + shifted)] = b
+            shifted += 1
+    return table

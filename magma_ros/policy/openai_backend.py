@@ -17,6 +17,7 @@ import numpy as np
 
 from ..actions.errors import ActionContractError
 from ..actions.profiles import RobotProfile
+from ..actions.decoder import text_ids_to_action_ids
 from ..actions.sequence import extract_action_ids
 from ..actions.text import TextTokenizer
 from ..actions.tokenizer import ActionTokenizer
@@ -32,7 +33,10 @@ JPEG_QUALITY = 95
 
 
 class OpenAIPolicy:
-    """Sends image + instruction to ``{endpoint}/v1/chat/completions``; reply text -> 7 action ids."""
+    """Sends image + instruction to ``{endpoint}/v1/chat/completions``; reply -> 7 action ids.
+
+    The reply's ``action_token_ids`` are used when present; otherwise the content text is split
+    into action tokens by its bytes (``text_ids_to_action_ids``)."""
 
     def __init__(self, endpoint_url: str, model: str, profile: RobotProfile, text_tokenizer: TextTokenizer,
                  api_key: str | None = None, temperature: float = 0.0, timeout_s: float = 10.0) -> None:
@@ -56,8 +60,12 @@ class OpenAIPolicy:
         reply = self._post(body)
         t2 = time.perf_counter()
         text = reply_text(reply, self.url)
+        exact = reply_action_ids(reply, self.url)
         try:
-            ids = extract_action_ids(self.text_tokenizer.encode(text), self.action_tokenizer)
+            if exact is not None:
+                ids = extract_action_ids(exact, self.action_tokenizer)
+            else:
+                ids = text_ids_to_action_ids(text, self.text_tokenizer, self.action_tokenizer)
         except ActionContractError as exc:
             raise PolicyError(f"{self.url}: reply {text[:200]!r} is not one action: {exc}") from None
         return Prediction(token_ids=ids, text=text, timings={"inference": t2 - t0, "encode": t1 - t0, "request": t2 - t1})
@@ -131,6 +139,17 @@ def reply_text(reply: Any, url: str) -> str:
     if not isinstance(content, str):
         raise PolicyError(f"{url}: choices[0].message.content is {type(content).__name__}, expected text")
     return content
+
+
+def reply_action_ids(reply: Any, url: str) -> list[int] | None:
+    """``choices[0].message.action_token_ids`` when the server sends the exact ids (``magma-ros serve``
+    does: some action tokens are not valid UTF-8 on their own and do not survive the text)."""
+    ids = reply["choices"][0]["message"].get("action_token_ids")
+    if ids is None:
+        return None
+    if not isinstance(ids, list) or not all(isinstance(i, int) and not isinstance(i, bool) for i in ids):
+        raise PolicyError(f"{url}: choices[0].message.action_token_ids must be a list of integers, got {str(ids)[:200]}")
+    return ids
 
 
 def jpeg_data_url(image: np.ndarray, size: tuple[int, int]) -> str:
