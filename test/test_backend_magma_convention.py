@@ -13,7 +13,7 @@ from PIL import Image
 from transformers import BatchFeature, PreTrainedTokenizerFast
 
 from magma_ros.actions import ActionDecoder, ActionTokenizer, load_profile
-from magma_ros.policy import PolicyError
+from magma_ros.policy import PolicyConfigError, PolicyError
 from magma_ros.policy.hf_adapters import MagmaAdapter
 from magma_ros.policy.magma import MagmaPolicy
 from magma_ros.policy.vlm import VLMRunner, check_transformers_version
@@ -149,7 +149,7 @@ def test_streamed_text_uses_the_same_convention(llama3_tokenizer):
 
 def test_text_only_generation_is_refused_for_magma(llama3_tokenizer):
     runner, _, _ = make_runner(llama3_tokenizer)
-    with pytest.raises(PolicyError, match="text-only"):
+    with pytest.raises(PolicyConfigError, match="text-only"):  # the server answers 422
         list(runner.generate_text(None, [{"role": "user", "content": "hi"}], 5, 0.0, 1.0))
 
 

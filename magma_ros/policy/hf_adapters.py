@@ -10,7 +10,7 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from typing import Any
 
-from .base import PolicyError
+from .base import PolicyConfigError, PolicyError
 
 MAGMA_SYSTEM_PROMPT = "You are agent that can see, talk and act."
 IMAGE_PLACEHOLDER = "<image>"
@@ -83,7 +83,7 @@ class MagmaAdapter(ModelAdapter):
 
     def inputs(self, image: Any, prompt: str) -> dict[str, Any]:
         if image is None:  # the model card documents only the image + text call
-            raise PolicyError("Magma backend: text-only generation is not supported; send an image")
+            raise PolicyConfigError("Magma backend: text-only generation is not supported; send an image")
         batch = self.processor(images=[image], texts=prompt, return_tensors="pt")
         batch["pixel_values"] = batch["pixel_values"].unsqueeze(0)
         batch["image_sizes"] = batch["image_sizes"].unsqueeze(0)
