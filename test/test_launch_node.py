@@ -122,3 +122,13 @@ def test_params_file_lists_every_parameter_with_its_default_and_a_comment():
     for name in defaults:
         assert "#" in lines[name], f"{name} has no comment"
     build_settings(values)  # and it validates
+
+
+def test_docs_parameter_table_lists_every_parameter_with_its_default():
+    rows = {line.split("|")[1].strip().strip("`"): line for line in (REPO / "docs" / "node.md").read_text().splitlines()
+            if line.startswith("| `")}
+    for name, default in default_values().items():
+        assert name in rows, f"{name} missing from docs/node.md"
+        shown = "[]" if isinstance(default, list) else ('""' if default == "" else
+                                                        str(default).lower() if isinstance(default, bool) else str(default))
+        assert f"`{shown}`" in rows[name], (name, rows[name])
