@@ -27,10 +27,11 @@ sys.path.insert(0, str(REPO))
 
 from magma_ros.actions.stats import NormalizationStats  # noqa: E402
 from magma_ros.policy.demo import (  # noqa: E402
-    CONV_LAYERS, WEIGHTS_PATH, DemoNetwork, downsample, network_input,
+    CONV_LAYERS, KEYPOINTS, WEIGHTS_PATH, DemoNetwork, downsample, network_input,
 )
 from magma_ros.sim.expert import expert_action  # noqa: E402
-from magma_ros.sim.tasks import CUBE_COLOURS, INSTRUCTIONS, parse_instruction  # noqa: E402
+from magma_ros.sim.camera import project  # noqa: E402
+from magma_ros.sim.tasks import CUBE_COLOURS, INSTRUCTIONS, Task, parse_instruction  # noqa: E402
 from magma_ros.sim.world import SimWorld  # noqa: E402
 
 CONTROL_RATE_HZ = 5.0
@@ -45,27 +46,30 @@ class TorchDemoNetwork(nn.Module):
 
     def __init__(self, n_words: int) -> None:
         super().__init__()
+        self.n_words = n_words
         self.conv1 = nn.Conv2d(5, 16, 5, stride=2, padding=2)
         self.conv2 = nn.Conv2d(16, 32, 3, padding=1)
-        self.keypoints = nn.Conv2d(32, 32, 1)
-        self.log_temperature = nn.Parameter(torch.tensor(0.0))
-        self.fc1 = nn.Linear(64 + n_words, 128)
+        self.keypoints = nn.Conv2d(32, KEYPOINTS, 1)
+        self.log_temperature = nn.Parameter(torch.tensor(float(np.log(0.1))))
+        self.fc1 = nn.Linear(2 * KEYPOINTS + 2 + n_words, 128)
         self.fc2 = nn.Linear(128, 128)
         self.head = nn.Linear(128, 4)
 
-    def forward(self, x: torch.Tensor, words: torch.Tensor) -> torch.Tensor:
-        """x: B x 5 x S x S; words: B x n_words -> B x 4 (x, y, z in [-1, 1]; gripper in [0, 1])."""
+    def forward(self, x: torch.Tensor, words: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """x: B x 5 x S x S; words: B x n_words -> (B x 4 outputs: x, y, z in [-1, 1], gripper in
+        [0, 1]; B x 2 x KEYPOINTS keypoint coordinates)."""
         x = torch.relu(self.conv1(x))
         x = torch.relu(self.conv2(x))
         maps = self.keypoints(x)
         b, c, h, w = maps.shape
         p = torch.softmax(maps.reshape(b, c, h * w) / self.log_temperature.exp(), dim=2)
-        xs = torch.linspace(-1.0, 1.0, w).repeat(h)
-        ys = torch.linspace(-1.0, 1.0, h).repeat_interleave(w)
-        feats = torch.cat([p @ xs, p @ ys, words], dim=1)
-        hidden = torch.relu(self.fc2(torch.relu(self.fc1(feats))))
-        out = self.head(hidden)
-        return torch.cat([torch.tanh(out[:, :3]), torch.sigmoid(out[:, 3:])], dim=1)
+        xs = p @ torch.linspace(-1.0, 1.0, w).repeat(h)
+        ys = p @ torch.linspace(-1.0, 1.0, h).repeat_interleave(w)
+        k = self.n_words
+        target = torch.stack([(xs[:, :k] * words).sum(1), (ys[:, :k] * words).sum(1)], dim=1)
+        feats = torch.cat([xs, ys, target, words], dim=1)
+        out = self.head(torch.relu(self.fc2(torch.relu(self.fc1(feats)))))
+        return torch.cat([torch.tanh(out[:, :3]), torch.sigmoid(out[:, 3:])], dim=1), torch.stack([xs, ys], 1)
 
     def export(self) -> dict[str, np.ndarray]:
         """Weights in the numpy layout: conv kh x kw x Cin x Cout, dense in x out."""
@@ -83,35 +87,41 @@ class TorchDemoNetwork(nn.Module):
 
 
 class Dataset:
-    """Growing arrays of (64 x 64 image, instruction one-hot, expert action)."""
+    """Growing arrays of labelled frames: the 64 x 64 image, the episode's colour, the expert's
+    action toward every cube, and where every target and the gripper are in the image."""
 
     def __init__(self) -> None:
         self.images: list[np.ndarray] = []
-        self.words: list[np.ndarray] = []
-        self.actions: list[np.ndarray] = []
+        self.colours: list[int] = []
+        self.actions: list[np.ndarray] = []  # n_words x 7
+        self.keypoints: list[np.ndarray] = []  # 2 x (n_words + 1): targets, then the gripper
 
-    def add(self, image: np.ndarray, instruction: str, action: np.ndarray) -> None:
-        """Record one labelled frame."""
+    def add(self, world: SimWorld, image: np.ndarray, colour: str) -> None:
+        """Record one frame with the expert's labels for every colour."""
+        ee = world.ee_position()
+        targets = [parse_instruction(f"reach the {c} cube").target(world.cube_position(c)) for c in VOCABULARY]
         self.images.append(downsample(image))
-        onehot = np.zeros(len(VOCABULARY), np.float32)
-        onehot[VOCABULARY.index(parse_instruction(instruction).colour)] = 1.0
-        self.words.append(onehot)
-        self.actions.append(action.astype(np.float32))
+        self.colours.append(VOCABULARY.index(colour))
+        self.actions.append(np.stack([expert_action(Task(c), ee, world.cube_position(c)) for c in VOCABULARY])
+                            .astype(np.float32))
+        pixels = project(np.stack(targets + [ee]), world.config) / world.config.image_size * 2.0 - 1.0
+        self.keypoints.append(pixels.T.astype(np.float32))
 
     def __len__(self) -> int:
         return len(self.images)
 
     def save(self, path: Path) -> None:
         """Store the frames (to iterate on training without collecting again)."""
-        np.savez_compressed(path, images=np.stack(self.images), words=np.stack(self.words),
-                            actions=np.stack(self.actions))
+        np.savez_compressed(path, images=np.stack(self.images), colours=np.array(self.colours),
+                            actions=np.stack(self.actions), keypoints=np.stack(self.keypoints))
 
     @classmethod
     def load(cls, path: Path) -> "Dataset":
         """Frames stored by ``save``."""
         data = cls()
         with np.load(path) as arrays:
-            data.images, data.words, data.actions = (list(arrays[k]) for k in ("images", "words", "actions"))
+            data.images, data.colours, data.actions, data.keypoints = (
+                list(arrays[k]) for k in ("images", "colours", "actions", "keypoints"))
         return data
 
 
@@ -127,7 +137,7 @@ def collect(world: SimWorld, data: Dataset, episodes: range, rng: np.random.Gene
             cube = world.cube_position(task.colour)
             label = expert_action(task, world.ee_position(), cube)
             image = world.render()
-            data.add(image, instruction, label)
+            data.add(world, image, task.colour)
             if task.distance(world.ee_position(), cube) < SETTLE_DISTANCE:
                 break
             executed = label.copy()
@@ -149,31 +159,43 @@ def compute_stats(actions: np.ndarray) -> NormalizationStats:
 
 def train(model: TorchDemoNetwork, data: Dataset, stats: NormalizationStats, epochs: int, seed: int,
           lr: float) -> float:
-    """Adam on MSE of the normalized xyz and BCE of the gripper; returns the last epoch's loss."""
+    """Adam on the normalized xyz (MSE), the gripper (BCE) and the keypoints (MSE to where the
+    targets and the gripper really are in the image). Each frame is shown with the episode's
+    instruction half of the time and with a random colour otherwise (the expert labels them all)."""
     gen = torch.Generator().manual_seed(seed)
     x = torch.from_numpy(np.stack([network_input(im) for im in data.images])).permute(0, 3, 1, 2).contiguous()
-    words = torch.from_numpy(np.stack(data.words))
-    actions = np.stack(data.actions)
-    targets = torch.from_numpy(np.concatenate([stats.normalize(actions)[:, :3], actions[:, 6:]], axis=1)
-                               .astype(np.float32))
+    colours = torch.tensor(data.colours)
+    actions = np.stack(data.actions)  # N x words x 7
+    targets = torch.from_numpy(np.concatenate([stats.normalize(actions)[..., :3], actions[..., 6:]], axis=2)
+                               .astype(np.float32))  # N x words x 4
+    keypoints = torch.from_numpy(np.stack(data.keypoints))  # N x 2 x (words + 1)
+    n_words = targets.shape[1]
     opt = torch.optim.Adam(model.parameters(), lr=lr)
-    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=epochs)
+    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=max(1, epochs))
     loss_value = float("nan")
     for epoch in range(epochs):
         order = torch.randperm(len(x), generator=gen)
-        total = 0.0
+        random_words = torch.randint(0, n_words, (len(x),), generator=gen)
+        own = torch.rand(len(x), generator=gen) < 0.5
+        chosen = torch.where(own, colours, random_words)
+        total, parts = 0.0, np.zeros(2)
         for start in range(0, len(x), 64):
             idx = order[start:start + 64]
-            out = model(x[idx], words[idx])
-            loss = nn.functional.mse_loss(out[:, :3], targets[idx, :3]) \
-                + 0.1 * nn.functional.binary_cross_entropy(out[:, 3], targets[idx, 3])
+            words = nn.functional.one_hot(chosen[idx], n_words).float()
+            out, kp = model(x[idx], words)
+            goal = targets[idx, chosen[idx]]
+            action_loss = nn.functional.mse_loss(out[:, :3], goal[:, :3])
+            keypoint_loss = nn.functional.mse_loss(kp[:, :, :n_words + 1], keypoints[idx])
+            loss = action_loss + 0.1 * nn.functional.binary_cross_entropy(out[:, 3], goal[:, 3]) + keypoint_loss
             opt.zero_grad()
             loss.backward()
             opt.step()
             total += loss.item() * len(idx)
+            parts += np.array([action_loss.item(), keypoint_loss.item()]) * len(idx)
         sched.step()
         loss_value = total / len(x)
-        print(f"  epoch {epoch + 1:3d}/{epochs}  loss {loss_value:.5f}", flush=True)
+        print(f"  epoch {epoch + 1:3d}/{epochs}  loss {loss_value:.5f} (action {parts[0] / len(x):.5f}, "
+              f"keypoints {parts[1] / len(x):.5f})", flush=True)
     return loss_value
 
 
@@ -222,11 +244,11 @@ workspace:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--episodes", type=int, default=240, help="noisy-expert episodes")
+    parser.add_argument("--episodes", type=int, default=210, help="noisy-expert episodes")
     parser.add_argument("--dagger-rounds", type=int, default=1)
-    parser.add_argument("--dagger-episodes", type=int, default=90, help="episodes per DAgger round")
-    parser.add_argument("--epochs", type=int, default=25)
-    parser.add_argument("--dagger-epochs", type=int, default=10)
+    parser.add_argument("--dagger-episodes", type=int, default=60, help="episodes per DAgger round")
+    parser.add_argument("--epochs", type=int, default=60)
+    parser.add_argument("--dagger-epochs", type=int, default=15)
     parser.add_argument("--noise", type=float, default=0.008, help="std of executed-action noise (m per step)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--weights", type=Path, default=WEIGHTS_PATH)
@@ -248,7 +270,7 @@ def main() -> int:
         collect(world, data, range(args.episodes), np.random.default_rng(args.seed), args.noise)
         if args.data_cache:
             data.save(args.data_cache)
-    stats = compute_stats(np.stack(data.actions))
+    stats = compute_stats(np.stack([a[c] for a, c in zip(data.actions, data.colours)]))
     write_profile(stats, args.profile)
     print(f"{len(data)} frames in {time.monotonic() - started:.0f}s; stats q01={stats.q01} q99={stats.q99}", flush=True)
     model = TorchDemoNetwork(len(VOCABULARY))

@@ -93,6 +93,16 @@ def test_other_weights_file_via_model_option(tmp_path, profile):
         create_policy(BackendConfig(backend="demo", model=str(tmp_path / "missing.npz")), profile)
 
 
+def test_weights_of_another_architecture_are_refused_at_start(tmp_path, profile):
+    with np.load(WEIGHTS_PATH) as data:
+        arrays = {k: data[k] for k in data.files}
+    arrays["fc1_w"] = arrays["fc1_w"][:-1]
+    path = tmp_path / "other.npz"
+    np.savez(path, **arrays)
+    with pytest.raises(PolicyConfigError, match="does not fit this network: fc1_w has shape"):
+        create_policy(BackendConfig(backend="demo", model=str(path)), profile)
+
+
 def test_inference_needs_no_torch(tmp_path):
     code = ("import sys; sys.modules['torch'] = None\n"
             "import numpy as np\n"
@@ -120,7 +130,7 @@ def test_numpy_forward_equals_the_torch_network_it_was_trained_as():
     words = np.eye(3, dtype=np.float32)[1]
     x = network_input(small)
     with torch.no_grad():
-        expected = net(torch.from_numpy(x).permute(2, 0, 1)[None], torch.from_numpy(words)[None])[0].numpy()
+        expected = net(torch.from_numpy(x).permute(2, 0, 1)[None], torch.from_numpy(words)[None])[0][0].numpy()
     got = DemoNetwork(net.export())(x, words)
     assert np.allclose(got, expected, atol=1e-4)
 

@@ -3,8 +3,9 @@
 It was trained by behaviour cloning on scripted demonstrations (``scripts/train_demo_policy.py``)
 and answers with 7 action token ids in the same contract as Magma, so everything after the ids
 (decoding with the robot profile, safety, the node) is the code a real model uses. The network is a
-small CNN with coordinate channels and a spatial soft-argmax, followed by an MLP that also sees the
-instruction's colour word. Inference needs numpy only.
+small CNN with coordinate channels and a spatial soft-argmax (keypoints; during training the first
+ones learn where each colour's target is), followed by an MLP that sees the keypoints, the keypoint
+of the colour the instruction names, and the instruction's colour word. Inference needs numpy only.
 """
 from __future__ import annotations
 
@@ -24,6 +25,7 @@ INPUT_SIZE = 64  # the network sees the camera image averaged down to 64 x 64
 # (name, stride, padding) of each convolution, in order; the last one makes the keypoint maps
 CONV_LAYERS = (("conv1", 2, 2), ("conv2", 1, 1), ("keypoints", 1, 0))
 DENSE_LAYERS = ("fc1", "fc2", "head")
+KEYPOINTS = 16  # keypoint maps; the first ones (one per vocabulary word) are trained to find that word's target
 OUTPUT_AXES = (0, 1, 2, 6)  # x, y, z (tanh, normalized) and gripper (sigmoid, raw [0, 1]); rotation is 0
 
 
@@ -69,12 +71,29 @@ class DemoNetwork:
             x = _conv2d(x, self.w[f"{name}_w"], self.w[f"{name}_b"], stride, pad)
             if name != "keypoints":
                 x = np.maximum(x, 0.0)
-        h = np.concatenate([_spatial_soft_argmax(x, float(self.w["temperature"])), instruction])
+        xs, ys = _spatial_soft_argmax(x, float(self.w["temperature"]))
+        k = instruction.shape[0]
+        target = np.array([xs[:k] @ instruction, ys[:k] @ instruction], np.float32)
+        h = np.concatenate([xs, ys, target, instruction])
         for name in DENSE_LAYERS:
             h = h @ self.w[f"{name}_w"] + self.w[f"{name}_b"]
             if name != "head":
                 h = np.maximum(h, 0.0)
         return np.concatenate([np.tanh(h[:3]), 1.0 / (1.0 + np.exp(-h[3:]))])
+
+
+def shape_problem(weights: dict[str, np.ndarray], n_words: int) -> str:
+    """What is wrong with the weight shapes for this architecture, or an empty string."""
+    expected = {"conv1_w": (5, 5, 5, 16), "conv1_b": (16,), "conv2_w": (3, 3, 16, 32), "conv2_b": (32,),
+                "keypoints_w": (1, 1, 32, KEYPOINTS), "keypoints_b": (KEYPOINTS,),
+                "fc1_w": (2 * KEYPOINTS + 2 + n_words, 128), "fc1_b": (128,), "fc2_w": (128, 128), "fc2_b": (128,),
+                "head_w": (128, 4), "head_b": (4,), "temperature": ()}
+    for name, shape in expected.items():
+        if name not in weights:
+            return f"{name} missing"
+        if weights[name].shape != shape:
+            return f"{name} has shape {weights[name].shape}, expected {shape}"
+    return ""
 
 
 class DemoPolicy:
@@ -93,6 +112,9 @@ class DemoPolicy:
             raise PolicyConfigError(f"demo policy: {weights_path} lacks {', '.join(missing)}")
         self.vocabulary = tuple(str(w) for w in arrays.pop("vocabulary"))
         self.stats = {k: arrays.pop(k) for k in ("q01", "q99", "mask")}
+        problem = shape_problem(arrays, len(self.vocabulary))
+        if problem:
+            raise PolicyConfigError(f"demo policy: {weights_path} does not fit this network: {problem}")
         self.network = DemoNetwork(arrays)
         self.tokenizer = ActionTokenizer(self.vocab_size)
 
@@ -144,8 +166,8 @@ def _conv2d(x: np.ndarray, w: np.ndarray, b: np.ndarray, stride: int, pad: int) 
     return (cols @ w.reshape(kh * kw * cin, cout) + b).reshape(ho, wo, cout)
 
 
-def _spatial_soft_argmax(maps: np.ndarray, temperature: float) -> np.ndarray:
-    """H x W x C maps -> 2C expected coordinates in [-1, 1]: all x first, then all y."""
+def _spatial_soft_argmax(maps: np.ndarray, temperature: float) -> tuple[np.ndarray, np.ndarray]:
+    """H x W x C maps -> expected x and y coordinates in [-1, 1] of each map."""
     h, w, c = maps.shape
     logits = maps.reshape(h * w, c) / temperature
     logits = logits - logits.max(axis=0, keepdims=True)
@@ -153,4 +175,4 @@ def _spatial_soft_argmax(maps: np.ndarray, temperature: float) -> np.ndarray:
     p /= p.sum(axis=0, keepdims=True)
     xs = np.tile(np.linspace(-1.0, 1.0, w, dtype=np.float32), h)
     ys = np.repeat(np.linspace(-1.0, 1.0, h, dtype=np.float32), w)
-    return np.concatenate([xs @ p, ys @ p]).astype(np.float32)
+    return (xs @ p).astype(np.float32), (ys @ p).astype(np.float32)

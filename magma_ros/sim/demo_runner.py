@@ -30,7 +30,7 @@ class EpisodeLog:
     seed: int
     instruction: str
     success: bool = False
-    steps: int = 0  # actions the node executed
+    steps: int = 0  # actions magma_node decoded (its ~/action topic)
     duration_s: float = 0.0
     final_distance: float | None = None
     safety_states: list[str] = field(default_factory=list)
@@ -107,7 +107,7 @@ class Monitor:
         from geometry_msgs.msg import TwistStamped
         from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
         from sensor_msgs.msg import Image
-        from std_msgs.msg import Float64, Int64, String
+        from std_msgs.msg import Float64, Float64MultiArray, Int64, String
 
         self._rclpy = rclpy
         self._owns_context = not rclpy.ok()
@@ -124,6 +124,7 @@ class Monitor:
         self.node.create_subscription(TwistStamped, "/servo_node/delta_twist_cmds", self._on_twist, 10)
         self.node.create_subscription(Float64, "/magma/gripper_command", self._on_gripper, 10)
         self.node.create_subscription(DiagnosticArray, "/diagnostics", self._on_diagnostics, 10)
+        self.node.create_subscription(Float64MultiArray, "/magma_node/action", self._on_action, 10)
         self.status: dict[str, Any] | None = None
         self.safety: dict[str, str] = {}
         self.twist = (np.zeros(3), np.zeros(3))
@@ -163,6 +164,10 @@ class Monitor:
         if self.episode is not None:
             self.episode.gripper.append((self._now(), float(msg.data)))
 
+    def _on_action(self, msg) -> None:
+        if self.episode is not None:
+            self.episode.steps += 1
+
     def _on_diagnostics(self, msg) -> None:
         for status in msg.status:
             values = {kv.key: kv.value for kv in status.values}
@@ -189,10 +194,10 @@ class Monitor:
                     progress: Callable[[str], None]) -> EpisodeLog:
         """Reset the sim with ``seed``, send ``instruction``, follow until success or ``timeout``."""
         self.reset_pub.publish(self._Int64(data=seed))
-        if not self.spin_until(lambda: self.status is not None and self.status.get("seed") == seed, 30.0, check):
+        fresh = lambda: bool(self.status and self.status.get("seed") == seed and self.status["time"] < 0.5)  # noqa: E731
+        if not self.spin_until(fresh, 30.0, check):
             raise RuntimeError(f"magma_sim did not confirm the reset to seed {seed} within 30 s")
         ep = EpisodeLog(seed=seed, instruction=instruction)
-        executed_before = int(self.safety.get("actions_executed", 0))
         self._t0 = time.monotonic()
         self._last_frame = -np.inf
         self.episode = ep
@@ -202,7 +207,6 @@ class Monitor:
             state = self.safety.get("state", "?")
             if not ep.safety_states or ep.safety_states[-1] != state:
                 ep.safety_states.append(state)
-            ep.steps = int(self.safety.get("actions_executed", executed_before)) - executed_before
             dist = self.status.get("distance") if self.status else None
             lin = self.twist[0]
             progress(f"t={self._now():5.1f}s  step {ep.steps:3d}  distance "

@@ -6,6 +6,8 @@ integrating an end-effector target and solving IK every physics step, and a grip
 """
 from __future__ import annotations
 
+import os
+import sys
 from dataclasses import dataclass
 
 import numpy as np
@@ -44,7 +46,7 @@ class SimWorld:
     """One PyBullet world. Not thread-safe: drive it from one thread."""
 
     def __init__(self, config: SimConfig | None = None) -> None:
-        import pybullet as pb
+        pb = _import_pybullet()
         import pybullet_data
 
         self.config = config or SimConfig()
@@ -194,6 +196,22 @@ class SimWorld:
         if self._client is not None:
             self._pb.disconnect(physicsClientId=self._client)
             self._client = None
+
+
+def _import_pybullet():
+    """Import pybullet without its build-time banner on stderr (it is printed from C)."""
+    if "pybullet" in sys.modules:
+        return sys.modules["pybullet"]
+    sys.stderr.flush()
+    saved = os.dup(2)
+    try:
+        with open(os.devnull, "w") as devnull:
+            os.dup2(devnull.fileno(), 2)
+            import pybullet
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+    return pybullet
 
 
 def _rotvec_to_quat(rotvec: np.ndarray) -> list[float]:
