@@ -1,7 +1,7 @@
 """``make demo``: the whole main job in simulation, headless.
 
-Starts the PyBullet arm (``magma_sim``) and ``magma_node`` (enabled) as ROS 2 processes, sends an
-instruction, prints progress (step, distance to the target, safety state) and SUCCESS or FAILURE,
+Starts the PyBullet arm (``magma_sim``) and ``magma_node`` (enabled) as ROS 2 processes, sends each
+instruction in turn (a new seeded scene for each), prints progress (step, distance to the target, safety state) and SUCCESS or FAILURE,
 and writes a report to ``out/demo/``: a strip of camera frames with the commanded motion
 (frames_seed<N>.png), a plot of the commanded twist, gripper and distance over time
 (commands_seed<N>.png), summary.json and both nodes' logs.
@@ -24,9 +24,11 @@ def main(argv: list[str] | None = None) -> int:
     """Run the demo; exit 0 when every episode reaches its target."""
     parser = argparse.ArgumentParser(prog="python -m magma_ros.demo", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--instruction", default="reach the red cube", help="what to ask (default: %(default)s)")
-    parser.add_argument("--seed", type=int, default=3, help="scene seed of the first episode (default: %(default)s)")
-    parser.add_argument("--episodes", type=int, default=1, help="episodes, seeds seed, seed+1, ... (default: 1)")
+    parser.add_argument("--instruction", dest="instructions", action="append", metavar="TEXT",
+                        help="what to ask (repeatable; default: reach the red, then the green, then the blue cube)")
+    parser.add_argument("--seed", type=int, default=3, help="scene seed of the first episode; the next ones "
+                        "count up (default: %(default)s)")
+    parser.add_argument("--episodes", type=int, default=1, help="episodes per instruction (default: 1)")
     parser.add_argument("--timeout", type=float, default=30.0, help="seconds per episode before FAILURE (default: 30)")
     parser.add_argument("--out", type=Path, default=Path("out/demo"), help="report directory (default: out/demo)")
     args = parser.parse_args(argv)
@@ -38,11 +40,13 @@ def main(argv: list[str] | None = None) -> int:
 
     from .sim.demo_runner import run_episodes
     from .sim.report import command_plot, frame_strip
-    from .sim.tasks import TaskError, parse_instruction
+    from .sim.tasks import INSTRUCTIONS, TaskError, parse_instruction
     from .sim.world import SimConfig
 
+    instructions = args.instructions or list(INSTRUCTIONS)
     try:
-        parse_instruction(args.instruction)
+        for text in instructions:
+            parse_instruction(text)
     except TaskError as exc:
         print(f"demo: error: {exc}", file=sys.stderr)
         return 2
@@ -51,22 +55,23 @@ def main(argv: list[str] | None = None) -> int:
     except RuntimeError as exc:
         print(f"demo: error: {exc}", file=sys.stderr)
         return 2
-    print(f"magma_ros demo: {backend_label}; ROS_DOMAIN_ID={os.environ['ROS_DOMAIN_ID']}; report in {args.out}/",
+    print(f"magma_ros demo: backend {backend_label}; ROS_DOMAIN_ID={os.environ['ROS_DOMAIN_ID']}; report in {args.out}/",
           flush=True)
-    seeds = list(range(args.seed, args.seed + args.episodes))
+    plan = [(args.seed + i, text) for i, text in enumerate(t for t in instructions for _ in range(args.episodes))]
     try:
-        logs = run_episodes(args.out, seeds, args.instruction, params, episode_timeout=args.timeout,
+        logs = run_episodes(args.out, plan, params, episode_timeout=args.timeout,
                             progress=lambda line: print(line, flush=True))
     except RuntimeError as exc:
         print(f"demo: FAILURE: {exc}", file=sys.stderr)
         return 1
     config = SimConfig()
     for log in logs:
-        title = f"{args.instruction!r}, seed {log.seed}: {'success' if log.success else 'failure'} ({backend_label})"
+        outcome = "success" if log.success else "failure"
+        title = f"{log.instruction!r}, seed {log.seed}: {outcome} (backend {backend_label})"
         if log.frames:
             frame_strip(log.frames, args.out / f"frames_seed{log.seed}.png", config)
         command_plot(log.commands, log.gripper, log.distance, args.out / f"commands_seed{log.seed}.png", title)
-    summary = {"backend": backend_label, "instruction": args.instruction, "episodes": [log.summary() for log in logs],
+    summary = {"backend": backend_label, "episodes": [log.summary() for log in logs],
                "successes": sum(log.success for log in logs)}
     (args.out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
     ok = all(log.success for log in logs)
@@ -81,7 +86,7 @@ def node_parameters(out_dir: Path) -> tuple[dict, str]:
     common = {"enabled_on_start": True, "ee_pose_topic": "/sim/ee_pose"}
     model = os.environ.get("MAGMA_MODEL", "")
     if not model:
-        return {**common, "robot": "sim_panda", "backend": "demo"}, "backend demo (trained in this simulator)"
+        return {**common, "robot": "sim_panda", "backend": "demo"}, "demo (trained in this simulator)"
     device = os.environ.get("MAGMA_DEVICE", "cuda")
     try:
         import torch
@@ -91,7 +96,7 @@ def node_parameters(out_dir: Path) -> tuple[dict, str]:
         raise RuntimeError(f"MAGMA_MODEL={model} is set but no CUDA GPU is available; unset MAGMA_MODEL "
                            "to run the demo policy")
     return ({**common, "robot": str(magma_sim_profile(out_dir)), "backend": "magma", "model": model,
-             "device": device}, f"backend magma ({model} on {device})")
+             "device": device}, f"magma ({model} on {device})")
 
 
 def magma_sim_profile(out_dir: Path) -> Path:

@@ -157,3 +157,20 @@ def test_closed_loop_with_magma_node_reaches_targets(tmp_path):
             assert 0 < episode["steps"] <= 40
             assert (tmp_path / f"frames_seed{episode['seed']}.png").stat().st_size > 10_000
             assert (tmp_path / f"commands_seed{episode['seed']}.png").stat().st_size > 10_000
+
+
+@pytest.mark.parametrize("env, args, message", [
+    ({"MAGMA_MODEL": "/models/Magma-8B", "MAGMA_DEVICE": "cuda"}, [], "no CUDA GPU"),
+    ({}, ["--instruction", "make coffee"], "expected"),
+])
+def test_demo_refuses_what_it_cannot_run(tmp_path, env, args, message):
+    """No silent fallback: a configured Magma without a GPU is an error, not the demo policy."""
+    import os
+
+    torch = pytest.importorskip("torch")
+    if env and torch.cuda.is_available():
+        pytest.skip("a GPU is present: MAGMA_MODEL would be used")
+    out = subprocess.run([sys.executable, "-m", "magma_ros.demo", "--out", str(tmp_path), *args],
+                         capture_output=True, text=True, timeout=120, env={**os.environ, **env})
+    assert out.returncode == 2 and message in out.stderr, out.stderr
+    assert not (tmp_path / "summary.json").exists()

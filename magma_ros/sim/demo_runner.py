@@ -241,18 +241,18 @@ def wait_until_ready(monitor: Monitor, procs: NodeProcesses, timeout: float) -> 
                            f"node state {monitor.safety.get('state', 'missing')})")
 
 
-def run_episodes(out_dir: Path, seeds: Sequence[int], instruction: str, node_params: dict[str, Any], *,
+def run_episodes(out_dir: Path, episodes: Sequence[tuple[int, str]], node_params: dict[str, Any], *,
                  episode_timeout: float, startup_timeout: float = 120.0,
                  progress: Callable[[str], None] = print) -> list[EpisodeLog]:
-    """Start the nodes, run one episode per seed, stop the nodes; returns the episode logs."""
-    procs = start_nodes(out_dir, seed=seeds[0], node_params=node_params)
+    """Start the nodes, run the (seed, instruction) episodes in turn, stop the nodes."""
+    procs = start_nodes(out_dir, seed=episodes[0][0], node_params=node_params)
     monitor = None
     try:
         monitor = Monitor()
         progress("waiting for magma_sim and magma_node ...")
         wait_until_ready(monitor, procs, startup_timeout)
         logs = []
-        for seed in seeds:
+        for seed, instruction in episodes:
             progress(f"episode seed {seed}: {instruction!r}")
             logs.append(monitor.run_episode(seed, instruction, episode_timeout, procs.check_alive, progress))
             progress(f"episode seed {seed}: {'SUCCESS' if logs[-1].success else 'FAILURE'} after "
