@@ -142,6 +142,36 @@ def test_reset_with_seed_and_new_instruction(sim):
     assert sim.status()["distance"] == pytest.approx(expected, abs=0.01)
 
 
+def test_real_time_factor_runs_the_simulation_faster(console_script, tmp_path):
+    """A second simulator on its own domain at 4x: simulated time outruns the wall clock."""
+    import os
+    import random
+
+    domain = str((int(os.environ["ROS_DOMAIN_ID"]) + random.randint(1, 50)) % 101 + 1)
+    code = ("import json, time, rclpy\n"
+            "from rclpy.qos import QoSProfile, ReliabilityPolicy, DurabilityPolicy\n"
+            "from std_msgs.msg import String\n"
+            "rclpy.init(); n = rclpy.create_node('rtf_probe'); seen = []\n"
+            "q = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.TRANSIENT_LOCAL)\n"
+            "n.create_subscription(String, '/sim/status', lambda m: seen.append((time.monotonic(), json.loads(m.data)['time'])), q)\n"
+            "end = time.monotonic() + 60\n"
+            "while time.monotonic() < end and (not seen or seen[-1][0] - seen[0][0] < 3.0):\n"
+            "    rclpy.spin_once(n, timeout_sec=0.05)\n"
+            "print((seen[-1][1] - seen[0][1]) / (seen[-1][0] - seen[0][0]))\n")
+    env = {**os.environ, "ROS_DOMAIN_ID": domain}
+    log = open(tmp_path / "sim.log", "w")
+    proc = subprocess.Popen([console_script("magma_sim"), "--ros-args", "-p", "real_time_factor:=4.0",
+                             "-p", "camera_rate_hz:=2.0"], stdout=log, stderr=subprocess.STDOUT, env=env)
+    try:
+        out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, env=env)
+    finally:
+        proc.send_signal(signal.SIGINT)
+        proc.wait(20)
+        log.close()
+    assert out.returncode == 0, out.stderr
+    assert float(out.stdout) > 2.0, (out.stdout, (tmp_path / "sim.log").read_text())
+
+
 def test_closed_loop_with_magma_node_reaches_targets(tmp_path):
     """make demo's runner: magma_sim + magma_node (demo backend) as processes over DDS, 3 seeds."""
     out = subprocess.run([sys.executable, "-m", "magma_ros.demo", "--seed", "900", "--episodes", "3",

@@ -69,8 +69,8 @@ def _make_node():
             declare = lambda name, value, text: self.declare_parameter(  # noqa: E731
                 name, value, ParameterDescriptor(description=text)).value
             self.rtf = float(declare("real_time_factor", 1.0,
-                                     "simulated seconds per wall-clock second (> 0); with a value other than 1 "
-                                     "run magma_node with use_sim_time:=true"))
+                                     "simulated seconds per wall-clock second (> 0); keep 1 with magma_node, "
+                                     "which times its control period with the wall clock"))
             self.camera_rate = float(declare("camera_rate_hz", 10.0, "camera frames per simulated second"))
             self.timeout = float(declare("command_timeout_s", 0.5,
                                          "a twist is executed until its stamp is this old (s), then zero; "
