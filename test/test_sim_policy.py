@@ -75,7 +75,14 @@ def test_the_instruction_selects_the_target(policy, profile, world):
 
 def test_unknown_instruction_is_a_backend_error(policy, world):
     with pytest.raises(PolicyError, match="red, green, blue"):
-        policy.predict(world.render(), "wave hello")
+        policy.predict(world.render(), "reach the yellow cube")
+
+
+@pytest.mark.parametrize("instruction", ["pick up the red cube", "touch the red cube"])
+def test_tasks_it_was_not_trained_for_are_a_backend_error(policy, world, instruction):
+    """No silent reinterpretation: 'pick up the red cube' must not quietly become a reach."""
+    with pytest.raises(PolicyError, match="reaching only"):
+        policy.predict(world.render(), instruction)
 
 
 def test_image_of_the_wrong_size_is_a_backend_error(policy):

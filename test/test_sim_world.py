@@ -8,7 +8,9 @@ from magma_ros.actions.twist import Twist
 from magma_ros.sim.camera import project
 from magma_ros.sim.controllers import ExpertController, ZeroController
 from magma_ros.sim.episode import run_episode
-from magma_ros.sim.tasks import INSTRUCTIONS, SUCCESS_RADIUS, Task, TaskError, parse_instruction
+from magma_ros.sim.tasks import (
+    INSTRUCTIONS, PICK_INSTRUCTIONS, SUCCESS_RADIUS, Task, TaskError, parse_instruction,
+)
 from magma_ros.sim.world import SimWorld
 
 
@@ -19,14 +21,16 @@ def world():
     w.close()
 
 
-@pytest.mark.parametrize("text, colour", [("reach the red cube", "red"), ("Touch the BLUE cube.", "blue"),
-                                          ("move to the green cube", "green")])
-def test_parse_instruction(text, colour):
-    assert parse_instruction(text) == Task(colour)
+@pytest.mark.parametrize("text, task", [("reach the red cube", Task("red")), ("Touch the BLUE cube.", Task("blue")),
+                                        ("move to the green cube", Task("green")),
+                                        ("pick up the blue cube", Task("blue", "pick")),
+                                        ("lift the red cube", Task("red", "pick"))])
+def test_parse_instruction(text, task):
+    assert parse_instruction(text) == task
 
 
-@pytest.mark.parametrize("text", ["reach the cube", "reach the red and blue cube", "pick up the red cube",
-                                  "reach the red ball", ""])
+@pytest.mark.parametrize("text", ["reach the cube", "reach the red and blue cube", "reach and lift the red cube",
+                                  "reach the red ball", "push the red cube", ""])
 def test_parse_instruction_rejects_what_it_cannot_do(text):
     with pytest.raises(TaskError, match="expected"):
         parse_instruction(text)
@@ -105,6 +109,24 @@ def test_expert_reaches_every_target_and_zero_action_does_not(world):
         zero = run_episode(world, instruction, seed, ZeroController(), control_rate_hz=5.0, max_steps=5)
         assert not zero.success and zero.steps == 5
         assert all(r.twist.is_zero() for r in zero.records)
+
+
+def test_expert_picks_up_every_cube(world):
+    for seed, instruction in enumerate(PICK_INSTRUCTIONS, start=20):
+        colour = parse_instruction(instruction).colour
+        result = run_episode(world, instruction, seed, ExpertController(), control_rate_hz=5.0, max_steps=40)
+        assert result.success and world.cube_position(colour)[2] > 0.08, (seed, instruction)
+        assert result.records[-1].gripper == 0.0 and world.finger_opening() < 0.03
+        others = [c for c in ("red", "green", "blue") if c != colour]
+        assert all(world.cube_position(c)[2] < 0.03 for c in others)
+
+
+def test_pick_is_not_done_until_the_cube_is_lifted(world):
+    world.reset(21)
+    task = Task("red", "pick")
+    cube = world.cube_position("red")
+    assert not task.succeeded(cube, cube), "the gripper at the cube is not a pick"
+    assert task.succeeded(cube, cube + [0, 0, 0.07])
 
 
 def test_episode_records_what_was_commanded(world):

@@ -41,6 +41,9 @@ def downsample(image: np.ndarray, size: int = INPUT_SIZE) -> np.ndarray:
 def instruction_features(instruction: str, vocabulary: tuple[str, ...]) -> np.ndarray:
     """One-hot of the single vocabulary word (a colour) the instruction names."""
     words = set(instruction.lower().replace(",", " ").replace(".", " ").split())
+    if "reach" not in words or words & {"pick", "lift", "grasp", "push"}:
+        raise PolicyError(f"demo policy: instruction {instruction!r}: it was trained for reaching only "
+                          f"('reach the <colour> cube')")
     hits = [i for i, word in enumerate(vocabulary) if word in words]
     if len(hits) != 1:
         raise PolicyError(f"demo policy: instruction {instruction!r} must name exactly one of "

@@ -54,7 +54,7 @@ class ExpertController:
     def act(self, image: np.ndarray, instruction: str, world: SimWorld, dt: float) -> tuple[Twist, float]:
         """The expert's step toward the instruction's target."""
         task = parse_instruction(instruction)
-        action = expert_action(task, world.ee_position(), world.cube_position(task.colour))
+        action = expert_action(task, world.ee_position(), world.cube_position(task.colour), world.finger_opening())
         return delta_to_twist(action, dt), float(action[6])
 
 

@@ -178,6 +178,11 @@ class SimWorld:
         states = self._pb.getJointStates(self.robot, list(ARM_JOINTS + FINGER_JOINTS), physicsClientId=self._client)
         return self.joint_names, np.array([s[0] for s in states]), np.array([s[1] for s in states])
 
+    def finger_opening(self) -> float:
+        """Mean finger position (m): 0.04 fully open, about 0.02 when holding a cube."""
+        states = self._pb.getJointStates(self.robot, list(FINGER_JOINTS), physicsClientId=self._client)
+        return float(np.mean([s[0] for s in states]))
+
     @property
     def gripper_command(self) -> float:
         """The last gripper opening commanded (1 open, 0 closed)."""
