@@ -2,8 +2,8 @@
 
     ros2 launch magma_ros sim_demo.launch.py instruction:="reach the blue cube" seed:=4
 
-Arguments: instruction, seed, backend (demo), robot (sim_panda), real_time_factor (1.0; keep 1 with
-magma_node, which times its control period with the wall clock).
+Arguments: instruction, seed, backend (demo), robot (sim_panda), real_time_factor (1.0; with another
+value also pass use_sim_time:=true to both nodes).
 Without ros2 launch (pip venv), ``python -m magma_ros.demo`` starts the same two processes.
 """
 from launch import LaunchDescription

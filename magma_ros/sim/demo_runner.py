@@ -76,14 +76,13 @@ class NodeProcesses:
             log.close()
 
 
-def start_nodes(out_dir: Path, *, seed: int, node_params: dict[str, Any], rtf: float = 1.0) -> NodeProcesses:
+def start_nodes(out_dir: Path, *, seed: int, node_params: dict[str, Any]) -> NodeProcesses:
     """Start ``magma_sim`` and ``magma_node`` with this interpreter; logs go to ``out_dir``."""
     out_dir.mkdir(parents=True, exist_ok=True)
     env = dict(os.environ, PYTHONUNBUFFERED="1")
     sim_log = open(out_dir / "magma_sim.log", "w", encoding="utf-8")
     node_log = open(out_dir / "magma_node.log", "w", encoding="utf-8")
-    sim = subprocess.Popen([sys.executable, "-m", "magma_ros.sim.sim_main", "--ros-args",
-                            "-p", f"seed:={seed}", "-p", f"real_time_factor:={rtf}"],
+    sim = subprocess.Popen([sys.executable, "-m", "magma_ros.sim.sim_main", "--ros-args", "-p", f"seed:={seed}"],
                            stdout=sim_log, stderr=subprocess.STDOUT, env=env)
     args = [sys.executable, "-m", "magma_ros.ros.node_main", "--ros-args"]
     for name, value in node_params.items():

@@ -52,6 +52,7 @@ def main(argv: list[str] | None = None) -> int:
 
 def _make_node():
     from geometry_msgs.msg import PoseStamped, TwistStamped
+    from rclpy.clock import Clock as RosClock, ClockType
     from rclpy.duration import Duration
     from rclpy.node import Node
     from rclpy.time import Time
@@ -69,8 +70,8 @@ def _make_node():
             declare = lambda name, value, text: self.declare_parameter(  # noqa: E731
                 name, value, ParameterDescriptor(description=text)).value
             self.rtf = float(declare("real_time_factor", 1.0,
-                                     "simulated seconds per wall-clock second (> 0); keep 1 with magma_node, "
-                                     "which times its control period with the wall clock"))
+                                     "simulated seconds per wall-clock second (> 0); with a value other than 1 "
+                                     "run this node and magma_node with use_sim_time:=true"))
             self.camera_rate = float(declare("camera_rate_hz", 10.0, "camera frames per simulated second"))
             self.timeout = float(declare("command_timeout_s", 0.5,
                                          "a twist is executed until its stamp is this old (s), then zero; "
@@ -102,7 +103,9 @@ def _make_node():
             self._reset(seed)
             self._wall_start = time.monotonic()
             self._sim_offset = 0.0
-            self.create_timer(1.0 / (PHYSICS_HZ / TICK_SUBSTEPS) / self.rtf, self._tick)
+            # stepping follows the steady clock (the node's own clock may follow the /clock it publishes)
+            self.create_timer(1.0 / (PHYSICS_HZ / TICK_SUBSTEPS) / self.rtf, self._tick,
+                              clock=RosClock(clock_type=ClockType.STEADY_TIME))
             self.get_logger().info(f"magma_sim ready: seed {seed}, real-time factor {self.rtf:g}, "
                                    f"camera {self.camera_rate:g} Hz, base frame {BASE_FRAME}")
 
@@ -172,6 +175,7 @@ def _make_node():
                 fresh = self._twist_until is not None and self.get_clock().now() < self._twist_until
                 linear, angular = self._twist if fresh else (np.zeros(3), np.zeros(3))
                 self.world.apply(linear, angular, self._gripper, tick)
+                self._publish_clock()
                 if self.world.time >= self._next_frame:
                     self._next_frame = self.world.time + 1.0 / self.camera_rate
                     self._publish_frame()
@@ -180,10 +184,6 @@ def _make_node():
 
         def _publish_frame(self) -> None:
             stamp = self.get_clock().now().to_msg()
-            clock = Clock()
-            total = self._sim_offset + self.world.time
-            clock.clock.sec, clock.clock.nanosec = int(total), int((total % 1.0) * 1e9)
-            self.pub_clock.publish(clock)
             image = self.world.render()
             msg = Image()
             msg.header.stamp, msg.header.frame_id = stamp, "camera"
@@ -212,6 +212,12 @@ def _make_node():
                 status.update(instruction=self.instruction, distance=round(self.task.distance(position, cube), 4),
                               success=self.task.succeeded(position, cube))
             self.pub_status.publish(String(data=json.dumps(status)))
+
+        def _publish_clock(self) -> None:
+            clock = Clock()
+            total = self._sim_offset + self.world.time
+            clock.clock.sec, clock.clock.nanosec = int(total), int((total % 1.0) * 1e9)
+            self.pub_clock.publish(clock)
 
         def close(self) -> None:
             self.world.close()
