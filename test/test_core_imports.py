@@ -8,7 +8,7 @@ import pytest
 
 CORE_MODULES = [
     "magma_ros.actions", "magma_ros.safety", "magma_ros.policy", "magma_ros.policy.fixed",
-    "magma_ros.policy.openai_backend", "magma_ros.policy.magma", "magma_ros.cli",
+    "magma_ros.policy.openai_backend", "magma_ros.policy.magma", "magma_ros.policy.demo", "magma_ros.cli",
 ]
 
 
