@@ -304,3 +304,29 @@ def jpeg_image(width: int = 64, height: int = 48):
     ok, data = cv2.imencode(".jpg", np.full((height, width, 3), 120, np.uint8))
     assert ok
     return CompressedImage(format="jpeg", data=data.tobytes())
+
+
+def topic_params(topics: dict[str, str]) -> dict[str, str]:
+    """Node parameters that move its topics to ``topics`` (keys image/instruction/estop/twist/gripper)."""
+    return {f"{key}_topic": name for key, name in topics.items()}
+
+
+def assert_node_publishes(console_script: Callable[[str], str], node_name: str, params: dict[str, Any],
+                          topics: dict[str, str], tmp_path: Path, image, expected) -> None:
+    """Run magma_node with ``params``, stream ``image`` and check that ``~/action`` carries ``expected``
+    (at least three decoded actions), that twists come out, and that the node exits cleanly."""
+    node = NodeProcess(console_script("magma_node"), node_name, {**params, **topic_params(topics)}, tmp_path)
+    probe = Probe(node_name, topics)
+    try:
+        wait_until(lambda: probe.twists.items, 90, what=f"first twist; node log:\n{node.output()}")
+        with probe.stream(image, rate_hz=10.0):
+            wait_until(lambda: len(probe.actions.items) >= 3, 60,
+                       what=f"three decoded actions on ~/action; node log:\n{node.output()}")
+        published = [np.array(msg.data) for _, msg in list(probe.actions.items)]
+        for action in published:
+            assert np.allclose(action, expected), (action, expected)
+        assert probe.twists.items, "no twist commands"
+    finally:
+        probe.close()
+        code = node.stop()
+    assert code == 0, node.output()

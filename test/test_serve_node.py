@@ -6,7 +6,7 @@ import httpx
 import numpy as np
 import openai
 import pytest
-from node_support import NodeProcess, Probe, rgb_image, wait_until
+from node_support import assert_node_publishes, rgb_image
 from test_serve_support import CliServer, png_data_url, tiny_model_dir
 
 from magma_ros.actions import ActionDecoder, ActionTokenizer, TextTokenizer, load_profile, text_ids_to_action_ids
@@ -71,24 +71,8 @@ def test_node_with_openai_backend_drives_against_the_server(console_script, cli_
     monkeypatch.setenv(TOKEN_ENV, TOKEN)
     params = {"backend": "openai", "model": "tiny", "endpoint_url": cli_server.url, "tokenizer": str(model_dir),
               "api_key_env": TOKEN_ENV, "request_timeout_s": 30.0, "enabled_on_start": True,
-              "instruction": INSTRUCTION, "action_timeout_s": 30.0,
-              "image_topic": TOPICS["image"], "instruction_topic": TOPICS["instruction"],
-              "estop_topic": TOPICS["estop"], "twist_topic": TOPICS["twist"], "gripper_topic": TOPICS["gripper"]}
-    node = NodeProcess(console_script("magma_node"), "serve_openai_node", params, tmp_path)
-    probe = Probe("serve_openai_node", TOPICS)
-    try:
-        wait_until(lambda: probe.twists.items, 90, what=f"first twist; node log:\n{node.output()}")
-        with probe.stream(image, rate_hz=10.0):
-            wait_until(lambda: len(probe.actions.items) >= 3, 60,
-                       what=f"three decoded actions on ~/action; node log:\n{node.output()}")
-        published = [np.array(msg.data) for _, msg in list(probe.actions.items)]
-        for action in published:
-            assert np.allclose(action, expected), (action, expected)
-        assert probe.twists.items, "no twist commands"
-    finally:
-        probe.close()
-        code = node.stop()
-    assert code == 0, node.output()
+              "instruction": INSTRUCTION, "action_timeout_s": 30.0}
+    assert_node_publishes(console_script, "serve_openai_node", params, TOPICS, tmp_path, image, expected)
     chats = [e for e in cli_server.access_log() if e["path"] == "/v1/chat/completions"]
     assert len(chats) >= 4 and {e["status"] for e in chats} == {200}, chats  # ours + at least 3 from the node
     health = httpx.get(cli_server.url + "/health", timeout=10).json()
