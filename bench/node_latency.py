@@ -30,6 +30,7 @@ from geometry_msgs.msg import TwistStamped  # noqa: E402
 
 from magma_ros.policy.base import Prediction  # noqa: E402
 from magma_ros.ros.node import MagmaNode  # noqa: E402
+from magma_ros.ros.node_main import configure_process  # noqa: E402
 from magma_ros.ros.qos import COMMAND_QOS, IMAGE_QOS  # noqa: E402
 
 
@@ -68,6 +69,7 @@ def main() -> int:
     parser.add_argument("--jitter-s", type=float, default=8.0, help="seconds of streaming for (b)")
     args = parser.parse_args()
 
+    configure_process()  # as the magma_node console script (GIL switch interval)
     rclpy.init()
     policy = SleepPolicy(args.model_s)
     control_rate = 10.0
@@ -135,7 +137,8 @@ def main() -> int:
     dropped = node.worker.dropped
 
     print(f"magma_node latency: 640x480 rgb8, model sleeps {1000 * args.model_s:.0f} ms, control {control_rate:g} Hz, "
-          f"publish 50 Hz, {os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f}")
+          f"publish 50 Hz, {os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f}, "
+          f"GIL switch interval {1000 * sys.getswitchinterval():g} ms")
     print(percentiles(in_node, "(a) image callback -> twist published, minus model"))
     print(percentiles(end_to_end, "(a) image published -> twist received, minus model"))
     print(percentiles(np.abs(ticks - period), "(b) timer jitter |interval - 20 ms| in the node"))

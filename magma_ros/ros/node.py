@@ -2,7 +2,9 @@
 
 The node only wires things up: images and instructions go to an inference thread running the
 policy; predictions are decoded (``safety.ActionConverter``) and judged by the
-``safety.SafetySupervisor``, whose command a timer republishes at ``publish_rate_hz``.
+``safety.SafetySupervisor``, whose command is republished at ``publish_rate_hz`` by a thread of
+its own (``periodic.PeriodicThread``, monotonic deadlines; an rclpy timer on the ROS clock instead
+with use_sim_time, so that republishing follows simulated time).
 """
 from __future__ import annotations
 
@@ -29,6 +31,7 @@ from .diagnostics import NodeStats, build_diagnostics
 from .images import ImageError, compressed_to_rgb, image_to_rgb
 from .inference import Frame, InferenceWorker
 from .params import declare_parameters
+from .periodic import PeriodicThread
 from .qos import COMMAND_QOS, EVENT_QOS, IMAGE_QOS, INSTRUCTION_QOS
 from .settings import NODE_PARAMETERS, SettingsError, build_settings
 
@@ -76,6 +79,7 @@ class MagmaNode(Node):
         self._instruction_version = 0
         self._last_command: Command | None = None
         self._closed = False
+        self._publish_loop: PeriodicThread | None = None
 
         inputs = MutuallyExclusiveCallbackGroup()
         control = MutuallyExclusiveCallbackGroup()
@@ -111,7 +115,14 @@ class MagmaNode(Node):
         self.worker = InferenceWorker(self._infer, lambda: self.supervisor.timing.control_period_s,
                                       self._on_inference_error, clock)
         self.worker.start()
-        self.create_timer(s.timing.publish_period_s, self._on_publish_timer, callback_group=control)
+        if self.get_parameter("use_sim_time").value:
+            self.create_timer(s.timing.publish_period_s, self._on_publish_timer, callback_group=control)
+        else:
+            # not an executor timer: its callbacks queue behind the executor's wait-set rebuilds and
+            # image takes (jitter measured in bench/node_latency.py; see periodic.py)
+            self._publish_loop = PeriodicThread(s.timing.publish_period_s, self._on_publish_timer,
+                                                self._on_publish_error)
+            self._publish_loop.start()
         self.create_timer(DIAGNOSTICS_PERIOD_S, self.publish_diagnostics, callback_group=inputs)
         self.get_logger().info(
             f"robot {self.profile.name} ({self.settings.control_rate_hz:g} Hz), backend "
@@ -224,6 +235,19 @@ class MagmaNode(Node):
         self.stats.tick_times.append(self._now())
         self._publish_command()
 
+    def _on_publish_error(self, exc: BaseException) -> bool:
+        """A failed tick of the publish thread: end the loop once the context is shut down,
+        otherwise report it and keep publishing."""
+        if not self.context.ok():
+            return False
+        self.get_logger().error(f"publishing the command failed: {type(exc).__name__}: {exc}",
+                                throttle_duration_sec=THROTTLE_S)
+        return True
+
+    def _stop_publish_loop(self) -> None:
+        if self._publish_loop is not None and not self._publish_loop.stop():
+            self.get_logger().warning("publish thread still busy at shutdown")
+
     def _publish_command(self) -> Command:
         """Publish the supervisor's command for now with a fresh stamp."""
         with self._publish_lock:
@@ -320,6 +344,7 @@ class MagmaNode(Node):
         self.supervisor.set_enabled(False)
         if not self.worker.stop():
             self.get_logger().warning("inference thread still busy at shutdown")
+        self._stop_publish_loop()  # zero twists until here; then the final one below
         try:
             self._publish_command()
         except Exception as exc:  # noqa: BLE001 - the context may already be shut down
@@ -327,3 +352,9 @@ class MagmaNode(Node):
         if self._owns_policy:
             self.policy.close()
         self.destroy_node()
+
+    def destroy_node(self):  # noqa: ANN201 - as rclpy's (None or bool, by version)
+        """Stop the publish thread first: it must not publish through a destroyed node."""
+        if getattr(self, "_publish_loop", None) is not None:
+            self._stop_publish_loop()
+        return super().destroy_node()

@@ -12,7 +12,17 @@ from rclpy.signals import SignalHandlerOptions
 
 from ..policy.base import PolicyError
 
-EXECUTOR_THREADS = 3  # inputs, publish timer, services (inference has its own thread)
+EXECUTOR_THREADS = 3  # inputs, services, the publish timer with use_sim_time (inference and, on
+#                       the monotonic clock, publishing have threads of their own)
+# How long a thread waiting for the GIL lets the holder run Python code before asking for it
+# (CPython's default: 5 ms). The publish thread wakes every 20 ms; late ticks behind the image
+# take + callback chain came at up to ~5 ms (bench/node_latency.py, publish jitter).
+GIL_SWITCH_INTERVAL_S = 0.001
+
+
+def configure_process() -> None:
+    """Process-wide settings of a magma_node process (bench/node_latency.py applies them too)."""
+    sys.setswitchinterval(GIL_SWITCH_INTERVAL_S)
 
 
 def main(args: Sequence[str] | None = None) -> int:
@@ -20,6 +30,7 @@ def main(args: Sequence[str] | None = None) -> int:
     exit 2 and a backend that cannot start exits 1, each with one line on stderr."""
     # Our own signal handling: the context must stay valid long enough to publish a final zero twist.
     signal.signal(signal.SIGTERM, _interrupt)
+    configure_process()
     try:
         rclpy.init(args=list(args) if args is not None else sys.argv,
                    signal_handler_options=SignalHandlerOptions.NO)
