@@ -11,6 +11,7 @@ from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor
 from rclpy.signals import SignalHandlerOptions
 
 from ..policy.base import PolicyError
+from .script_help import parameter_help, wants_help
 
 EXECUTOR_THREADS = 3  # inputs, services, the publish timer with use_sim_time (inference and, on
 #                       the monotonic clock, publishing have threads of their own)
@@ -28,12 +29,15 @@ def configure_process() -> None:
 def main(args: Sequence[str] | None = None) -> int:
     """Run the node until Ctrl-C or SIGTERM (exit 0, after a final zero twist); bad parameters
     exit 2 and a backend that cannot start exits 1, each with one line on stderr."""
+    argv = list(args) if args is not None else sys.argv
+    if wants_help(argv):
+        print(_help())
+        return 0
     # Our own signal handling: the context must stay valid long enough to publish a final zero twist.
     signal.signal(signal.SIGTERM, _interrupt)
     configure_process()
     try:
-        rclpy.init(args=list(args) if args is not None else sys.argv,
-                   signal_handler_options=SignalHandlerOptions.NO)
+        rclpy.init(args=argv, signal_handler_options=SignalHandlerOptions.NO)
         try:
             return _run()
         finally:
@@ -64,6 +68,19 @@ def _run() -> int:
         node.close()
         executor.shutdown()
     return 0
+
+
+def _help() -> str:
+    from ..policy.config import BACKEND_OPTIONS
+    from .settings import NODE_PARAMETERS
+
+    params = [(p.name, p.default, p.description) for p in NODE_PARAMETERS]
+    params += [(o.name, o.default, o.description) for o in BACKEND_OPTIONS]
+    return parameter_help(
+        "magma_node", "Camera + instruction in, safe TwistStamped and gripper commands out (starts disabled: "
+        "call ~/enable). Exit status: 0 on Ctrl-C/SIGTERM, 2 for bad parameters, 1 if the backend cannot start.",
+        params, 'magma_node --ros-args -p robot:=bridge_orig -p backend:=fixed '
+                '-p "fixed_action:=[0.01, 0.0, 0.0, 0.0, 0.0, 0.0, 1.0]" -p instruction:="axis check"')
 
 
 def _interrupt(signum: int, frame: object) -> None:

@@ -17,8 +17,10 @@ stop the arm.
 from __future__ import annotations
 
 import json
+import signal
 import sys
 import time
+from typing import Any
 
 import numpy as np
 
@@ -29,12 +31,32 @@ TICK_SUBSTEPS = 5  # physics steps per tick: 48 ticks per simulated second
 MAX_CATCH_UP_TICKS = 12
 
 
+SIM_PARAMETERS: tuple[tuple[str, Any, str], ...] = (
+    ("real_time_factor", 1.0, "simulated seconds per wall-clock second (> 0); with a value other than 1 "
+                              "run this node and magma_node with use_sim_time:=true"),
+    ("camera_rate_hz", 10.0, "camera frames per simulated second"),
+    ("command_timeout_s", 0.5, "a twist is executed until its stamp is this old (s), then zero; "
+                               "older twists are ignored"),
+    ("seed", 0, "seed of the first episode"),
+    ("instruction", "", "initial task (also set by /magma/instruction)"),
+)
+
+
 def main(argv: list[str] | None = None) -> int:
-    """Run the simulator node until shut down."""
+    """Run the simulator node until Ctrl-C or SIGTERM (exit 0)."""
     import rclpy
     from rclpy.executors import ExternalShutdownException
+    from rclpy.signals import SignalHandlerOptions
 
-    rclpy.init(args=argv if argv is not None else sys.argv)
+    from ..ros.script_help import parameter_help, wants_help
+
+    argv = list(argv) if argv is not None else sys.argv
+    if wants_help(argv):
+        print(parameter_help("magma_sim", (__doc__ or "").strip(), SIM_PARAMETERS,
+                             "magma_sim --ros-args -p seed:=3 -p instruction:='reach the red cube'"))
+        return 0
+    signal.signal(signal.SIGTERM, _interrupt)  # stop between ticks, never inside a publish
+    rclpy.init(args=argv, signal_handler_options=SignalHandlerOptions.NO)
     node = None
     try:
         node = _make_node()
@@ -48,6 +70,10 @@ def main(argv: list[str] | None = None) -> int:
         if rclpy.ok():
             rclpy.try_shutdown()
     return 0
+
+
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
 
 
 def _make_node():
@@ -67,17 +93,13 @@ def _make_node():
 
         def __init__(self) -> None:
             super().__init__("magma_sim")
-            declare = lambda name, value, text: self.declare_parameter(  # noqa: E731
-                name, value, ParameterDescriptor(description=text)).value
-            self.rtf = float(declare("real_time_factor", 1.0,
-                                     "simulated seconds per wall-clock second (> 0); with a value other than 1 "
-                                     "run this node and magma_node with use_sim_time:=true"))
-            self.camera_rate = float(declare("camera_rate_hz", 10.0, "camera frames per simulated second"))
-            self.timeout = float(declare("command_timeout_s", 0.5,
-                                         "a twist is executed until its stamp is this old (s), then zero; "
-                                         "older twists are ignored"))
-            seed = int(declare("seed", 0, "seed of the first episode"))
-            instruction = str(declare("instruction", "", "initial task (also set by /magma/instruction)"))
+            values = {name: self.declare_parameter(name, default, ParameterDescriptor(description=text)).value
+                      for name, default, text in SIM_PARAMETERS}
+            self.rtf = float(values["real_time_factor"])
+            self.camera_rate = float(values["camera_rate_hz"])
+            self.timeout = float(values["command_timeout_s"])
+            seed = int(values["seed"])
+            instruction = str(values["instruction"])
             for name, value, low in (("real_time_factor", self.rtf, 0.0), ("camera_rate_hz", self.camera_rate, 0.0),
                                      ("command_timeout_s", self.timeout, 0.0)):
                 if not np.isfinite(value) or value <= low:
