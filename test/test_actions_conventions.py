@@ -8,16 +8,7 @@ from hypothesis import strategies as st
 
 from magma_ros.actions import GripperConfig, GripperConverter, delta_to_twist, euler_xyz_to_rotvec
 from magma_ros.actions.errors import ActionContractError
-from magma_ros.actions.rotation import euler_xyz_to_matrix
-
-
-def axis_angle_matrix(rotvec: np.ndarray) -> np.ndarray:
-    angle = np.linalg.norm(rotvec)
-    if angle == 0:
-        return np.eye(3)
-    k = rotvec / angle
-    kx = np.array([[0, -k[2], k[1]], [k[2], 0, -k[0]], [-k[1], k[0], 0]])
-    return np.eye(3) + np.sin(angle) * kx + (1 - np.cos(angle)) * kx @ kx
+from magma_ros.actions.rotation import euler_xyz_to_matrix, rotvec_to_matrix
 
 
 def test_single_axis_rotations_are_their_own_rotvec():
@@ -40,7 +31,7 @@ def test_extrinsic_xyz_order():
 def test_rotvec_reproduces_the_rotation(rpy):
     rotvec = euler_xyz_to_rotvec(rpy)
     assert np.linalg.norm(rotvec) <= np.pi + 1e-9
-    np.testing.assert_allclose(axis_angle_matrix(rotvec), euler_xyz_to_matrix(rpy), atol=1e-6)
+    np.testing.assert_allclose(rotvec_to_matrix(rotvec), euler_xyz_to_matrix(rpy), atol=1e-6)
 
 
 def test_rotvec_near_pi():

@@ -180,7 +180,7 @@ def test_missing_and_bad_ground_truth_and_bad_images(tmp_path, capsys):
     assert ("undecodable", T0 + 12 * STEP) in kinds
     bad_gt = next(i for i in r["issues"] if i["kind"] == "bad_ground_truth")
     assert bad_gt["topic"] == ACTION_TOPIC and "expected 7 values" in bad_gt["message"]
-    assert "unsupported image encoding '16UC1'" in capsys.readouterr().err
+    assert "unsupported encoding '16UC1'" in capsys.readouterr().err
 
 
 def failing_policy(config, profile):

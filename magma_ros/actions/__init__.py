@@ -3,7 +3,7 @@ from .decoder import ActionDecoder, action_to_dict, text_ids_to_action_ids
 from .errors import ActionContractError, ActionTokenError, ProfileError, StatsError, TokenizerError
 from .gripper import GripperConfig, GripperConverter
 from .profiles import RobotProfile, builtin_profile_names, load_profile, profile_from_mapping
-from .rotation import euler_xyz_to_rotvec
+from .rotation import euler_xyz_to_rotvec, rotvec_to_euler_xyz
 from .sequence import extract_action_ids
 from .stats import NormalizationStats
 from .text import TextTokenizer
@@ -15,5 +15,5 @@ __all__ = [
     "ActionTokenError", "ActionTokenizer", "GripperConfig", "GripperConverter", "NormalizationStats",
     "ProfileError", "RobotProfile", "StatsError", "TextTokenizer", "TokenizerError", "Twist",
     "action_to_dict", "builtin_profile_names", "delta_to_twist", "euler_xyz_to_rotvec",
-    "extract_action_ids", "load_profile", "profile_from_mapping", "text_ids_to_action_ids",
+    "extract_action_ids", "load_profile", "profile_from_mapping", "rotvec_to_euler_xyz", "text_ids_to_action_ids",
 ]

@@ -52,3 +52,31 @@ def _rotvec_near_pi(m: np.ndarray, angle: np.ndarray) -> np.ndarray:
 def euler_xyz_to_rotvec(rpy: ArrayLike) -> np.ndarray:
     """(..., 3) roll/pitch/yaw deltas -> (..., 3) rotation vectors."""
     return matrix_to_rotvec(euler_xyz_to_matrix(rpy))
+
+
+def rotvec_to_matrix(rotvec: np.ndarray) -> np.ndarray:
+    """A rotation vector (axis * angle) -> 3 x 3 rotation matrix (Rodrigues)."""
+    v = np.asarray(rotvec, dtype=np.float64)
+    angle = float(np.linalg.norm(v))
+    if angle < 1e-12:
+        return np.eye(3)
+    k = v / angle
+    kx = np.array([[0.0, -k[2], k[1]], [k[2], 0.0, -k[0]], [-k[1], k[0], 0.0]])
+    return np.eye(3) + np.sin(angle) * kx + (1.0 - np.cos(angle)) * (kx @ kx)
+
+
+def matrix_to_euler_xyz(m: np.ndarray) -> np.ndarray:
+    """R = Rz(yaw) @ Ry(pitch) @ Rx(roll) -> (roll, pitch, yaw), pitch in [-pi/2, pi/2]."""
+    pitch = np.arcsin(np.clip(-m[2, 0], -1.0, 1.0))
+    if abs(m[2, 0]) < 1.0 - 1e-9:
+        roll = np.arctan2(m[2, 1], m[2, 2])
+        yaw = np.arctan2(m[1, 0], m[0, 0])
+    else:  # gimbal lock: roll and yaw share one axis; put it all in yaw
+        roll = 0.0
+        yaw = np.arctan2(-m[0, 1], m[1, 1])
+    return np.array([roll, pitch, yaw], dtype=np.float64)
+
+
+def rotvec_to_euler_xyz(rotvec: np.ndarray) -> np.ndarray:
+    """A rotation vector -> roll/pitch/yaw (extrinsic xyz), the inverse of ``euler_xyz_to_rotvec``."""
+    return matrix_to_euler_xyz(rotvec_to_matrix(rotvec))

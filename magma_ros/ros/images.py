@@ -1,4 +1,7 @@
-"""sensor_msgs Image / CompressedImage -> H x W x 3 uint8 RGB numpy arrays (views where possible)."""
+"""sensor_msgs Image / CompressedImage -> H x W x 3 uint8 RGB numpy arrays (views where possible).
+
+No rclpy import: works on rclpy messages and on ``rosbags`` messages alike (same field names).
+"""
 from __future__ import annotations
 
 from typing import Any
@@ -45,7 +48,10 @@ def image_to_rgb(msg: Any) -> np.ndarray:
 
 def compressed_to_rgb(msg: Any) -> np.ndarray:
     """A sensor_msgs/CompressedImage (JPEG, PNG, ...) as H x W x 3 uint8 RGB, decoded by OpenCV."""
-    import cv2
+    try:
+        import cv2
+    except ImportError:
+        raise ImageError("CompressedImage needs OpenCV: pip install 'magma_ros[compressed]'") from None
 
     data = np.frombuffer(msg.data, dtype=np.uint8)
     if data.size == 0:
