@@ -11,7 +11,7 @@ import pytest
 
 from magma_ros.actions import delta_to_twist, euler_xyz_to_rotvec, load_profile, rotvec_to_euler_xyz
 from magma_ros.eval.convert import ConversionError, array_to_action, image_to_rgb, twist_to_delta
-from magma_ros.eval.progress import Progress, format_duration
+from magma_ros.progress import Progress, format_duration
 from magma_ros.eval.runner import EvalOptions, Evaluator
 from magma_ros.eval.sample_bag import ACTION_TOPIC, IMAGE_TOPIC, INSTRUCTION_TOPIC, SampleSpec, write_sample_bag
 from magma_ros.eval.stream import ActionSource

@@ -20,7 +20,7 @@ from rclpy.serialization import deserialize_message, serialize_message
 from .bag import open_bag, topic_connections
 from .convert import IMAGE_TYPES, INSTRUCTION_TYPES
 from .errors import BagError
-from .progress import Progress
+from ..progress import Progress
 from .recorder import BagRecorder, TopicSpec, message_class
 from .ros_session import RosSession, ros_session
 

@@ -20,7 +20,7 @@ from ..policy.base import Policy, PolicyError
 from .bag import format_time, open_bag
 from .errors import BagError
 from .metrics import MetricsAccumulator
-from .progress import Progress
+from ..progress import Progress
 from .report import FrameCsv, plot_actions, summary_text, write_json
 from .stream import ActionSource, Frame, FrameStream, Skip, SkipKind
 

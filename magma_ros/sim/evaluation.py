@@ -8,6 +8,7 @@ from typing import Any, Callable, Mapping, Sequence, TextIO
 
 import numpy as np
 
+from ..progress import Progress
 from .episode import Controller, EpisodeResult, run_episode
 from .world import SimWorld
 
@@ -83,14 +84,15 @@ def write_reports(report: Mapping[str, Any], out_dir: Path, title: str) -> tuple
     return json_path, md_path
 
 
-def progress_bar(stream: TextIO = sys.stderr, width: int = 30) -> ProgressFn:
-    """A one-line text progress bar."""
+def progress_bar(stream: TextIO = sys.stderr) -> ProgressFn:
+    """The shared progress line (rate, ETA) over all episodes, labelled with the current run.
+    Its clock starts now: create it just before ``evaluate``."""
+    bar = Progress(0, "sim-eval", unit="episodes", stream=stream)
 
     def show(done: int, total: int, label: str) -> None:
-        filled = int(width * done / total)
-        stream.write(f"\r[{'#' * filled}{'.' * (width - filled)}] {done}/{total} {label:<40.40}")
+        bar.total, bar.label = total, label
+        bar.update(done)
         if done == total:
-            stream.write("\n")
-        stream.flush()
+            bar.close()
 
     return show

@@ -1,4 +1,5 @@
-"""A one-line progress bar with rate and ETA on stderr (a line every few seconds when not a TTY)."""
+"""A one-line progress bar with rate and ETA on stderr (a line every few seconds when not a TTY),
+shared by the tools (eval, replay, sim-eval)."""
 from __future__ import annotations
 
 import sys
