@@ -6,6 +6,7 @@ import numpy as np
 from ..actions.profiles import RobotProfile
 from ..actions.twist import Twist, delta_to_twist
 from ..policy.base import Policy
+from ..ros.settings import default_values
 from ..safety.conversion import ActionConverter
 from ..safety.limits import SafetyLimits
 from ..safety.rules import clamp_twist
@@ -14,8 +15,7 @@ from .tasks import parse_instruction
 from .world import SimWorld
 
 # magma_node's default speed limits (its parameters max_linear_speed and max_angular_speed)
-NODE_MAX_LINEAR_SPEED = 0.25
-NODE_MAX_ANGULAR_SPEED = 1.0
+NODE_DEFAULTS = default_values()
 
 
 class PolicyController:
@@ -29,8 +29,9 @@ class PolicyController:
         self.policy = policy
         self.converter = ActionConverter(profile, policy.vocab_size)
         self.limits = SafetyLimits.from_profile(
-            profile, profile.control_rate_hz, max_linear_speed=NODE_MAX_LINEAR_SPEED,
-            max_angular_speed=NODE_MAX_ANGULAR_SPEED, max_linear_accel=1.0, max_angular_accel=1.0)
+            profile, profile.control_rate_hz, max_linear_speed=NODE_DEFAULTS["max_linear_speed"],
+            max_angular_speed=NODE_DEFAULTS["max_angular_speed"], max_linear_accel=NODE_DEFAULTS["max_linear_accel"],
+            max_angular_accel=NODE_DEFAULTS["max_angular_accel"])
 
     def reset(self) -> None:
         """New episode: the gripper convention starts over."""
