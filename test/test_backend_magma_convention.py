@@ -160,7 +160,7 @@ def test_transformers_version_range(version, supported):
     if supported:
         check_transformers_version(version)
     else:
-        with pytest.raises(PolicyError, match=re.escape(f"transformers {version} is not supported")):
+        with pytest.raises(PolicyConfigError, match=re.escape(f"transformers {version} cannot run Magma's remote code")):
             check_transformers_version(version)
 
 
