@@ -18,7 +18,7 @@ __all__ = ["BASE_VOCAB", "N_ACTION_BINS", "CROP", "action_token", "build_tiny_ma
 
 def magma_config(vocab: int, ids: dict[str, int], hidden: int = 64, layers: int = 2,
                  projector: str = "mlp2x_gelu", strategy: str = "crop") -> dict:
-    """config.json of a tiny Magma (ConvNeXt 2 stages of 16/32 channels, Llama of ``hidden`` width)."""
+    """config.json of a tiny Magma (ConvNeXt, 4 stages of 8-32 channels, Llama of ``hidden`` width)."""
     text = {
         "model_type": "llama", "architectures": ["LlamaForCausalLM"], "vocab_size": vocab, "hidden_size": hidden,
         "intermediate_size": 2 * hidden, "num_hidden_layers": layers, "num_attention_heads": 4,
@@ -27,7 +27,7 @@ def magma_config(vocab: int, ids: dict[str, int], hidden: int = 64, layers: int 
         "eos_token_id": ids["<|eot_id|>"], "pad_token_id": ids["<pad>"], "torch_dtype": "float32",
     }
     vision = {
-        "vision_backbone": "convnextxxlarge", "convnext_depths": [1, 2], "convnext_dims": [16, 32],
+        "vision_backbone": "convnextxxlarge", "convnext_depths": [1, 1, 2, 1], "convnext_dims": [8, 16, 24, 32],
         "convnext_norm_eps": 1e-5, "mm_hidden_size": 32, "hidden_size": hidden, "mm_projector_type": projector,
         "img_anyres_strategy": strategy, "vision_feature_layer": "clip_vis_dense", "img_size": CROP,
         "max_num_crops": MAX_CROPS, "mm_use_im_start_end": False,
@@ -42,7 +42,8 @@ def write_tokenizer(directory: Path) -> dict[str, int]:
     from transformers import PreTrainedTokenizerFast
 
     tokenizer = PreTrainedTokenizerFast(tokenizer_object=_build_tokenizer(), bos_token="<|begin_of_text|>",
-                                        eos_token="<|eot_id|>", pad_token="<pad>", model_max_length=2048)
+                                        eos_token="<|eot_id|>", pad_token="<pad>", model_max_length=2048,
+                                        model_input_names=["input_ids", "attention_mask"])
     tokenizer.chat_template = CHAT_TEMPLATE
     tokenizer.save_pretrained(directory)
     return {t: tokenizer.convert_tokens_to_ids(t) for t in SPECIAL_TOKENS}
@@ -83,7 +84,7 @@ def write_weights(directory: Path, weights: dict, shards: int = 2, layerscale: s
         if name.endswith(".gamma") and layerscale != "gamma":
             name = name[: -len("gamma")] + layerscale
         named[name] = tensor
-    dim = next(t.shape[0] for n, t in named.items() if n.endswith("stages.1.blocks.0.conv_dw.bias"))
+    dim = next(t.shape[0] for n, t in named.items() if n.endswith("stages.3.blocks.0.conv_dw.bias"))
     named["vision_tower.clip_vision_model.trunk.head.norm.weight"] = torch.ones(dim)
     named["vision_tower.clip_vision_model.trunk.head.norm.bias"] = torch.zeros(dim)
     names = sorted(named)
