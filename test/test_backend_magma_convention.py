@@ -57,7 +57,7 @@ class RecordingMagmaModel:
     """``generate`` with Magma's keyword names; checks the batch dimensions added after the processor."""
 
     def __init__(self, mm_use_image_start_end: bool, dtype: torch.dtype) -> None:
-        self.config = types.SimpleNamespace(mm_use_image_start_end=mm_use_image_start_end)
+        self.config = types.SimpleNamespace(mm_use_image_start_end=mm_use_image_start_end, max_position_embeddings=4096)
         self.generation_config = types.SimpleNamespace(eos_token_id=EOT)
         self.dtype = dtype
         self.calls: list[dict] = []
