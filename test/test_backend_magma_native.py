@@ -228,3 +228,16 @@ def test_trust_remote_code_failure_is_a_config_error(model_dir):
     with pytest.raises(PolicyConfigError, match="remote code|trust_remote_code") as info:
         VLMRunner.load(config(model_dir, trust_remote_code=True))
     assert "native implementation" in str(info.value)
+
+
+def test_trust_remote_code_option_on_the_command_line():
+    import argparse
+
+    from magma_ros.policy.cli_options import add_backend_arguments, backend_config_from_args
+
+    parser = argparse.ArgumentParser()
+    add_backend_arguments(parser)
+    assert backend_config_from_args(parser.parse_args([])).trust_remote_code is False
+    assert backend_config_from_args(parser.parse_args(["--trust-remote-code"])).trust_remote_code is True
+    with pytest.raises(PolicyConfigError, match="trust_remote_code: must be true or false"):
+        BackendConfig(trust_remote_code="yes")

@@ -19,8 +19,10 @@ INDEX_FILE = "model.safetensors.index.json"
 SINGLE_FILE = "model.safetensors"
 # LayerScale of a ConvNeXt block: saved as "gamma", or as "weight" by transformers versions that rename gamma on save
 _LAYERSCALE_WEIGHT = re.compile(r"(vision_tower\.clip_vision_model\.trunk\.stages\.\d+\.blocks\.\d+)\.weight")
-# Saved by Magma's tower (open_clip's pooling head) but not used by its forward: accepted and skipped
-_UNUSED = re.compile(r"vision_tower\.clip_vision_model\.(trunk\.head|head|trunk\.norm_pre)\..+")
+# Saved but not used by Magma's forward: the tower's pooling head (open_clip), and the rotary
+# inverse frequencies some older transformers versions saved (recomputed from the config): skipped
+_UNUSED = re.compile(r"vision_tower\.clip_vision_model\.(trunk\.head|head|trunk\.norm_pre)\..+"
+                     r"|language_model\.model\.(layers\.\d+\.self_attn\.)?rotary_emb\.inv_freq")
 _SHOWN = 3
 
 
