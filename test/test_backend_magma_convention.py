@@ -13,7 +13,7 @@ from PIL import Image
 from transformers import BatchFeature, PreTrainedTokenizerFast
 
 from magma_ros.actions import ActionDecoder, ActionTokenizer, load_profile
-from magma_ros.policy import PolicyConfigError, PolicyError
+from magma_ros.policy import PolicyConfigError
 from magma_ros.policy.hf_adapters import MagmaAdapter
 from magma_ros.policy.magma import MagmaPolicy
 from magma_ros.policy.vlm import VLMRunner, check_transformers_version

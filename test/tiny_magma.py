@@ -7,6 +7,7 @@ unused pooling head included), tokenizer files with Magma's Llama-3 chat templat
 from __future__ import annotations
 
 import json
+import tempfile
 from pathlib import Path
 
 from tiny_vlm import BASE_VOCAB, CHAT_TEMPLATE, N_ACTION_BINS, SPECIAL_TOKENS, _build_tokenizer, action_token
@@ -56,7 +57,6 @@ def random_weights(config: dict, seed: int, std: float = 0.3) -> dict:
     from magma_ros.policy.magma_native.config import read_model_settings
     from magma_ros.policy.magma_native.model import MagmaForActions
 
-    import tempfile
     with tempfile.TemporaryDirectory() as tmp:
         (Path(tmp) / "config.json").write_text(json.dumps(config))
         settings = read_model_settings(Path(tmp))

@@ -255,7 +255,6 @@ class _Cancelled:
         return torch.full((input_ids.shape[0],), self.event.is_set(), dtype=torch.bool, device=input_ids.device)
 
 
-
 def _load_native_magma(config: BackendConfig, device: str, dtype: Any, revision: str | None) -> ModelAdapter:
     """The native implementation on a Magma checkpoint (no downloaded code)."""
     from .magma_native.loading import load_native, resolve_directory
@@ -289,27 +288,27 @@ def _load_llava(config: BackendConfig, device: str, dtype: Any, revision: str | 
 
 def _load_remote_magma(cls: type[VLMRunner], config: BackendConfig, device: str, dtype: Any,
                        revision: str | None) -> VLMRunner:
-    """Magma's own model code from the checkpoint (``trust_remote_code: true``). Any failure,
-    including in the warm-up generation, is a PolicyConfigError naming the cause."""
+    """Magma's own model code from the checkpoint (``trust_remote_code: true``). Any failure of
+    that code or its checkpoint, including in the warm-up generation, is a PolicyConfigError
+    naming the cause and the setup it needs; only moving to the device stays a PolicyError."""
     import transformers
 
     check_transformers_version(transformers.__version__)
+    failed = f"model {config.model}: Magma's remote code (trust_remote_code: true) failed"
     try:
         model = transformers.AutoModelForCausalLM.from_pretrained(
             config.model, trust_remote_code=True, revision=revision, torch_dtype=dtype,
             attn_implementation=config.attn_implementation)
         processor = transformers.AutoProcessor.from_pretrained(config.model, trust_remote_code=True, revision=revision)
-        _move(model, config.model, device)
+    except Exception as exc:  # the remote code fails in many ways (AttributeError, ImportError, ...)
+        raise PolicyConfigError(f"{failed}: {type(exc).__name__}: {_one_line(exc)} ({REMOTE_CODE_SETUP})") from None
+    _move(model, config.model, device)
+    try:
         check_layerscale(model)
         runner = cls(ADAPTERS["magma"](model, processor, device, dtype), config.model, LLAMA3_BASE_VOCAB)
         runner.warm_up()
-    except PolicyError as exc:
-        if "generation failed" not in str(exc):
-            raise
-        raise PolicyConfigError(f"{exc} ({REMOTE_CODE_SETUP})") from None
-    except Exception as exc:  # the remote code fails in many ways (AttributeError, ImportError, ...)
-        raise PolicyConfigError(f"model {config.model}: Magma's remote code (trust_remote_code: true) failed: "
-                                f"{type(exc).__name__}: {_one_line(exc)} ({REMOTE_CODE_SETUP})") from None
+    except PolicyError as exc:  # unloaded LayerScale, vocabulary mismatch, generation failure
+        raise PolicyConfigError(f"{failed}: {exc} ({REMOTE_CODE_SETUP})") from None
     return runner
 
 
@@ -318,6 +317,7 @@ def _move(model: Any, name: str, device: str) -> None:
         model.to(device).eval()
     except RuntimeError as exc:  # e.g. CUDA out of memory
         raise PolicyError(f"model {name}: cannot move to {device}: {_one_line(exc)}") from None
+
 
 def resolve_device(device: str, torch: Any) -> str:
     """Check ``device`` (cpu, cuda, cuda:N) against this machine."""
