@@ -44,10 +44,13 @@ def all_ids(runner) -> list[list[int]]:
 
 
 def test_backend_magma_predicts_seven_action_ids_with_default_options(model_dir):
-    assert BackendConfig().trust_remote_code is False and BackendConfig().attn_implementation == "sdpa"
-    policy = create_policy(config(model_dir), load_profile("bridge_orig"))
+    """Every default (bfloat16, sdpa, no remote code) except the device: this machine has no GPU."""
+    defaults = BackendConfig()
+    assert (defaults.trust_remote_code, defaults.attn_implementation, defaults.dtype) == (False, "sdpa", "bfloat16")
+    policy = create_policy(BackendConfig(backend="magma", model=str(model_dir), device="cpu"), load_profile("bridge_orig"))
     try:
         assert type(policy.runner.adapter).__name__ == "MagmaNativeAdapter" and policy.runner.decoder == "direct"
+        assert all(p.dtype == torch.bfloat16 for p in policy.runner.adapter.model.parameters())
         assert policy.vocab_size == BASE_VOCAB
         for image in IMAGES:
             ids = policy.predict(image, "pick up the red block").token_ids
