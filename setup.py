@@ -41,8 +41,8 @@ setup(
         "pillow>=9",  # JPEG encoding for the openai backend
     ],
     extras_require={
-        "magma": [  # Magma's remote code also imports torchvision and open_clip
-            "torch>=2.1", "transformers>=4.49,<4.56", "accelerate>=0.26", "torchvision", "open_clip_torch",
+        "magma": [  # the native Magma implementation (tested on transformers 4.55.4 and 5.24.0)
+            "torch>=2.1", "transformers>=4.49", "safetensors>=0.4", "accelerate>=0.26",
         ],
         "serve": ["fastapi>=0.110", "uvicorn>=0.27", "pillow>=9"],
         "eval": ["rosbags>=0.10", "matplotlib>=3.5"],

@@ -13,7 +13,7 @@ from PIL import Image
 from transformers import BatchFeature, PreTrainedTokenizerFast
 
 from magma_ros.actions import ActionDecoder, ActionTokenizer, load_profile
-from magma_ros.policy import PolicyConfigError, PolicyError
+from magma_ros.policy import PolicyConfigError
 from magma_ros.policy.hf_adapters import MagmaAdapter
 from magma_ros.policy.magma import MagmaPolicy
 from magma_ros.policy.vlm import VLMRunner, check_transformers_version
@@ -57,7 +57,7 @@ class RecordingMagmaModel:
     """``generate`` with Magma's keyword names; checks the batch dimensions added after the processor."""
 
     def __init__(self, mm_use_image_start_end: bool, dtype: torch.dtype) -> None:
-        self.config = types.SimpleNamespace(mm_use_image_start_end=mm_use_image_start_end)
+        self.config = types.SimpleNamespace(mm_use_image_start_end=mm_use_image_start_end, max_position_embeddings=4096)
         self.generation_config = types.SimpleNamespace(eos_token_id=EOT)
         self.dtype = dtype
         self.calls: list[dict] = []
@@ -160,7 +160,7 @@ def test_transformers_version_range(version, supported):
     if supported:
         check_transformers_version(version)
     else:
-        with pytest.raises(PolicyError, match=re.escape(f"transformers {version} is not supported")):
+        with pytest.raises(PolicyConfigError, match=re.escape(f"transformers {version} cannot run Magma's remote code")):
             check_transformers_version(version)
 
 

@@ -17,6 +17,8 @@ def add_backend_arguments(parser: argparse.ArgumentParser, **defaults: Any) -> N
         if spec.type is list:
             group.add_argument(flag, dest=spec.name, type=_float_list, default=list(default), metavar="X,Y,Z,R,P,YAW,G",
                                help=f"{spec.description} (comma-separated)")
+        elif spec.type is bool:
+            group.add_argument(flag, dest=spec.name, action="store_true", default=bool(default), help=spec.description)
         else:
             shown = f" (default: {default!r})" if default != "" else ""
             group.add_argument(flag, dest=spec.name, type=spec.type, default=default,

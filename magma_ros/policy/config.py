@@ -26,7 +26,10 @@ BACKEND_OPTIONS: tuple[OptionSpec, ...] = (
                "policy backend: magma, openai, fixed, demo, or a custom factory as 'package.module:function'"),
     OptionSpec("model", str, "microsoft/Magma-8B",
                "model id or local directory (magma); model name sent to the endpoint (openai)"),
-    OptionSpec("revision", str, "", "pinned model revision (commit hash) for trust_remote_code loading; empty = default branch"),
+    OptionSpec("revision", str, "", "model revision (commit hash) to take from the local Hugging Face cache; empty = default branch"),
+    OptionSpec("trust_remote_code", bool, False,
+               "magma: run Magma's own model code from the checkpoint instead of the native implementation (opt-in; "
+               "executes downloaded code and needs transformers<4.56)"),
     OptionSpec("device", str, "cuda", "torch device for the magma backend (cuda, cuda:1, cpu)"),
     OptionSpec("dtype", str, "bfloat16", "torch dtype for the magma backend", ("bfloat16", "float16", "float32")),
     OptionSpec("attn_implementation", str, "sdpa", "attention kernel for the magma backend",
@@ -47,6 +50,7 @@ class BackendConfig:
     backend: str = "magma"
     model: str = "microsoft/Magma-8B"
     revision: str = ""
+    trust_remote_code: bool = False
     device: str = "cuda"
     dtype: str = "bfloat16"
     attn_implementation: str = "sdpa"
@@ -66,6 +70,8 @@ class BackendConfig:
             value = getattr(self, spec.name)
             if spec.choices and value not in spec.choices:
                 raise PolicyConfigError(f"{spec.name}: must be one of {', '.join(spec.choices)}, got {value!r}")
+        if not isinstance(self.trust_remote_code, bool):
+            raise PolicyConfigError(f"trust_remote_code: must be true or false, got {self.trust_remote_code!r}")
         if not math.isfinite(self.temperature) or self.temperature < 0:
             raise PolicyConfigError(f"temperature: must be >= 0, got {self.temperature!r}")
         if not math.isfinite(self.request_timeout_s) or self.request_timeout_s <= 0:

@@ -1,13 +1,18 @@
 """Per-architecture calling conventions for the vision-language runtime (``vlm.VLMRunner``).
 
-An adapter knows how one model family wants its prompt and its inputs: Magma's remote code
-(``MagmaForCausalLM`` + ``MagmaProcessor``) and transformers-native LLaVA-style models (used for
-the tiny test model and any Llama-based LLaVA fine-tune). Everything else (decoding, checks,
+An adapter knows how one model family wants its prompt and its inputs: the native Magma
+implementation (``magma_native``, the default for Magma checkpoints), Magma's remote code
+(``MagmaForCausalLM`` + ``MagmaProcessor``, opt-in with ``trust_remote_code``) and
+transformers-native LLaVA-style models (used for the tiny test model and any Llama-based LLaVA
+fine-tune). It also runs the KV-cached decoding steps (``prefill``/``step``) and says which
+object ``generate`` runs on. Everything else (decoding, checks,
 streaming) is shared in ``vlm.py``. torch is only imported by the methods that need it.
 """
 from __future__ import annotations
 
+import inspect
 from abc import ABC, abstractmethod
+from dataclasses import dataclass
 from typing import Any
 
 from .base import PolicyConfigError, PolicyError
@@ -17,18 +22,43 @@ IMAGE_PLACEHOLDER = "<image>"
 MAGMA_IMAGE_WITH_MARKERS = "<image_start><image><image_end>"
 
 
+@dataclass
+class CachedState:
+    """KV cache and attention mask between decoding steps of a transformers model."""
+
+    cache: Any
+    attention_mask: Any
+
+
 class ModelAdapter(ABC):
     """Common part: the loaded model and processor, the chat template, image placement."""
 
     default_system_prompt: str | None = None
-    direct_decode = False  # True when the model's forward takes (input_ids, attention_mask, past_key_values)
+    direct_decode = False  # True when prefill/step (the KV-cached loop) are verified for this model
 
-    def __init__(self, model: Any, processor: Any, device: str, dtype: Any) -> None:
+    def __init__(self, model: Any, processor: Any, device: str, dtype: Any, tokenizer: Any = None) -> None:
         self.model = model
         self.processor = processor
-        self.tokenizer = processor.tokenizer
+        self.tokenizer = tokenizer if tokenizer is not None else processor.tokenizer
         self.device = device
         self.dtype = dtype
+
+    def max_context_tokens(self) -> int:
+        """The language model's maximum number of positions."""
+        config = self.model.config
+        return int(getattr(getattr(config, "text_config", None) or config, "max_position_embeddings"))
+
+    def generate_call(self, inputs: dict[str, Any]) -> tuple[Any, dict[str, Any], int]:
+        """(object whose ``generate`` to call, its keyword inputs, prompt tokens to skip in its output)."""
+        return self.model, inputs, int(inputs["input_ids"].shape[-1])
+
+    def prefill(self, inputs: dict[str, Any]) -> tuple[Any, Any]:
+        """Run the prompt once: (last position's logits (B, vocab), state for ``step``)."""
+        raise NotImplementedError(f"{type(self).__name__} has no KV-cached decoding path")
+
+    def step(self, tokens: Any, state: Any) -> Any:
+        """Feed one token per sample (B, 1): the next logits (B, vocab); updates ``state``."""
+        raise NotImplementedError(f"{type(self).__name__} has no KV-cached decoding path")
 
     def image_marker(self) -> str:
         """The text the chat puts where the image goes."""
@@ -68,7 +98,8 @@ class ModelAdapter(ABC):
 
 
 class MagmaAdapter(ModelAdapter):
-    """Magma-8B's convention (model card): system message, ``<image>\\n{prompt}`` user turn,
+    """Magma's remote code (opt-in, ``trust_remote_code: true``), called as its model card says:
+    system message, ``<image>\\n{prompt}`` user turn,
     ``processor(images=[image], texts=prompt, return_tensors="pt")``, then ``pixel_values`` and
     ``image_sizes`` get a leading batch dimension before ``generate``."""
 
@@ -99,6 +130,84 @@ class LlavaAdapter(ModelAdapter):
     def inputs(self, image: Any, prompt: str) -> dict[str, Any]:
         batch = self.processor(images=image, text=prompt, return_tensors="pt")
         return self._to_device(batch)
+
+    def prefill(self, inputs: dict[str, Any]) -> tuple[Any, CachedState]:
+        out = self.model(**inputs, use_cache=True, return_dict=True, **_keep_last_logits_kwarg(self.model))
+        return out.logits[:, -1], CachedState(_output_cache(out), inputs["attention_mask"])
+
+    def step(self, tokens: Any, state: CachedState) -> Any:
+        import torch
+
+        state.attention_mask = torch.cat([state.attention_mask, state.attention_mask.new_ones(tokens.shape)], dim=1)
+        out = self.model(input_ids=tokens, attention_mask=state.attention_mask, use_cache=True, return_dict=True,
+                         **{_cache_kwarg(self.model): state.cache})
+        state.cache = _output_cache(out)
+        return out.logits[:, -1]
+
+
+class MagmaNativeAdapter(ModelAdapter):
+    """The native Magma implementation: Magma's chat convention (as ``MagmaAdapter``), its
+    tokenizer called like ``MagmaProcessor`` does (special tokens added), Magma's crop
+    processing, and the model's own KV-cached ``prefill``/``step``."""
+
+    default_system_prompt = MAGMA_SYSTEM_PROMPT
+    direct_decode = True
+
+    def __init__(self, model: Any, tokenizer: Any, image_settings: Any, device: str, dtype: Any,
+                 image_start_end: bool) -> None:
+        super().__init__(model, None, device, dtype, tokenizer=tokenizer)
+        self.image_settings = image_settings
+        self.image_start_end = image_start_end
+
+    def image_marker(self) -> str:
+        return MAGMA_IMAGE_WITH_MARKERS if self.image_start_end else IMAGE_PLACEHOLDER
+
+    def max_context_tokens(self) -> int:
+        return int(self.model.text_config.max_position_embeddings)
+
+    def inputs(self, image: Any, prompt: str) -> dict[str, Any]:
+        import numpy as np
+        import torch
+
+        from .magma_native.processing import preprocess
+
+        batch = self.tokenizer(prompt, return_tensors="pt")
+        out = {"input_ids": batch["input_ids"].to(self.device), "attention_mask": batch["attention_mask"].to(self.device)}
+        if image is not None:
+            crops, grid = preprocess(np.asarray(image), self.image_settings)
+            out["pixel_values"] = crops.unsqueeze(0).to(self.device, self.dtype)
+            out["image_sizes"] = torch.tensor([[list(grid)]], device=self.device)
+        return out
+
+    def generate_call(self, inputs: dict[str, Any]) -> tuple[Any, dict[str, Any], int]:
+        """``generate`` of the Llama part on the merged prompt embeddings (its output holds only new tokens)."""
+        embeds, mask, _ = self.model.embed(**inputs)
+        return self.model.language_model, {"inputs_embeds": embeds, "attention_mask": mask}, 0
+
+    def prefill(self, inputs: dict[str, Any]) -> tuple[Any, Any]:
+        return self.model.prefill(**inputs)
+
+    def step(self, tokens: Any, state: Any) -> Any:
+        return self.model.step(tokens, state)
+
+
+def _keep_last_logits_kwarg(model: Any) -> dict[str, int]:
+    """``{"logits_to_keep": 1}`` when the model's forward can skip the prompt's other logits."""
+    params = inspect.signature(model.forward).parameters
+    for name in ("logits_to_keep", "num_logits_to_keep"):
+        if name in params:
+            return {name: 1}
+    return {}
+
+
+def _cache_kwarg(model: Any) -> str:
+    """transformers 5.x calls the KV-cache argument ``cache``; 4.x ``past_key_values``."""
+    return "cache" if "cache" in inspect.signature(model.forward).parameters else "past_key_values"
+
+
+def _output_cache(out: Any) -> Any:
+    cache = out.get("cache") if hasattr(out, "get") else None
+    return cache if cache is not None else out.past_key_values
 
 
 ADAPTERS: dict[str, type[ModelAdapter]] = {"magma": MagmaAdapter, "llava": LlavaAdapter}

@@ -5,7 +5,6 @@ torch and transformers are imported lazily: importing this module imports neithe
 """
 from __future__ import annotations
 
-import inspect
 import math
 import re
 import threading
@@ -19,7 +18,10 @@ from .base import PolicyConfigError, PolicyError, check_image
 from .config import BackendConfig
 from .hf_adapters import ADAPTERS, ModelAdapter
 
-MAGMA_TRANSFORMERS_RANGE = ("4.49", "4.56")  # >= first, < second: what Magma's remote code runs on
+MAGMA_TRANSFORMERS_RANGE = ("4.49", "4.56")  # >= first, < second: the only range Magma's remote code may run on
+REMOTE_CODE_SETUP = ("Magma's remote code needs transformers>=4.49,<4.56, open_clip_torch, torchvision, wandb and "
+                     "deepspeed, attn_implementation: eager, and still fails in generate() on some versions; "
+                     "the default native implementation (trust_remote_code: false) needs none of that")
 WARMUP_PROMPT = "What action should the robot take to warm up?"
 WARMUP_IMAGE_SIZE = (256, 256)
 _DTYPES = ("bfloat16", "float16", "float32")
@@ -45,18 +47,25 @@ class VLMRunner:
         self._action_only = ActionOnlyLogits(lo, hi)
         # "direct" (KV-cached loop) where the adapter's forward convention is verified, else "generate"
         self.decoder = "direct" if adapter.direct_decode else "generate"
-        self._keep_last = _keep_last_logits_kwarg(adapter.model)
+        self._max_context_tokens = int(adapter.max_context_tokens())
+
+    @property
+    def max_context_tokens(self) -> int:
+        """The language model's maximum number of positions (prompt, image tokens and output)."""
+        return self._max_context_tokens
 
     @classmethod
     def load(cls, config: BackendConfig) -> "VLMRunner":
-        """Load ``config.model`` (hub id or local directory) on ``config.device``, check it, warm it up.
+        """Load ``config.model`` (local directory, or hub id in the local cache) on ``config.device``,
+        check it, warm it up. Magma checkpoints load into the native implementation unless
+        ``config.trust_remote_code`` asks for Magma's own (downloaded) model code.
 
-        Raises ``PolicyConfigError`` for options that cannot work and ``PolicyError`` when a valid
-        configuration cannot be brought up here (no GPU, unsupported transformers, broken weights).
+        Raises ``PolicyConfigError`` for options or checkpoints that cannot work and ``PolicyError``
+        when a valid configuration cannot be brought up here (no GPU, out of memory).
         """
         try:
             import torch
-            import transformers
+            import transformers  # noqa: F401
         except ImportError as exc:
             raise PolicyConfigError(f"backend magma needs torch and transformers ({exc.name} is missing): "
                                     "pip install 'magma_ros[magma]'") from None
@@ -67,27 +76,13 @@ class VLMRunner:
         if model_type not in ADAPTERS:
             raise PolicyConfigError(f"model {config.model}: model_type {model_type!r} is not supported "
                                     f"(supported: {', '.join(ADAPTERS)})")
-        common = dict(revision=revision, torch_dtype=dtype, attn_implementation=config.attn_implementation)
-        try:
-            if model_type == "magma":
-                check_transformers_version(transformers.__version__)
-                model = transformers.AutoModelForCausalLM.from_pretrained(config.model, trust_remote_code=True, **common)
-                processor = transformers.AutoProcessor.from_pretrained(config.model, trust_remote_code=True,
-                                                                       revision=revision)
-            else:
-                model = transformers.LlavaForConditionalGeneration.from_pretrained(config.model, **common)
-                processor = transformers.AutoProcessor.from_pretrained(config.model, revision=revision, use_fast=False)
-        except (ImportError, ValueError) as exc:  # e.g. flash_attention_2 requested but not installed
-            raise PolicyConfigError(f"model {config.model}: cannot load: {_one_line(exc)}") from None
-        except OSError as exc:
-            raise PolicyError(f"model {config.model}: cannot load: {_one_line(exc)}") from None
-        try:
-            model.to(device).eval()
-        except RuntimeError as exc:  # e.g. CUDA out of memory
-            raise PolicyError(f"model {config.model}: cannot move to {device}: {_one_line(exc)}") from None
-        check_layerscale(model)
-        adapter = ADAPTERS[model_type](model, processor, device, dtype)
-        runner = cls(adapter, config.model, LLAMA3_BASE_VOCAB if model_type == "magma" else DEFAULT_N_BINS + 1)
+        if model_type == "magma" and config.trust_remote_code:
+            return _load_remote_magma(cls, config, device, dtype, revision)
+        if model_type == "magma":
+            adapter = _load_native_magma(config, device, dtype, revision)
+        else:
+            adapter = _load_llava(config, device, dtype, revision)
+        runner = cls(adapter, config.model)
         runner.warm_up()
         return runner
 
@@ -122,37 +117,34 @@ class VLMRunner:
         return new
 
     def _decode_generate(self, inputs: dict[str, Any], temperature: float) -> np.ndarray:
-        """``model.generate`` for exactly 7 tokens with the action-only logits processor."""
+        """``generate`` for exactly 7 tokens with the action-only logits processor."""
         from transformers import LogitsProcessorList
 
-        out = self.adapter.model.generate(**inputs, max_new_tokens=ACTION_DIM, num_beams=1, use_cache=True,
-                                          logits_processor=LogitsProcessorList([self._action_only]),
-                                          pad_token_id=self._pad_id(), **_sampling(temperature, 1.0))
-        return out[0, inputs["input_ids"].shape[-1]:].detach().cpu().numpy().astype(np.int64)
+        target, kwargs, skip = self.adapter.generate_call(inputs)
+        out = target.generate(**kwargs, max_new_tokens=ACTION_DIM, num_beams=1, use_cache=True,
+                              logits_processor=LogitsProcessorList([self._action_only]),
+                              pad_token_id=self._pad_id(), **_sampling(temperature, 1.0))
+        return out[0, skip:].detach().cpu().numpy().astype(np.int64)
 
     def _decode_direct(self, inputs: dict[str, Any], temperature: float) -> np.ndarray:
-        """The same 7 constrained steps as a plain KV-cached loop: one prefill forward (last
-        position's logits only), then one forward per token, picking within the action ids'
-        logits slice. Skips generate's per-call set-up and per-step processor machinery."""
+        """The same 7 constrained steps as a plain KV-cached loop: one prefill (last position's
+        logits only), then one step per token, picking within the action ids' logits slice.
+        Works per row, so a left-padded batch decodes the same way."""
         import torch
 
-        model = self.adapter.model
         lo, hi = self._action_only.lo, self._action_only.hi
-        out = model(**inputs, use_cache=True, return_dict=True, **self._keep_last)
-        mask = inputs["attention_mask"]
+        logits, state = self.adapter.prefill(inputs)
         ids = []
         for step in range(ACTION_DIM):
-            logits = out.logits[:, -1, lo:hi].float()
+            scores = logits[:, lo:hi].float()
             if temperature == 0.0:
-                pick = logits.argmax(dim=-1, keepdim=True)
+                pick = scores.argmax(dim=-1, keepdim=True)
             else:
-                pick = torch.multinomial(torch.softmax(logits / temperature, dim=-1), 1)
+                pick = torch.multinomial(torch.softmax(scores / temperature, dim=-1), 1)
             token = pick + lo
             ids.append(token)
             if step + 1 < ACTION_DIM:
-                mask = torch.cat([mask, mask.new_ones((mask.shape[0], 1))], dim=1)
-                out = model(input_ids=token, attention_mask=mask, past_key_values=out.past_key_values,
-                            use_cache=True, return_dict=True)
+                logits = self.adapter.step(token, state)
         return torch.cat(ids, dim=1)[0].cpu().numpy().astype(np.int64)
 
     def generate_text(self, image: np.ndarray | None, messages: list[dict], max_new_tokens: int,
@@ -190,7 +182,8 @@ class VLMRunner:
         def run() -> None:
             try:
                 with torch.inference_mode():
-                    self.adapter.model.generate(**inputs, **kwargs)
+                    target, model_inputs, _ = self.adapter.generate_call(inputs)
+                    target.generate(**model_inputs, **kwargs)
             except Exception as exc:  # reported to the consumer below, never swallowed
                 failure.append(exc)
                 streamer.end()
@@ -262,6 +255,70 @@ class _Cancelled:
         return torch.full((input_ids.shape[0],), self.event.is_set(), dtype=torch.bool, device=input_ids.device)
 
 
+def _load_native_magma(config: BackendConfig, device: str, dtype: Any, revision: str | None) -> ModelAdapter:
+    """The native implementation on a Magma checkpoint (no downloaded code)."""
+    from .magma_native.loading import load_native, resolve_directory
+
+    directory = resolve_directory(config.model, revision)
+    try:
+        return load_native(directory, device, dtype, config.attn_implementation)
+    except (ImportError, ValueError) as exc:  # e.g. flash_attention_2 requested but not installed
+        if isinstance(exc, PolicyConfigError):
+            raise
+        raise PolicyConfigError(f"model {config.model}: cannot load: {_one_line(exc)}") from None
+    except RuntimeError as exc:  # e.g. CUDA out of memory while placing the weights
+        raise PolicyError(f"model {config.model}: cannot load onto {device}: {_one_line(exc)}") from None
+
+
+def _load_llava(config: BackendConfig, device: str, dtype: Any, revision: str | None) -> ModelAdapter:
+    """A transformers-native LLaVA model."""
+    import transformers
+
+    try:
+        model = transformers.LlavaForConditionalGeneration.from_pretrained(
+            config.model, revision=revision, torch_dtype=dtype, attn_implementation=config.attn_implementation)
+        processor = transformers.AutoProcessor.from_pretrained(config.model, revision=revision, use_fast=False)
+    except (ImportError, ValueError) as exc:  # e.g. flash_attention_2 requested but not installed
+        raise PolicyConfigError(f"model {config.model}: cannot load: {_one_line(exc)}") from None
+    except OSError as exc:
+        raise PolicyError(f"model {config.model}: cannot load: {_one_line(exc)}") from None
+    _move(model, config.model, device)
+    return ADAPTERS["llava"](model, processor, device, dtype)
+
+
+def _load_remote_magma(cls: type[VLMRunner], config: BackendConfig, device: str, dtype: Any,
+                       revision: str | None) -> VLMRunner:
+    """Magma's own model code from the checkpoint (``trust_remote_code: true``). Any failure of
+    that code or its checkpoint, including in the warm-up generation, is a PolicyConfigError
+    naming the cause and the setup it needs; only moving to the device stays a PolicyError."""
+    import transformers
+
+    check_transformers_version(transformers.__version__)
+    failed = f"model {config.model}: Magma's remote code (trust_remote_code: true) failed"
+    try:
+        model = transformers.AutoModelForCausalLM.from_pretrained(
+            config.model, trust_remote_code=True, revision=revision, torch_dtype=dtype,
+            attn_implementation=config.attn_implementation)
+        processor = transformers.AutoProcessor.from_pretrained(config.model, trust_remote_code=True, revision=revision)
+    except Exception as exc:  # the remote code fails in many ways (AttributeError, ImportError, ...)
+        raise PolicyConfigError(f"{failed}: {type(exc).__name__}: {_one_line(exc)} ({REMOTE_CODE_SETUP})") from None
+    _move(model, config.model, device)
+    try:
+        check_layerscale(model)
+        runner = cls(ADAPTERS["magma"](model, processor, device, dtype), config.model, LLAMA3_BASE_VOCAB)
+        runner.warm_up()
+    except PolicyError as exc:  # unloaded LayerScale, vocabulary mismatch, generation failure
+        raise PolicyConfigError(f"{failed}: {exc} ({REMOTE_CODE_SETUP})") from None
+    return runner
+
+
+def _move(model: Any, name: str, device: str) -> None:
+    try:
+        model.to(device).eval()
+    except RuntimeError as exc:  # e.g. CUDA out of memory
+        raise PolicyError(f"model {name}: cannot move to {device}: {_one_line(exc)}") from None
+
+
 def resolve_device(device: str, torch: Any) -> str:
     """Check ``device`` (cpu, cuda, cuda:N) against this machine."""
     if device == "cpu":
@@ -286,13 +343,13 @@ def resolve_dtype(name: str, torch: Any) -> Any:
 
 
 def check_transformers_version(version: str) -> None:
-    """Raise ``PolicyError`` unless ``version`` is in the range Magma's remote code supports."""
+    """Raise ``PolicyConfigError`` unless ``version`` is in the range Magma's remote code supports."""
     from packaging.version import Version
 
     low, high = MAGMA_TRANSFORMERS_RANGE
     if not (Version(low) <= Version(version) < Version(high)):
-        raise PolicyError(f"transformers {version} is not supported for Magma's remote code: need >={low},<{high} "
-                          f"(pip install 'transformers>={low},<{high}')")
+        raise PolicyConfigError(f"transformers {version} cannot run Magma's remote code (trust_remote_code: true): "
+                                f"need >={low},<{high}; or leave trust_remote_code false to use the native implementation")
 
 
 def check_vocabulary(base_vocab: int, model_vocab: int, min_base_vocab: int) -> None:
@@ -334,16 +391,6 @@ def _model_type(model: str, revision: str | None) -> str:
         raise PolicyConfigError(f"model: cannot find {model!r} (a local model directory, or a hub id reachable "
                                 f"from here or in the local cache): {_one_line(exc)}") from None
     return str(config_dict.get("model_type", ""))
-
-
-def _keep_last_logits_kwarg(model: Any) -> dict[str, int]:
-    """``{"logits_to_keep": 1}`` when the model's forward can skip the prompt's other logits."""
-    forward = getattr(model, "forward", None)
-    params = inspect.signature(forward).parameters if callable(forward) else {}
-    for name in ("logits_to_keep", "num_logits_to_keep"):
-        if name in params:
-            return {name: 1}
-    return {}
 
 
 def _output_vocab_size(model: Any) -> int:
