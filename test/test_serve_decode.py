@@ -241,6 +241,7 @@ class Magma8BIds:
 
     vocab_size = 128000
     model_name = "magma-8b-ids"
+    max_context_tokens = 8192  # Llama-3-8B's
 
     def __init__(self, ids: list[int]) -> None:
         self.ids = ids

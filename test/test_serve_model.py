@@ -55,6 +55,7 @@ class SharedRunner:
         self._runner = runner
         self.vocab_size = runner.vocab_size
         self.model_name = runner.model_name
+        self.max_context_tokens = runner.max_context_tokens
         self.gate = threading.Event()
         self.gate.set()
         self.entered = threading.Semaphore(0)

@@ -33,6 +33,7 @@ class VLMRunner:
         self.adapter = adapter
         self.model_name = model_name
         self.vocab_size = int(adapter.tokenizer.vocab_size)  # base vocabulary, without added tokens
+        self.max_context_tokens = _context_tokens(adapter.model)
         self.last_timings: dict[str, float] = {}
         self._lock = threading.Lock()
         model_vocab = _output_vocab_size(adapter.model)
@@ -344,6 +345,17 @@ def _keep_last_logits_kwarg(model: Any) -> dict[str, int]:
         if name in params:
             return {name: 1}
     return {}
+
+
+def _context_tokens(model: Any) -> int:
+    """The (text) config's max_position_embeddings: prompt plus generated tokens the model attends to
+    (0 when the config does not say)."""
+    config = getattr(model, "config", None)
+    for source in (getattr(config, "text_config", None), config):
+        size = getattr(source, "max_position_embeddings", None)
+        if isinstance(size, int) and size > 0:
+            return size
+    return 0
 
 
 def _output_vocab_size(model: Any) -> int:

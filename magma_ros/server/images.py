@@ -18,6 +18,9 @@ import numpy as np
 from .errors import ApiError
 from .settings import ServerSettings
 
+MIN_IMAGE_SIDE = 8        # smaller images are ambiguous to image processors (1 or 3 rows read as channels)
+MAX_ASPECT_RATIO = 20.0   # longer strips would be resized into huge arrays
+
 
 class ImageLoader:
     """Turns an ``image_url.url`` into an RGB array, enforcing the server's fetch policy."""
@@ -110,6 +113,12 @@ def _decode_image(data: bytes, where: str, max_pixels: int) -> np.ndarray:
             if width * height > max_pixels:
                 raise ApiError(400, f"{where}: image is {width}x{height}, more than the server's limit of "
                                     f"{max_pixels} pixels", param=where)
+            if min(width, height) < MIN_IMAGE_SIDE:
+                raise ApiError(400, f"{where}: image is {width}x{height}; each side must be at least "
+                                    f"{MIN_IMAGE_SIDE} pixels", param=where)
+            if max(width, height) > MAX_ASPECT_RATIO * min(width, height):
+                raise ApiError(400, f"{where}: image is {width}x{height}; the longer side may be at most "
+                                    f"{MAX_ASPECT_RATIO:g} times the shorter", param=where)
             rgb = np.asarray(image.convert("RGB"), dtype=np.uint8)
     except UnidentifiedImageError:
         raise ApiError(400, f"{where}: not a readable image (PNG, JPEG, ...)", param=where) from None
