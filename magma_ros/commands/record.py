@@ -13,6 +13,7 @@ examples:
 from __future__ import annotations
 
 import argparse
+import math
 from pathlib import Path
 
 HELP = "record magma_node's topics into an MCAP bag (no ros2cli needed)"
@@ -41,8 +42,10 @@ def run(args: argparse.Namespace) -> int:
     from ..eval.record import record
     from ..eval.recorder import NODE_INPUT_TOPICS, NODE_OUTPUT_TOPICS, TopicSpec
 
-    if args.duration is not None and not args.duration > 0:
-        raise UserError(f"--duration must be > 0, got {args.duration}")
+    if args.duration is not None and not (args.duration > 0 and math.isfinite(args.duration)):
+        raise UserError(f"--duration must be a finite number > 0, got {args.duration}")
+    if not (args.discovery_timeout > 0 and math.isfinite(args.discovery_timeout)):
+        raise UserError(f"--discovery-timeout must be a finite number > 0, got {args.discovery_timeout}")
     try:
         topics = [] if args.no_node_outputs else [TopicSpec(n, t) for n, t in NODE_OUTPUT_TOPICS.items()]
         if args.inputs:

@@ -15,6 +15,7 @@ examples:
 from __future__ import annotations
 
 import argparse
+import math
 from pathlib import Path
 
 HELP = "replay a bag through magma_node and record its outputs"
@@ -57,8 +58,9 @@ def run(args: argparse.Namespace) -> int:
 
     if args.loop < 0:
         raise UserError(f"--loop must be >= 0, got {args.loop}")
-    if args.tail < 0 or args.wait_node <= 0:
-        raise UserError("--tail must be >= 0 and --wait-node > 0")
+    if not (0 <= args.tail < math.inf and 0 < args.wait_node < math.inf):
+        raise UserError(f"--tail must be a finite number >= 0 and --wait-node a finite number > 0, got "
+                        f"{args.tail} and {args.wait_node}")
     try:
         extra = [TopicSpec.parse(text) for text in args.topic]
         untyped = [t.name for t in extra if not t.msgtype]
