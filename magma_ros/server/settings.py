@@ -40,8 +40,8 @@ class ServerSettings:
                      "max_text_chars", "max_json_depth"):
             if getattr(self, name) < 1:
                 raise SettingsError(f"{name}: must be >= 1, got {getattr(self, name)}")
-        if self.queue_depth < 0:
-            raise SettingsError(f"queue_depth: must be >= 0, got {self.queue_depth}")
+        if self.queue_depth < 1:
+            raise SettingsError(f"queue_depth: must be >= 1 (0 would refuse every request), got {self.queue_depth}")
         for name in ("timeout_s", "image_fetch_timeout_s"):
             value = getattr(self, name)
             if not math.isfinite(value) or value <= 0:
