@@ -18,7 +18,7 @@ class AccessLogMiddleware:
         self.app = app
 
     async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
-        if scope["type"] != "http":
+        if scope["type"] != "http" or not LOG.isEnabledFor(logging.INFO):
             await self.app(scope, receive, send)
             return
         start = time.monotonic()

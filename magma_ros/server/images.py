@@ -119,7 +119,8 @@ def _decode_image(data: bytes, where: str, max_pixels: int) -> np.ndarray:
             if max(width, height) > MAX_ASPECT_RATIO * min(width, height):
                 raise ApiError(400, f"{where}: image is {width}x{height}; the longer side may be at most "
                                     f"{MAX_ASPECT_RATIO:g} times the shorter", param=where)
-            rgb = np.asarray(image.convert("RGB"), dtype=np.uint8)
+            image.load()
+            rgb = np.asarray(image if image.mode == "RGB" else image.convert("RGB"), dtype=np.uint8)
     except UnidentifiedImageError:
         raise ApiError(400, f"{where}: not a readable image (PNG, JPEG, ...)", param=where) from None
     except (OSError, ValueError, Image.DecompressionBombError) as exc:
