@@ -15,7 +15,6 @@ from test_serve_support import CliServer, png_bytes, png_data_url, tiny_model_di
 pytestmark = pytest.mark.slow
 EXAMPLE_TEXT = "立刻ẳn сирiв衝ційнаiв"
 GOOD_STATS = {"mask": [True] * 6 + [False], "q01": [-0.1] * 6 + [0.0], "q99": [0.1] * 6 + [1.0]}
-MAX_BODY = 8 * 1024 * 1024
 PATHOLOGICAL_PROMPT = "What action should the robot take to a" + " " * 60_000 + "b"
 
 
@@ -32,8 +31,7 @@ def error_of(response: httpx.Response, status: int) -> dict:
 
 @pytest.fixture(scope="module")
 def decode_server(console_script, llama3_tokenizer_path, tmp_path_factory):
-    server = CliServer(console_script("magma-ros"), ["--no-model", "--tokenizer", str(llama3_tokenizer_path),
-                                                     "--max-body-bytes", str(MAX_BODY)],
+    server = CliServer(console_script("magma-ros"), ["--no-model", "--tokenizer", str(llama3_tokenizer_path)],
                        tmp_path_factory.mktemp("attack_decode") / "serve.log")
     try:
         yield server.wait_healthy(60)
@@ -77,6 +75,9 @@ DECODE_4XX = {
     "moderate nesting": ('{"text": "a", "normalization_stats": {"mask": ' + "[" * 500 + "]" * 500 + "}}", 400,
                          "normalization_stats.mask" + "[0]" * 30, "nested more than 32 levels"),
     "long text": (json.dumps({"text": "x" * 513, "robot_type": "bridge_orig"}), 422, "text", "at most 512"),
+    "long list": ('{"text": "a", "normalization_stats": {"mask": [' + "0," * 1024 + '0], "q01": [], "q99": []}}', 400,
+                  "normalization_stats.mask", "1025 entries, more than this server's limit of 1024"),
+    "many keys": (json.dumps({f"k{i}": 0 for i in range(1025)}), 400, None, "body: 1025 entries"),
     "huge digits": ('{"text": "a", "robot_type": ' + "1" * 5000 + "}", 400, None, "malformed JSON body"),
 }
 
@@ -90,9 +91,9 @@ def test_decode_client_mistakes_are_4xx_naming_the_field(decode_server, raw, sta
     assert ok.status_code == 200  # the next request is served normally
 
 
-def test_health_is_served_while_maximum_size_bodies_are_processed(decode_server):
-    """Bodies at the size limit (a 7 MB text, a 7 MB list) are parsed off the event loop; /health and a
-    normal decode are answered meanwhile and afterwards (the latency figure is in bench/serve_load.py)."""
+def test_health_is_served_while_oversized_decode_bodies_are_refused(decode_server):
+    """An action-tokens body is small by nature: 7 MB bodies are refused (413) while being read, and
+    /health and normal decodes are answered meanwhile and afterwards."""
     big_text = json.dumps({"text": "x" * (7 * 1024 * 1024), "robot_type": "bridge_orig"})
     big_list = '{"text": "a", "normalization_stats": {"mask": [' + "0," * (3 * 1024 * 1024) + '0], "q01": [], "q99": []}}'
     good = json.dumps({"text": EXAMPLE_TEXT, "normalization_stats": GOOD_STATS})
@@ -103,12 +104,12 @@ def test_health_is_served_while_maximum_size_bodies_are_processed(decode_server)
         assert all(h.result().status_code == 200 for h in health)
         assert normal.result().status_code == 200
         statuses = [f.result().status_code for f in heavy]
-    assert statuses == [422, 422] * 2
+    assert statuses == [413] * 4
     assert post(decode_server.url + "/v1/action-tokens", good).status_code == 200
 
 
 def test_oversized_body_is_413_then_next_request_served(decode_server):
-    error = error_of(post(decode_server.url + "/v1/action-tokens", b" " * (MAX_BODY + 1)), 413)
+    error = error_of(post(decode_server.url + "/v1/action-tokens", b" " * (64 * 1024 + 1)), 413)
     assert "limit" in error["message"]
     assert post(decode_server.url + "/v1/action-tokens",
                 json.dumps({"text": EXAMPLE_TEXT, "robot_type": "bridge_orig"})).status_code == 200
@@ -142,6 +143,10 @@ CHAT_4XX = {
                                       "more than this server's limit of 65536"),
     "prompt over the context": ({"messages": [{"role": "user", "content": "robot arm " * 1000}]}, 400, "messages",
                                 "than the model's context of 1024 tokens"),
+    "many empty messages": ({"messages": [{"role": "user", "content": ""}] * 300}, 400, "messages",
+                            "than the model's context of 1024 tokens"),
+    "too many messages": ({"messages": [{"role": "user", "content": ""}] * 1025}, 400, "messages",
+                          "1025 entries, more than this server's limit of 1024"),
     "pathological action prompt": ({"messages": [{"role": "user", "content": [_image_part(png_data_url()),
                                                                              {"type": "text",
                                                                               "text": PATHOLOGICAL_PROMPT}]}]},
@@ -180,12 +185,15 @@ def test_health_is_served_while_heavy_chat_requests_are_processed(model_server, 
     pathological = json.dumps(CHAT_4XX["pathological action prompt"][0])
     near_limit = json.dumps({"messages": [{"role": "user", "content": [
         _image_part(_png_url(2048, 2048)), {"type": "text", "text": "What action should the robot take to go?"}]}]})
+    big_text = json.dumps({"messages": [{"role": "user", "content": "x" * (7 * 1024 * 1024)}]})
+    big_list = '{"messages": [' + '{"role": "user", "content": ""},' * 200_000 + '{"role": "user", "content": ""}]}'
+    bodies = (pathological, near_limit, big_text, big_list, pathological)
     with concurrent.futures.ThreadPoolExecutor(8) as pool:
-        heavy = [pool.submit(post, url, body) for body in (pathological, near_limit, pathological)]
+        heavy = [pool.submit(post, url, body) for body in bodies]
         health = [pool.submit(httpx.get, model_server.url + "/health", timeout=120) for _ in range(3)]
         assert all(h.result().status_code == 200 for h in health)
         statuses = [f.result().status_code for f in heavy]
-    assert statuses[0] == statuses[2] == 400
+    assert statuses[0] == statuses[2] == statuses[3] == statuses[4] == 400, statuses
     assert statuses[1] in (200, 503)  # 503 only when the queue (depth 2) was full at that moment
     follow_up = client.chat.completions.create(model="tiny", max_tokens=2, messages=[{"role": "user", "content": "hi"}])
     assert follow_up.usage.completion_tokens >= 1

@@ -29,6 +29,8 @@ from .worker import Job, JobExpired, ModelWorker, QueueFullError
 LOG = logging.getLogger("magma_ros.server")
 DEFAULT_MAX_TOKENS = 256
 INLINE_BODY_BYTES = 16 * 1024  # smaller bodies are parsed on the event loop (cheaper than a thread hop)
+MAX_JSON_ITEMS = 1024  # items of one JSON array or keys of one object, checked before field validation
+ACTION_TOKENS_MAX_BODY = 64 * 1024  # an action-tokens body is a short text and 21 numbers
 _SURROGATE = re.compile("[\ud800-\udfff]")
 
 
@@ -43,6 +45,9 @@ def create_app(settings: ServerSettings, actions: ActionTokenService, runner: Mo
                           f"{runner.max_context_tokens!r}), so prompts cannot be bounded")
     worker = ModelWorker(settings.queue_depth) if runner is not None else None
     auth = BearerAuth(settings.auth_token)
+    # One large body parsed at a time: json.loads holds the GIL, so parallel parses would add up
+    # to a long pause of the event loop.
+    parse_slot = asyncio.Semaphore(1)
     templates = settings.action_prompts or tuple(_builtin_prompt_templates())
     limits = ChatLimits(max_tokens=settings.max_tokens_limit, default_max_tokens=DEFAULT_MAX_TOKENS,
                         max_text_chars=settings.max_text_chars,
@@ -90,11 +95,12 @@ def create_app(settings: ServerSettings, actions: ActionTokenService, runner: Mo
 
     @app.post("/v1/action-tokens", dependencies=[Depends(require_auth)])
     async def action_tokens(request: Request) -> dict[str, float]:
-        raw = await _read_body(request, settings.max_body_bytes)
+        raw = await _read_body(request, min(settings.max_body_bytes, ACTION_TOKENS_MAX_BODY))
         if len(raw) <= INLINE_BODY_BYTES:  # bounded work: the text is limited to a few hundred characters
             return actions.decode(_validate(raw, ActionTokensRequest, settings.max_json_depth))
-        return await anyio.to_thread.run_sync(
-            lambda: actions.decode(_validate(raw, ActionTokensRequest, settings.max_json_depth)))
+        async with parse_slot:
+            return await anyio.to_thread.run_sync(
+                lambda: actions.decode(_validate(raw, ActionTokensRequest, settings.max_json_depth)))
 
     @app.post("/v1/chat/completions", dependencies=[Depends(require_auth)])
     async def chat_completions(request: Request) -> Response:
@@ -103,7 +109,8 @@ def create_app(settings: ServerSettings, actions: ActionTokenService, runner: Mo
             raise ApiError(404, "chat completions are not served: this server runs with --no-model "
                                 "(only /v1/action-tokens, /v1/models and /health)")
         raw = await _read_body(request, settings.max_body_bytes)
-        body = await anyio.to_thread.run_sync(_validate, raw, ChatCompletionRequest, settings.max_json_depth)
+        async with parse_slot if len(raw) > INLINE_BODY_BYTES else contextlib.nullcontext():
+            body = await anyio.to_thread.run_sync(_validate, raw, ChatCompletionRequest, settings.max_json_depth)
         try:
             slot = worker.reserve()  # before decoding images: memory is bounded by the queue, not the clients
         except QueueFullError as exc:
@@ -173,13 +180,17 @@ def _validate(raw: bytes, model: type[BaseModel], max_depth: int) -> Any:
 
 
 def _check_tree(data: dict, max_depth: int) -> None:
-    """400 naming the place of the first value nested deeper than ``max_depth`` or of a string
-    holding a lone surrogate (``"\\ud800"`` is valid JSON but not text). Leaves cost no allocation."""
+    """400 naming the place of the first value nested deeper than ``max_depth``, of an array or object
+    with more than ``MAX_JSON_ITEMS`` entries, or of a string holding a lone surrogate (``"\\ud800"`` is
+    valid JSON but not text). Bounds the cost of field validation; leaves cost no allocation."""
     stack: list[tuple[Any, str, int]] = [(data, "", 1)]
     while stack:
         value, where, depth = stack.pop()
         if depth > max_depth:
             raise ApiError(400, f"{where}: JSON nested more than {max_depth} levels deep", param=where)
+        if len(value) > MAX_JSON_ITEMS:
+            raise ApiError(400, f"{where or 'body'}: {len(value)} entries, more than this server's limit of "
+                                f"{MAX_JSON_ITEMS}", param=where or None)
         for key, item in (value.items() if isinstance(value, dict) else enumerate(value)):
             if isinstance(key, str) and _bad_text(key):
                 raise ApiError(400, f"{where or 'body'}: a key holds a lone surrogate (not valid Unicode text)",

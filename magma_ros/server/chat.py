@@ -26,6 +26,7 @@ from .schemas import ChatCompletionRequest
 from .worker import Job
 
 LOG = logging.getLogger("magma_ros.server")
+MESSAGE_TOKENS = 5  # a chat template's tokens around each message (role header, end of turn), Llama-3 style
 
 
 class ModelRunner(Protocol):
@@ -153,14 +154,21 @@ class ChatPreparer:
         max_new_tokens = ACTION_DIM if is_action else requested or min(limits.default_max_tokens, limits.max_tokens)
         prompt_tokens = await anyio.to_thread.run_sync(self._count_tokens, messages)
         if prompt_tokens + max_new_tokens > limits.context_tokens:
-            raise ApiError(400, f"messages: {prompt_tokens} prompt tokens plus {max_new_tokens} to generate is more "
+            raise ApiError(400, f"messages: at least {prompt_tokens} prompt tokens plus {max_new_tokens} to generate is more "
                                 f"than the model's context of {limits.context_tokens} tokens", param="messages")
         image = None if image_url is None else await self._images.load(*image_url)
         return PreparedChat(messages=messages, image=image, action_prompt=last if is_action else None,
                             max_new_tokens=max_new_tokens, temperature=request.temperature, top_p=request.top_p)
 
     def _count_tokens(self, messages: list[dict[str, str]]) -> int:
-        return sum(len(self._tokenizer.encode(m["content"])) for m in messages)
+        """Prompt tokens of the messages' text and chat-template framing (image tokens not counted);
+        stops counting once over the context."""
+        total = 0
+        for message in messages:
+            total += MESSAGE_TOKENS + len(self._tokenizer.encode(message["content"]))
+            if total > self._limits.context_tokens:
+                break
+        return total
 
 
 def chat_job(chat: PreparedChat, runner: ModelRunner, actions: ActionTokenService,

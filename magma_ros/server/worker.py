@@ -57,7 +57,8 @@ class Reservation:
 
 
 class ModelWorker:
-    """Runs submitted jobs one at a time in a single thread, with at most ``capacity`` waiting."""
+    """Runs submitted jobs one at a time in a single thread, with at most ``capacity`` waiting
+    (``capacity + 1`` while none runs)."""
 
     def __init__(self, capacity: int, name: str = "magma-model-worker") -> None:
         self.capacity = capacity
@@ -113,9 +114,11 @@ class ModelWorker:
         return job
 
     def _check_room_locked(self) -> None:
-        if len(self._queue) + self._reserved >= self.capacity:
-            waiting = len(self._queue) + self._reserved + (self._running is not None)
-            raise QueueFullError(max(1, math.ceil(self._service_time_s * waiting)))
+        # Counting the running job too: between one job's end and the next one's start the queue
+        # still holds ``capacity`` jobs, yet a client whose answer just came back must get a slot.
+        in_system = len(self._queue) + self._reserved + (self._running is not None)
+        if in_system >= self.capacity + 1:
+            raise QueueFullError(max(1, math.ceil(self._service_time_s * in_system)))
 
     def cancel(self, job: Job) -> None:
         """Give up on ``job``: removed from the queue if waiting, flagged if running."""
@@ -154,12 +157,16 @@ class ModelWorker:
                     continue
                 self._running = job
             start = time.monotonic()
+            result: Any = None
+            error: BaseException | None = None
             try:
-                job.future.set_result(job.fn(job))
+                result = job.fn(job)
             except BaseException as exc:  # delivered to the waiting request, which answers 500
-                job.future.set_exception(exc)
-            finally:
-                elapsed = time.monotonic() - start
-                with self._cond:
-                    self._running = None
-                    self._service_time_s = 0.8 * self._service_time_s + 0.2 * elapsed
+                error = exc
+            with self._cond:  # the slot is free before the requester hears of the result
+                self._running = None
+                self._service_time_s = 0.8 * self._service_time_s + 0.2 * (time.monotonic() - start)
+            if error is None:
+                job.future.set_result(result)
+            else:
+                job.future.set_exception(error)
