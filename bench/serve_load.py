@@ -435,7 +435,8 @@ def main() -> int:
                         help="chat: robot action requests (constrained 7 tokens) or free text (default: action)")
     parser.add_argument("--max-tokens", type=int, default=16, help="chat: max_tokens of text requests (default: 16)")
     parser.add_argument("--queue-depth", type=int, default=4,
-                        help="queue depth of the servers started here; sets the chat phases' client counts (default: 4)")
+                        help="queue depth of the servers started here; sets the chat phases' client counts "
+                             "(default: 4)")
     parser.add_argument("--clients", type=int, default=0, help="chat: run one phase with this many clients instead")
     parser.add_argument("--decode-clients", type=int, default=8, help="decode: concurrent clients (default: 8)")
     parser.add_argument("--memory-clients", type=int, default=20,

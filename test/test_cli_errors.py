@@ -7,7 +7,9 @@ import subprocess
 from pathlib import Path
 
 import pytest
+import yaml
 
+from magma_ros.actions.profiles import resolve_profile_path
 from magma_ros.cli import main
 from magma_ros.eval.sample_bag import ACTION_TOPIC, SampleSpec, write_sample_bag
 
@@ -37,6 +39,13 @@ def files(tmp_path_factory) -> dict[str, Path]:
     for name, data in texts.items():
         (root / name).write_bytes(data)
         paths[name.replace(".", "_")] = root / name
+    profile = yaml.safe_load(resolve_profile_path("bridge_orig").read_text())
+    for name, key, value in (("rate_digits", "control_rate_hz", 10**400), ("rate_tiny", "control_rate_hz", 1e-320)):
+        (root / f"{name}.yaml").write_text(yaml.safe_dump({**profile, key: value}))
+        paths[name] = root / f"{name}.yaml"
+    (root / "gripper_digits.yaml").write_text(yaml.safe_dump(
+        {**profile, "gripper": {**profile["gripper"], "threshold": 10**400}}))
+    paths["gripper_digits"] = root / "gripper_digits.yaml"
     paths["root"] = root
     return paths
 
@@ -55,7 +64,8 @@ def _eval(*extra: str, bag: str = "{good}") -> list[str]:
 
 FAILURES = {
     # decode
-    "26-digit id": (_ids("1" * 26, "1", "2", "3", "4", "5", "6"), "--ids: 11111111111111111111111111 is not a token id"),
+    "26-digit id": (_ids("1" * 26, "1", "2", "3", "4", "5", "6"),
+                    "--ids: 11111111111111111111111111 is not a token id"),
     "negative id": (_ids("-5", "1", "2", "3", "4", "5", "6"), "--ids: -5 is not a token id"),
     "ids not numbers": (_ids("a", "b"), "--ids: expected comma-separated integers"),
     "vocab size": (_ids("1") + ["--vocab-size", "3"], "--vocab-size: must be in 256..2**31-1"),
@@ -66,6 +76,14 @@ FAILURES = {
     "stats nested JSON": (_stats("deep_json"), "deep.json: JSON nested too deeply"),
     "stats nested YAML": (_stats("deep_yaml"), "deep.yaml: YAML nested too deeply"),
     "stats missing": (["decode", "--stats", "{root}/absent.yaml", "--ids", "1"], "cannot read stats file"),
+    "profile not UTF-8": (["decode", "--robot", "{latin1_yaml}", "--ids", "1"], "latin1.yaml: not UTF-8 text"),
+    "profile nested": (["decode", "--robot", "{deep_yaml}", "--ids", "1"], "deep.yaml: YAML nested too deeply"),
+    "profile 400-digit rate": (["decode", "--robot", "{rate_digits}", "--ids", "1"],
+                               "control_rate_hz: number too large for a float"),
+    "profile tiny rate": (["decode", "--robot", "{rate_tiny}", "--ids", "1"],
+                          "control_rate_hz: must be positive (and its inverse finite)"),
+    "profile 400-digit gripper": (["decode", "--robot", "{gripper_digits}", "--ids", "1"],
+                                  "gripper.threshold: expected a finite number"),
     # eval
     "eval MCAP cut to its magic": (_eval("--out", "{root}/o1", bag="{cut}"), "truncated or corrupt"),
     "eval .mcap file cut to its magic": (_eval("--out", "{root}/o2", bag="{cut_file}"), "truncated or corrupt"),

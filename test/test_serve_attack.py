@@ -95,7 +95,8 @@ def test_health_is_served_while_oversized_decode_bodies_are_refused(decode_serve
     """An action-tokens body is small by nature: 7 MB bodies are refused (413) while being read, and
     /health and normal decodes are answered meanwhile and afterwards."""
     big_text = json.dumps({"text": "x" * (7 * 1024 * 1024), "robot_type": "bridge_orig"})
-    big_list = '{"text": "a", "normalization_stats": {"mask": [' + "0," * (3 * 1024 * 1024) + '0], "q01": [], "q99": []}}'
+    big_list = ('{"text": "a", "normalization_stats": {"mask": [' + "0," * (3 * 1024 * 1024) +
+                '0], "q01": [], "q99": []}}')
     good = json.dumps({"text": EXAMPLE_TEXT, "normalization_stats": GOOD_STATS})
     with concurrent.futures.ThreadPoolExecutor(6) as pool:
         heavy = [pool.submit(post, decode_server.url + "/v1/action-tokens", body) for body in (big_text, big_list) * 2]
@@ -174,7 +175,8 @@ def test_openai_client_sees_context_overflow_as_bad_request(client):
                                        messages=[{"role": "user", "content": "table cup bowl " * 400}])
     assert "context of 1024 tokens" in str(info.value)
     reply = client.chat.completions.create(model="tiny", messages=[{"role": "user", "content": [
-        _image_part(png_data_url()), {"type": "text", "text": "What action should the robot take to pick up the cup?"}]}])
+        _image_part(png_data_url()),
+        {"type": "text", "text": "What action should the robot take to pick up the cup?"}]}])
     assert len(reply.choices[0].message.model_extra["action_token_ids"]) == 7
 
 

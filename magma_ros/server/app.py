@@ -74,7 +74,8 @@ def create_app(settings: ServerSettings, actions: ActionTokenService, runner: Mo
 
     @app.exception_handler(Exception)
     async def server_fault(request: Request, exc: Exception) -> JSONResponse:
-        LOG.error("%s %s failed", request.method, request.url.path, exc_info=exc)
+        LOG.error("%s %s failed: %s (traceback in the server log)", request.method, request.url.path,
+                  type(exc).__name__)
         return ApiError(500, f"internal server error: {type(exc).__name__}").response()
 
     async def require_auth(request: Request) -> None:  # async: runs on the loop, not in the thread pool

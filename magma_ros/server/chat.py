@@ -154,8 +154,8 @@ class ChatPreparer:
         max_new_tokens = ACTION_DIM if is_action else requested or min(limits.default_max_tokens, limits.max_tokens)
         prompt_tokens = await anyio.to_thread.run_sync(self._count_tokens, messages)
         if prompt_tokens + max_new_tokens > limits.context_tokens:
-            raise ApiError(400, f"messages: at least {prompt_tokens} prompt tokens plus {max_new_tokens} to generate is more "
-                                f"than the model's context of {limits.context_tokens} tokens", param="messages")
+            raise ApiError(400, f"messages: at least {prompt_tokens} prompt tokens plus {max_new_tokens} to generate "
+                                f"is more than the model's context of {limits.context_tokens} tokens", param="messages")
         image = None if image_url is None else await self._images.load(*image_url)
         return PreparedChat(messages=messages, image=image, action_prompt=last if is_action else None,
                             max_new_tokens=max_new_tokens, temperature=request.temperature, top_p=request.top_p)
