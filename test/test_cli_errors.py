@@ -46,6 +46,10 @@ def files(tmp_path_factory) -> dict[str, Path]:
     (root / "gripper_digits.yaml").write_text(yaml.safe_dump(
         {**profile, "gripper": {**profile["gripper"], "threshold": 10**400}}))
     paths["gripper_digits"] = root / "gripper_digits.yaml"
+    nested = root / "nested_bag"
+    nested.mkdir()
+    (nested / "metadata.yaml").write_text("[" * 20_000 + "]" * 20_000)
+    paths["nested_bag"] = nested
     paths["root"] = root
     return paths
 
@@ -87,6 +91,7 @@ FAILURES = {
     # eval
     "eval MCAP cut to its magic": (_eval("--out", "{root}/o1", bag="{cut}"), "truncated or corrupt"),
     "eval .mcap file cut to its magic": (_eval("--out", "{root}/o2", bag="{cut_file}"), "truncated or corrupt"),
+    "eval nested metadata.yaml": (_eval("--out", "{root}/o6", bag="{nested_bag}"), "cannot open"),
     "eval --out is a file": (_eval("--out", "{file}"), "output directory"),
     "eval --out impossible": (_eval("--out", "{file}/sub"), "cannot create"),
     "eval --control-period inf": (_eval("--out", "{root}/o3", "--control-period", "inf"),
@@ -96,11 +101,18 @@ FAILURES = {
     "eval --max-delay inf": (_eval("--out", "{root}/o5", "--max-delay", "inf"), "--max-delay must be a finite number"),
     # replay
     "replay MCAP cut to its magic": (["replay", "{cut}", "--out", "{root}/r1"], "truncated or corrupt"),
+    "replay nested metadata.yaml": (["replay", "{nested_bag}", "--out", "{root}/r4"], "cannot open"),
     "replay --out is a file": (["replay", "{good}", "--out", "{file}"], "already exists"),
     "replay --out impossible": (["replay", "{good}", "--out", "{file}/sub/bag"], "is not an existing directory"),
     "replay --rate inf": (["replay", "{good}", "--out", "{root}/r2", "--rate", "inf"], "--rate must be a finite"),
     "replay --tail nan": (["replay", "{good}", "--out", "{root}/r3", "--tail", "nan"], "--tail must be a finite"),
+    "replay bad publish topic": (["replay", "{good}", "--out", "{root}/r5", "--publish-image-topic", "bad topic"],
+                                 "--publish-image-topic 'bad topic': Invalid topic name"),
+    "replay bad --ros-args": (["replay", "{good}", "--out", "{root}/r6", "--wait-node", "1", "--ros-args", "-p"],
+                              "--ros-args -p: failed to initialize rcl"),
     # record
+    "record bad --ros-args": (["record", "--out", "{root}/b2", "--duration", "1", "--ros-args", "--remap"],
+                              "--ros-args --remap: failed to initialize rcl"),
     "record --out is a file": (["record", "--out", "{file}", "--duration", "1"], "already exists"),
     "record --out impossible": (["record", "--out", "{file}/sub", "--duration", "1"], "is not an existing directory"),
     "record --duration inf": (["record", "--out", "{root}/b1", "--duration", "inf"], "--duration must be a finite"),

@@ -38,7 +38,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     """Record and print the counts."""
     from ..cli import UserError
-    from ..eval.errors import BagError
+    from ..eval.errors import BagError, RosSetupError
     from ..eval.record import record
     from ..eval.recorder import NODE_INPUT_TOPICS, NODE_OUTPUT_TOPICS, TopicSpec
 
@@ -59,6 +59,6 @@ def run(args: argparse.Namespace) -> int:
             raise UserError(f"topic(s) given twice: {', '.join(duplicates)}")
         record(args.out, topics, storage=args.storage, duration_s=args.duration,
                discovery_timeout_s=args.discovery_timeout, ros_args=args.ros_args)
-    except BagError as exc:
+    except (BagError, RosSetupError) as exc:
         raise UserError(str(exc)) from None
     return 0

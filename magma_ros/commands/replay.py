@@ -52,7 +52,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     """Replay, record, and print what was published and recorded."""
     from ..cli import UserError
-    from ..eval.errors import BagError
+    from ..eval.errors import BagError, RosSetupError
     from ..eval.recorder import NODE_OUTPUT_TOPICS, TopicSpec
     from ..eval.replay import ReplayOptions, replay
 
@@ -75,7 +75,7 @@ def run(args: argparse.Namespace) -> int:
             wait_node_s=args.wait_node, tail_s=args.tail, progress=not args.quiet,
         )
         result = replay(options, tuple(args.ros_args))
-    except BagError as exc:
+    except (BagError, RosSetupError) as exc:
         raise UserError(str(exc)) from None
     published = ", ".join(f"{t} {n}" for t, n in result.published.items())
     recorded = ", ".join(f"{t} {n}" for t, n in result.recorded.items())

@@ -13,7 +13,7 @@ from .errors import BagError
 STORAGES = ("mcap", "sqlite3")
 # What rosbags and the storage layers raise on bags that are damaged or cut short.
 READ_ERRORS: tuple[type[BaseException], ...] = (OSError, EOFError, struct.error, sqlite3.Error, KeyError, ValueError,
-                                                 TypeError, IndexError)
+                                                 TypeError, IndexError, RecursionError)
 
 
 def format_time(t_ns: int) -> str:
