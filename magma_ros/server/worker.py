@@ -1,7 +1,7 @@
 """One model worker thread fed by a bounded queue.
 
 All inference runs in the worker's thread (one worker per GPU, one model per worker). When
-``capacity`` jobs are already waiting or reserved, ``reserve`` refuses with ``QueueFullError`` so
+``capacity`` jobs are already waiting or reserved besides the running one, ``reserve`` refuses with ``QueueFullError`` so
 clients get a 503 with Retry-After instead of unbounded latency. A request reserves its slot before
 any costly preparation (image decoding), so memory is bounded by the queue, not by the clients.
 A cancelled job (client gone) leaves the queue at once; a job whose deadline passed while it waited
@@ -37,11 +37,6 @@ class Job:
         self.deadline = deadline
         self.future: concurrent.futures.Future = concurrent.futures.Future()
         self._cancelled = threading.Event()
-
-    @property
-    def cancelled(self) -> bool:
-        """True once the requester has given up."""
-        return self._cancelled.is_set()
 
     @property
     def stopped(self) -> bool:
