@@ -52,6 +52,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except PolicyError as exc:
         print(f"magma-ros {args.command}: backend error: {exc}", file=sys.stderr)
         return 1
+    except OSError as exc:  # a file the user named cannot be read or written (disk full, permissions, ...)
+        where = f"{exc.filename}: " if exc.filename else ""
+        print(f"magma-ros {args.command}: error: {where}{exc.strerror or exc}", file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
         return 130
 

@@ -183,6 +183,23 @@ def test_missing_and_bad_ground_truth_and_bad_images(tmp_path, capsys):
     assert "unsupported encoding '16UC1'" in capsys.readouterr().err
 
 
+def test_huge_ground_truth_is_skipped_not_turned_into_null_metrics(tmp_path, capsys):
+    b = BagBuilder(tmp_path / "bag")
+    b.instruction(T0 - 1, "stack the blocks")
+    for i in range(6):
+        b.image(i)
+        b.action(i, values=[1e308, 0, 0, 0, 0, 0, 1] if i == 2 else None)
+    bag = b.close()
+    assert run(bag, tmp_path / "o", "--max-delay", "0.1") == 0
+    r = report(tmp_path / "o")
+    assert r["frames"]["skipped"]["bad_ground_truth"] == 1 and r["frames"]["evaluated"] == 5
+    bad = next(i for i in r["issues"] if i["kind"] == "bad_ground_truth")
+    assert bad["time_ns"] == T0 + 2 * STEP + 20_000_000 and "within +-1e+06" in bad["message"]
+    metrics = r["overall"]
+    assert all(v is not None for v in metrics["mse"].values()) and metrics["nrmse_mean_arm"] is not None
+    assert "bad_ground_truth" in capsys.readouterr().err
+
+
 def failing_policy(config, profile):
     class Flaky:
         vocab_size = 128000

@@ -220,7 +220,7 @@ def test_cli_no_model_with_auth_and_access_log(console_script, llama3_tokenizer_
     (["--no-model"], {}, "--no-model needs --tokenizer"),
     (["--no-model", "--tokenizer", "{tok}", "--auth-token-env", "MAGMA_UNSET_TOKEN_VAR"], {},
      "environment variable MAGMA_UNSET_TOKEN_VAR is unset or empty"),
-    (["--no-model", "--tokenizer", "{tok}", "--queue-depth", "-1"], {}, "queue_depth: must be >= 0"),
+    (["--no-model", "--tokenizer", "{tok}", "--queue-depth", "0"], {}, "queue_depth: must be >= 1"),
     (["--no-model", "--tokenizer", "{tok}", "--allow-image-host", "http://evil/x"], {}, "allowed image hosts"),
     (["--backend", "openai", "--tokenizer", "{tok}"], {}, "supports only 'magma'"),
     (["--no-model", "--tokenizer", "{tok}", "--action-prompt", "Go!"], {}, "must contain {instruction} exactly once"),
@@ -241,6 +241,7 @@ class Magma8BIds:
 
     vocab_size = 128000
     model_name = "magma-8b-ids"
+    max_context_tokens = 8192  # Llama-3-8B's
 
     def __init__(self, ids: list[int]) -> None:
         self.ids = ids

@@ -55,6 +55,7 @@ class SharedRunner:
         self._runner = runner
         self.vocab_size = runner.vocab_size
         self.model_name = runner.model_name
+        self.max_context_tokens = runner.max_context_tokens
         self.gate = threading.Event()
         self.gate.set()
         self.entered = threading.Semaphore(0)
@@ -402,6 +403,49 @@ def test_per_request_timeout_is_504_and_frees_the_slot(runner, service):
         srv.runner.gate.set()
         t1.join(60)
         assert first[0].status_code == 504  # it was running when its deadline passed
+        assert chat(srv.url, body).status_code == 200  # the next request is served at once
+
+
+def test_running_generation_stops_at_its_deadline(runner, service):
+    with serve(runner, service, timeout_s=1.0) as srv:
+        srv.runner.pace_text_s = 3.0  # the answer has several pieces: longer than the deadline
+        body = {"model": MODEL_NAME, "max_tokens": 64, "messages": [{"role": "user", "content": "Describe the table."}]}
+        timed_out = chat(srv.url, body)
+        assert timed_out.status_code == 504, timed_out.text
+        wait_until(srv.runner.text_closed_early.is_set, 30, "generation kept running after its deadline")
+        wait_until(lambda: not _health(srv.url)["busy"], 30, "worker still busy after the deadline")
+        srv.runner.pace_text_s = 0.0
+        assert chat(srv.url, {**body, "max_tokens": 2}).status_code == 200
+
+
+def test_images_are_decoded_only_in_a_granted_queue_slot(runner, service, monkeypatch):
+    from magma_ros.server import images
+
+    decoded = []
+    real_decode = images._decode_image
+    monkeypatch.setattr(images, "_decode_image", lambda *args: decoded.append(args[1]) or real_decode(*args))
+    with serve(runner, service, queue_depth=2) as srv:
+        body = {"model": MODEL_NAME, "messages": action_messages(_big_png_url())}
+        srv.runner.gate.clear()
+        first: list = []
+        t1 = _post_in_thread(srv.url, body, first)
+        assert srv.runner.entered.acquire(timeout=60)
+        rest: list = []
+        threads = [_post_in_thread(srv.url, body, rest) for _ in range(7)]
+        wait_until(lambda: len(rest) >= 5, 60, "refused requests not answered")
+        assert [r.status_code for r in rest] == [503] * 5
+        wait_until(lambda: _health(srv.url)["queue_depth"] == 2, 30, "two requests not queued")
+        assert len(decoded) == 3  # the running request and the two queued ones; refused ones decoded nothing
+        srv.runner.gate.set()
+        for thread in [t1, *threads]:
+            thread.join(60)
+        assert [r.status_code for r in [*first, *rest]].count(200) == 3
+
+
+def _big_png_url() -> str:
+    buffer = io.BytesIO()
+    Image.new("RGB", (1024, 1024), (10, 200, 30)).save(buffer, "PNG")
+    return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode()
 
 
 

@@ -9,8 +9,10 @@ from numpy.typing import ArrayLike
 from .errors import ActionTokenError
 from .sequence import extract_action_ids
 from .stats import NormalizationStats
-from .text import REPLACEMENT_CHAR, TextTokenizer
+from .text import REPLACEMENT_CHAR, TextTokenizer, preview
 from .tokenizer import ACTION_DIM, AXIS_NAMES, ActionTokenizer
+
+HINT_MAX_CHARS = 1024  # longer texts are not re-tokenized just to word an error message
 
 
 class ActionDecoder:
@@ -49,12 +51,20 @@ def text_ids_to_action_ids(text: str, text_tokenizer: TextTokenizer, tokenizer: 
     try:
         return text_tokenizer.split_action_text(text, tokenizer.min_action_id, tokenizer.max_action_id, ACTION_DIM)
     except ActionTokenError as split_error:
-        if REPLACEMENT_CHAR not in text:
+        if REPLACEMENT_CHAR not in text and len(text) <= HINT_MAX_CHARS and _encodable(text):
             try:  # say what the text holds, in tokens
                 extract_action_ids(text_tokenizer.encode(text), tokenizer)
             except ActionTokenError as exc:
-                raise ActionTokenError(f"text {text!r}: {exc}") from None
+                raise ActionTokenError(f"text {preview(text)}: {exc}") from None
         raise split_error from None
+
+
+def _encodable(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:  # lone surrogates
+        return False
+    return True
 
 
 def action_to_dict(action: ArrayLike) -> dict[str, float]:

@@ -45,8 +45,8 @@ class GripperConfig:
         for key in ("threshold", "open_value", "closed_value", "initial"):
             if key in data:
                 value = data[key]
-                if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-                    raise ProfileError(f"{where}.{key}: expected a finite number, got {value!r}")
+                if isinstance(value, bool) or not isinstance(value, (int, float)) or not _finite(value):
+                    raise ProfileError(f"{where}.{key}: expected a finite number, got {value!r:.60}")
                 values[key] = float(value)
         if "sticky_repeats" in data:
             value = data["sticky_repeats"]
@@ -104,3 +104,10 @@ class GripperConverter:
         if change < -cfg.threshold:
             return OPEN
         return self.command
+
+
+def _finite(value: int | float) -> bool:
+    try:
+        return math.isfinite(value)
+    except OverflowError:  # an int too large for a float
+        return False

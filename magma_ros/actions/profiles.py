@@ -119,8 +119,12 @@ def load_profile(name_or_path: str | Path) -> RobotProfile:
         data = yaml.safe_load(path.read_text(encoding="utf-8"))
     except OSError as exc:
         raise ProfileError(f"{path}: cannot read: {exc.strerror or exc}") from None
+    except UnicodeDecodeError as exc:
+        raise ProfileError(f"{path}: not UTF-8 text (byte {exc.start})") from None
     except yaml.YAMLError as exc:
-        raise ProfileError(f"{path}: not valid YAML: {' '.join(str(exc).split())}") from None
+        raise ProfileError(f"{path}: not valid YAML: {' '.join(str(exc).split())[:300]}") from None
+    except RecursionError:
+        raise ProfileError(f"{path}: YAML nested too deeply to be a robot profile") from None
     return profile_from_mapping(data, str(path))
 
 
@@ -168,15 +172,21 @@ def _string(data: Mapping, key: str, source: str) -> str:
 
 
 def _number(value: Any, where: str) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise ProfileError(f"{where}: expected a finite number, got {value!r:.60}")
+    try:
+        number = float(value)
+    except OverflowError:
+        raise ProfileError(f"{where}: number too large for a float ({int(value).bit_length()} bits)") from None
+    if not math.isfinite(number):
         raise ProfileError(f"{where}: expected a finite number, got {value!r}")
-    return float(value)
+    return number
 
 
 def _positive(data: Mapping, key: str, source: str) -> float:
     value = _number(data[key], f"{source}: {key}")
-    if value <= 0:
-        raise ProfileError(f"{source}: {key}: must be positive, got {value!r}")
+    if value <= 0 or not math.isfinite(1.0 / value):
+        raise ProfileError(f"{source}: {key}: must be positive (and its inverse finite), got {value!r}")
     return value
 
 

@@ -37,6 +37,9 @@ class NormalizationStats:
         for i, (lo, hi) in enumerate(zip(q01, q99)):
             if lo > hi:
                 raise StatsError(f"{where}.q01[{i}]: {lo!r} is greater than q99[{i}] = {hi!r}")
+            if not math.isfinite(hi - lo):
+                raise StatsError(f"{where}.q99[{i}] - q01[{i}]: {hi!r} - {lo!r} overflows; quantiles this large "
+                                 "cannot give finite actions")
         return cls(mask=mask, q01=q01, q99=q99)
 
     @classmethod
@@ -47,11 +50,15 @@ class NormalizationStats:
             text = path.read_text(encoding="utf-8")
         except OSError as exc:
             raise StatsError(f"{path}: cannot read stats file: {exc.strerror or exc}") from None
+        except UnicodeDecodeError as exc:
+            raise StatsError(f"{path}: not UTF-8 text (byte {exc.start})") from None
+        kind = "JSON" if path.suffix.lower() == ".json" else "YAML"
         try:
-            data = json.loads(text) if path.suffix.lower() == ".json" else yaml.safe_load(text)
+            data = json.loads(text) if kind == "JSON" else yaml.safe_load(text)
         except (json.JSONDecodeError, yaml.YAMLError) as exc:
-            raise StatsError(f"{path}: not valid {'JSON' if path.suffix.lower() == '.json' else 'YAML'}: "
-                             f"{' '.join(str(exc).split())}") from None
+            raise StatsError(f"{path}: not valid {kind}: {' '.join(str(exc).split())[:300]}") from None
+        except RecursionError:
+            raise StatsError(f"{path}: {kind} nested too deeply to be a stats file") from None
         if isinstance(data, Mapping) and "normalization" in data and "q01" not in data:
             return cls.from_mapping(data["normalization"], f"{path}: normalization")
         return cls.from_mapping(data, str(path))
@@ -89,10 +96,14 @@ def _floats(value: Any, where: str) -> tuple[float, ...]:
     out = []
     for i, item in enumerate(_sequence(value, where)):
         if isinstance(item, bool) or not isinstance(item, (int, float, np.integer, np.floating)):
-            raise StatsError(f"{where}[{i}]: expected a number, got {item!r}")
-        if not math.isfinite(float(item)):
+            raise StatsError(f"{where}[{i}]: expected a number, got {item!r:.60}")
+        try:
+            value = float(item)
+        except OverflowError:
+            raise StatsError(f"{where}[{i}]: number too large for a float ({int(item).bit_length()} bits)") from None
+        if not math.isfinite(value):
             raise StatsError(f"{where}[{i}]: must be finite, got {item!r}")
-        out.append(float(item))
+        out.append(value)
     return tuple(out)
 
 
@@ -100,6 +111,6 @@ def _bools(value: Any, where: str) -> tuple[bool, ...]:
     out = []
     for i, item in enumerate(_sequence(value, where)):
         if not isinstance(item, (bool, np.bool_)):
-            raise StatsError(f"{where}[{i}]: expected true or false, got {item!r}")
+            raise StatsError(f"{where}[{i}]: expected true or false, got {item!r:.60}")
         out.append(bool(item))
     return tuple(out)

@@ -1,6 +1,7 @@
 """Action token text <-> token ids through a Hugging Face ``tokenizers`` tokenizer.json."""
 from __future__ import annotations
 
+import threading
 from functools import lru_cache
 from pathlib import Path
 
@@ -9,6 +10,14 @@ import numpy as np
 from .errors import ActionTokenError, TokenizerError
 
 REPLACEMENT_CHAR = "\ufffd"
+PREVIEW_CHARS = 80
+
+
+def preview(text: str, limit: int = PREVIEW_CHARS) -> str:
+    """``repr(text)`` cut to about ``limit`` characters, for error messages about client input."""
+    if len(text) <= limit:
+        return repr(text)
+    return f"{text[:limit]!r}... ({len(text)} characters)"
 
 
 class TextTokenizer:
@@ -27,6 +36,8 @@ class TextTokenizer:
         except Exception as exc:  # tokenizers raises a bare Exception on malformed files
             raise TokenizerError(f"{file}: not a readable tokenizer.json: {' '.join(str(exc).split())}") from None
         self.path = file
+        self._piece_tables: dict[tuple[int, int], dict[int, list[tuple[int, bytes]]]] = {}
+        self._table_lock = threading.Lock()
 
     @property
     def base_vocab_size(self) -> int:
@@ -66,24 +77,40 @@ class TextTokenizer:
         Unlike re-tokenizing, this recovers exactly what a model generated whenever the text is
         lossless. Raises ``ActionTokenError`` when no split or more than one split exists.
         """
-        pieces = {tid: self.token_bytes(tid) for tid in range(first_id, last_id + 1)}
-        data = text.encode("utf-8")
-        found = _splits(data, pieces, count, limit=2)
+        try:
+            data = text.encode("utf-8")
+        except UnicodeEncodeError as exc:
+            raise ActionTokenError(f"text is not valid Unicode: {exc.reason} at character {exc.start}") from None
+        found = _splits(data, self._pieces_by_first_byte(first_id, last_id), count, limit=2)
         if len(found) == 1:
             return np.asarray(found[0], dtype=np.int64)
         if not found:
             hint = (" (it holds U+FFFD: a token that is not valid UTF-8 on its own was lost when the reply was "
                     "decoded to text; ask the endpoint for token ids)") if REPLACEMENT_CHAR in text else ""
-            raise ActionTokenError(f"text {text!r} is not exactly {count} action tokens{hint}")
-        raise ActionTokenError(f"text {text!r} splits into {count} action tokens in more than one way")
+            raise ActionTokenError(f"text {preview(text)} is not exactly {count} action tokens{hint}")
+        raise ActionTokenError(f"text {preview(text)} splits into {count} action tokens in more than one way")
+
+    def _pieces_by_first_byte(self, first_id: int, last_id: int) -> dict[int, list[tuple[int, bytes]]]:
+        """The bytes of tokens ``first_id..last_id`` grouped by their first byte, built once per range."""
+        key = (first_id, last_id)
+        table = self._piece_tables.get(key)
+        if table is None:
+            with self._table_lock:
+                table = self._piece_tables.get(key)
+                if table is None:
+                    table = {}
+                    for tid in range(first_id, last_id + 1):
+                        piece = self.token_bytes(tid)
+                        if piece:
+                            table.setdefault(piece[0], []).append((tid, piece))
+                    self._piece_tables[key] = table
+        return table
 
 
-def _splits(data: bytes, pieces: dict[int, bytes], count: int, limit: int) -> list[tuple[int, ...]]:
-    """Up to ``limit`` ways to write ``data`` as exactly ``count`` pieces (depth-first, memoized dead ends)."""
-    by_first: dict[int, list[tuple[int, bytes]]] = {}
-    for tid, piece in pieces.items():
-        if piece:
-            by_first.setdefault(piece[0], []).append((tid, piece))
+def _splits(data: bytes, by_first: dict[int, list[tuple[int, bytes]]], count: int,
+            limit: int) -> list[tuple[int, ...]]:
+    """Up to ``limit`` ways to write ``data`` as exactly ``count`` pieces from ``by_first`` (token id and
+    bytes grouped by first byte; depth-first, memoized dead ends)."""
     dead: set[tuple[int, int]] = set()
     found: list[tuple[int, ...]] = []
 

@@ -38,6 +38,11 @@ def run(args: argparse.Namespace) -> int:
         raise UserError("give exactly one of TEXT and --ids")
     if args.robot is None and args.stats is None:
         raise UserError("give --robot NAME|PATH or --stats FILE")
+    if args.text is not None and not _is_unicode(args.text):
+        raise UserError("TEXT: not valid UTF-8 (pass the action text exactly as the model generated it)")
+    if args.vocab_size is not None and not 256 <= args.vocab_size < 2**31:
+        raise UserError(f"--vocab-size: must be in 256..2**31-1 (the 256 action ids lie below it), "
+                        f"got {str(args.vocab_size)[:40]}")
     stats = NormalizationStats.from_file(args.stats) if args.stats else load_profile(args.robot).stats
     text_tokenizer = None
     if args.text is not None:
@@ -58,6 +63,19 @@ def _parse_ids(text: str) -> np.ndarray:
     from ..cli import UserError
 
     try:
-        return np.asarray([int(v) for v in text.replace(" ", ",").split(",") if v.strip()], dtype=np.int64)
+        ids = [int(v) for v in text.replace(" ", ",").split(",") if v.strip()]
     except ValueError:
-        raise UserError(f"--ids: expected comma-separated integers, got {text!r}") from None
+        raise UserError(f"--ids: expected comma-separated integers, got {text[:200]!r}") from None
+    for value in ids:
+        if not 0 <= value < 2**31:
+            raise UserError(f"--ids: {str(value)[:40]} is not a token id (0 <= id < 2**31)")
+    return np.asarray(ids, dtype=np.int64)
+
+
+def _is_unicode(text: str) -> bool:
+    """False for text holding lone surrogates (command-line bytes that were not UTF-8)."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True

@@ -16,6 +16,7 @@ examples:
 from __future__ import annotations
 
 import argparse
+import math
 from pathlib import Path
 
 from ..policy.cli_options import add_backend_arguments, backend_config_from_args
@@ -69,8 +70,8 @@ def run(args: argparse.Namespace) -> int:
 
     profile = load_profile(args.robot)
     dt = args.control_period if args.control_period is not None else profile.control_period_s
-    if not dt > 0:
-        raise UserError(f"--control-period must be > 0, got {dt}")
+    if not (dt > 0 and math.isfinite(dt)):
+        raise UserError(f"--control-period must be a finite number > 0, got {dt}")
     truth = _source(args.action_topic, args.twist_topic, args.gripper_topic, dt, "",
                     required=True)
     recorded = _source(args.predicted_action_topic, args.predicted_twist_topic, args.predicted_gripper_topic, dt,
@@ -79,8 +80,8 @@ def run(args: argparse.Namespace) -> int:
         raise UserError("give either --backend or --predicted-... topics, not both")
     if args.every < 1:
         raise UserError(f"--every must be >= 1, got {args.every}")
-    if not args.max_delay > 0:
-        raise UserError(f"--max-delay must be > 0, got {args.max_delay}")
+    if not (args.max_delay > 0 and math.isfinite(args.max_delay)):
+        raise UserError(f"--max-delay must be a finite number > 0, got {args.max_delay}")
     options = EvalOptions(
         bag=args.bag, out_dir=args.out or Path(f"eval_{args.bag.resolve().name}"), profile=profile,
         image_topic=args.image_topic, instruction_topic=None if args.instruction else args.instruction_topic,

@@ -13,6 +13,7 @@ examples:
 from __future__ import annotations
 
 import argparse
+import math
 from pathlib import Path
 
 HELP = "record magma_node's topics into an MCAP bag (no ros2cli needed)"
@@ -37,12 +38,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     """Record and print the counts."""
     from ..cli import UserError
-    from ..eval.errors import BagError
+    from ..eval.errors import BagError, RosSetupError
     from ..eval.record import record
     from ..eval.recorder import NODE_INPUT_TOPICS, NODE_OUTPUT_TOPICS, TopicSpec
 
-    if args.duration is not None and not args.duration > 0:
-        raise UserError(f"--duration must be > 0, got {args.duration}")
+    if args.duration is not None and not (args.duration > 0 and math.isfinite(args.duration)):
+        raise UserError(f"--duration must be a finite number > 0, got {args.duration}")
+    if not (args.discovery_timeout > 0 and math.isfinite(args.discovery_timeout)):
+        raise UserError(f"--discovery-timeout must be a finite number > 0, got {args.discovery_timeout}")
     try:
         topics = [] if args.no_node_outputs else [TopicSpec(n, t) for n, t in NODE_OUTPUT_TOPICS.items()]
         if args.inputs:
@@ -56,6 +59,6 @@ def run(args: argparse.Namespace) -> int:
             raise UserError(f"topic(s) given twice: {', '.join(duplicates)}")
         record(args.out, topics, storage=args.storage, duration_s=args.duration,
                discovery_timeout_s=args.discovery_timeout, ros_args=args.ros_args)
-    except BagError as exc:
+    except (BagError, RosSetupError) as exc:
         raise UserError(str(exc)) from None
     return 0

@@ -15,6 +15,7 @@ examples:
 from __future__ import annotations
 
 import argparse
+import math
 from pathlib import Path
 
 HELP = "replay a bag through magma_node and record its outputs"
@@ -51,14 +52,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     """Replay, record, and print what was published and recorded."""
     from ..cli import UserError
-    from ..eval.errors import BagError
+    from ..eval.errors import BagError, RosSetupError
     from ..eval.recorder import NODE_OUTPUT_TOPICS, TopicSpec
     from ..eval.replay import ReplayOptions, replay
 
     if args.loop < 0:
         raise UserError(f"--loop must be >= 0, got {args.loop}")
-    if args.tail < 0 or args.wait_node <= 0:
-        raise UserError("--tail must be >= 0 and --wait-node > 0")
+    if not (0 <= args.tail < math.inf and 0 < args.wait_node < math.inf):
+        raise UserError(f"--tail must be a finite number >= 0 and --wait-node a finite number > 0, got "
+                        f"{args.tail} and {args.wait_node}")
     try:
         extra = [TopicSpec.parse(text) for text in args.topic]
         untyped = [t.name for t in extra if not t.msgtype]
@@ -73,7 +75,7 @@ def run(args: argparse.Namespace) -> int:
             wait_node_s=args.wait_node, tail_s=args.tail, progress=not args.quiet,
         )
         result = replay(options, tuple(args.ros_args))
-    except BagError as exc:
+    except (BagError, RosSetupError) as exc:
         raise UserError(str(exc)) from None
     published = ", ".join(f"{t} {n}" for t, n in result.published.items())
     recorded = ", ".join(f"{t} {n}" for t, n in result.recorded.items())

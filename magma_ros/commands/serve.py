@@ -13,7 +13,10 @@ examples:
   magma-ros serve --no-model --tokenizer /models/Magma-8B/tokenizer.json   # decoding only
 
 One server runs one model in one worker thread (run one server per GPU). When --queue-depth
-requests are already waiting, new ones get 503 with Retry-After.
+requests are already waiting, new ones get 503 with Retry-After. Every request's cost is bounded
+before model work starts: body size, JSON depth, text length, prompt tokens against the model's
+context, image pixels; a request's --timeout-s deadline drops it if it is still waiting and stops
+its generation if it is running.
 """
 from __future__ import annotations
 
@@ -56,6 +59,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                      help=f"per-request limit from arrival to answer, else 504 (default: {d.timeout_s:g})")
     sec.add_argument("--max-tokens-limit", type=int, default=d.max_tokens_limit,
                      help=f"largest max_tokens a client may request (default: {d.max_tokens_limit})")
+    sec.add_argument("--max-text-chars", type=int, default=d.max_text_chars,
+                     help="characters of message text a chat request may carry, checked before tokenizing; the "
+                          "prompt's tokens plus max_tokens must also fit the model's context, else 400 "
+                          f"(default: {d.max_text_chars})")
+    sec.add_argument("--max-json-depth", type=int, default=d.max_json_depth,
+                     help=f"nesting levels a request body may have, else 400 (default: {d.max_json_depth})")
+    sec.add_argument("--max-image-pixels", type=int, default=d.max_image_pixels,
+                     help=f"largest image (width x height) decoded, else 400 (default: {d.max_image_pixels})")
     sec.add_argument("--allow-image-host", action="append", default=[], metavar="HOST[:PORT]",
                      help="fetch http(s) image URLs from this host (repeatable); by default only data: URLs "
                           "are accepted, as fetching would let any client make the server request any address")
@@ -93,6 +104,8 @@ def run(args: argparse.Namespace) -> int:
             timeout_s=args.timeout_s, max_tokens_limit=args.max_tokens_limit,
             allowed_image_hosts=tuple(args.allow_image_host), image_fetch_max_bytes=args.image_fetch_max_bytes,
             image_fetch_timeout_s=args.image_fetch_timeout_s, action_prompts=tuple(args.action_prompt),
+            max_text_chars=args.max_text_chars, max_json_depth=args.max_json_depth,
+            max_image_pixels=args.max_image_pixels,
         )
     except SettingsError as exc:
         raise UserError(str(exc)) from None

@@ -12,7 +12,8 @@ from .errors import BagError
 
 STORAGES = ("mcap", "sqlite3")
 # What rosbags and the storage layers raise on bags that are damaged or cut short.
-READ_ERRORS: tuple[type[BaseException], ...] = (OSError, EOFError, struct.error, sqlite3.Error, KeyError, ValueError)
+READ_ERRORS: tuple[type[BaseException], ...] = (OSError, EOFError, struct.error, sqlite3.Error, KeyError, ValueError,
+                                                 TypeError, IndexError, RecursionError)
 
 
 def format_time(t_ns: int) -> str:
@@ -70,6 +71,18 @@ def typestore() -> Any:
     return get_typestore(Stores.LATEST)
 
 
+def check_output_bag(path: str | Path) -> Path:
+    """``path`` as a bag directory that can be created: it must not exist and its parent must be a
+    directory; ``BagError`` otherwise (checked before any waiting or recording starts)."""
+    path = Path(path).expanduser()
+    if path.exists() or path.is_symlink():
+        raise BagError(f"output bag {path}: already exists, not overwriting")
+    parent = path.absolute().parent
+    if not parent.is_dir():
+        raise BagError(f"output bag {path}: cannot create: {parent} is not an existing directory")
+    return path
+
+
 @contextmanager
 def open_writer(path: str | Path, storage: str = "mcap") -> Iterator[Any]:
     """A new rosbag2 ``Writer`` at ``path`` (which must not exist yet)."""
@@ -77,9 +90,7 @@ def open_writer(path: str | Path, storage: str = "mcap") -> Iterator[Any]:
 
     if storage not in STORAGES:
         raise BagError(f"storage must be one of {', '.join(STORAGES)}, got {storage!r}")
-    path = Path(path).expanduser()
-    if path.exists():
-        raise BagError(f"output bag {path}: already exists, not overwriting")
+    path = check_output_bag(path)
     plugin = StoragePlugin.MCAP if storage == "mcap" else StoragePlugin.SQLITE3
     try:
         writer = Writer(path, version=9, storage_plugin=plugin)

@@ -18,6 +18,7 @@ INSTRUCTION_TYPES = ("std_msgs/msg/String",)
 ARRAY_TYPES = ("std_msgs/msg/Float64MultiArray", "std_msgs/msg/Float32MultiArray")
 TWIST_TYPES = ("geometry_msgs/msg/TwistStamped",)
 GRIPPER_TYPES = ("std_msgs/msg/Float64", "std_msgs/msg/Float32")
+MAX_ABS_VALUE = 1e6  # larger action values are not actions and would overflow the squared errors
 
 
 class ConversionError(ValueError):
@@ -43,8 +44,7 @@ def array_to_action(msg: Any) -> np.ndarray:
     values = np.asarray(msg.data, dtype=np.float64).reshape(-1)
     if values.size != ACTION_DIM:
         raise ConversionError(f"expected {ACTION_DIM} values (x y z roll pitch yaw gripper), got {values.size}")
-    if not np.all(np.isfinite(values)):
-        raise ConversionError(f"values must be finite, got {values.tolist()}")
+    check_action_values(values, "values")
     return values
 
 
@@ -53,14 +53,20 @@ def twist_to_delta(msg: Any, dt: float) -> np.ndarray:
     twist = msg.twist
     linear = np.array([twist.linear.x, twist.linear.y, twist.linear.z], dtype=np.float64)
     angular = np.array([twist.angular.x, twist.angular.y, twist.angular.z], dtype=np.float64)
-    if not (np.all(np.isfinite(linear)) and np.all(np.isfinite(angular))):
-        raise ConversionError("twist values must be finite")
+    check_action_values(np.concatenate([linear, angular]), "twist values")
     return np.concatenate([linear * dt, rotvec_to_euler_xyz(angular * dt)])
 
 
 def gripper_value(msg: Any) -> float:
     """The value of a ``std_msgs/Float64`` gripper command."""
     value = float(msg.data)
-    if not np.isfinite(value):
-        raise ConversionError(f"gripper value must be finite, got {value!r}")
+    check_action_values(np.asarray([value]), "gripper value")
     return value
+
+
+def check_action_values(values: np.ndarray, what: str) -> None:
+    """``ConversionError`` unless every value is finite and within ``MAX_ABS_VALUE``."""
+    if not np.all(np.isfinite(values)):
+        raise ConversionError(f"{what} must be finite, got {values.tolist()}")
+    if np.any(np.abs(values) > MAX_ABS_VALUE):
+        raise ConversionError(f"{what} must be within +-{MAX_ABS_VALUE:g}, got {values.tolist()}")

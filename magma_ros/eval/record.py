@@ -7,6 +7,7 @@ from collections import Counter
 from pathlib import Path
 from typing import Sequence, TextIO
 
+from .bag import check_output_bag
 from .recorder import BagRecorder, TopicSpec, resolve_types
 from .ros_session import ros_session
 
@@ -15,6 +16,7 @@ def record(out: Path, topics: Sequence[TopicSpec], *, storage: str = "mcap", dur
            discovery_timeout_s: float = 10.0, ros_args: Sequence[str] = (), log: TextIO | None = None) -> Counter[str]:
     """Record ``topics`` to ``out``; returns the message count per topic."""
     log = log or sys.stderr
+    check_output_bag(out)
     with ros_session("magma_record", ros_args) as session:
         specs = resolve_types(session.node, list(topics), discovery_timeout_s)
         recorder = BagRecorder(session.node, out, storage, specs, on_error=session.stop)

@@ -7,19 +7,22 @@ topics of the source (e.g. the teleoperated actions), stamped at their replay ti
 """
 from __future__ import annotations
 
+import math
 import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TextIO
 
+from rclpy.exceptions import InvalidTopicNameException
 from rclpy.node import Node
+from rclpy.validate_topic_name import validate_topic_name
 from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
 from rclpy.serialization import deserialize_message, serialize_message
 
-from .bag import open_bag, topic_connections
+from .bag import check_output_bag, open_bag, topic_connections
 from .convert import IMAGE_TYPES, INSTRUCTION_TYPES
-from .errors import BagError
+from .errors import BagError, RosSetupError
 from ..progress import Progress
 from .recorder import BagRecorder, TopicSpec, message_class
 from .ros_session import RosSession, ros_session
@@ -68,8 +71,15 @@ def replay(options: ReplayOptions, ros_args: tuple[str, ...] = (), log: TextIO |
     """Replay the bag through the live graph and record the node's outputs; see the module docstring."""
     log = log or sys.stderr
     opts = options
-    if not opts.rate > 0:
-        raise BagError(f"--rate must be > 0, got {opts.rate}")
+    if not (opts.rate > 0 and math.isfinite(opts.rate)):
+        raise BagError(f"--rate must be a finite number > 0, got {opts.rate}")
+    check_output_bag(opts.out)
+    for option, topic in (("--publish-image-topic", opts.publish_image_topic),
+                          ("--publish-instruction-topic", opts.publish_instruction_topic)):
+        try:
+            validate_topic_name(topic)
+        except InvalidTopicNameException as exc:
+            raise RosSetupError(f"{option} {topic!r}: {' '.join(str(exc).split())}") from None
     recorded_names = {t.name for t in opts.record_topics}
     clashes = sorted(recorded_names & ({opts.publish_image_topic, opts.publish_instruction_topic} | set(opts.copy_topics)))
     if clashes:

@@ -12,6 +12,13 @@ from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
 from rclpy.node import Node
 from rclpy.signals import SignalHandlerOptions
 
+from .errors import RosSetupError
+
+try:
+    from rclpy._rclpy_pybind11 import RCLError
+except ImportError:  # rclpy keeps it private; fall back to its base class
+    RCLError = RuntimeError
+
 
 class RosSession:
     """An initialized context, a node spun in a background thread, and a stop event."""
@@ -19,8 +26,11 @@ class RosSession:
     def __init__(self, node_name: str, ros_args: Sequence[str]) -> None:
         self.context = rclpy.Context()
         # Our own SIGINT/SIGTERM handling (below) stops cleanly so that the bag is always closed.
-        rclpy.init(args=["magma-ros", "--ros-args", *ros_args] if ros_args else None, context=self.context,
-                   signal_handler_options=SignalHandlerOptions.NO)
+        try:
+            rclpy.init(args=["magma-ros", "--ros-args", *ros_args] if ros_args else None, context=self.context,
+                       signal_handler_options=SignalHandlerOptions.NO)
+        except RCLError as exc:
+            raise RosSetupError(f"--ros-args {' '.join(ros_args)}: {str(exc).split(', at ')[0]}") from None
         self.node = Node(node_name, context=self.context)
         self.executor = SingleThreadedExecutor(context=self.context)
         self.executor.add_node(self.node)

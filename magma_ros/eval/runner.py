@@ -18,6 +18,7 @@ from ..actions.profiles import RobotProfile
 from ..actions.tokenizer import ACTION_DIM, LLAMA3_BASE_VOCAB, ActionTokenizer
 from ..policy.base import Policy, PolicyError
 from .bag import format_time, open_bag
+from .convert import ConversionError, check_action_values
 from .errors import BagError
 from .metrics import MetricsAccumulator
 from ..progress import Progress
@@ -85,7 +86,10 @@ class Evaluator:
     def run(self) -> dict[str, Any]:
         """Evaluate the whole bag; returns the report (also written to ``out_dir``)."""
         opts = self.options
-        opts.out_dir.mkdir(parents=True, exist_ok=True)
+        try:
+            opts.out_dir.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise BagError(f"output directory {opts.out_dir}: cannot create: {exc.strerror or exc}") from None
         csv_path, json_path, png_path = (opts.out_dir / "frames.csv", opts.out_dir / "report.json",
                                          opts.out_dir / "actions.png")
         read_error = None
@@ -160,8 +164,9 @@ class Evaluator:
             if prediction.token_ids is not None:
                 return self.decoder.decode_ids(prediction.token_ids), prediction.token_ids, latency
             assert prediction.action is not None
+            check_action_values(np.asarray(prediction.action, dtype=np.float64), "predicted action")
             return prediction.action, self._encode(prediction.action), latency
-        except ActionContractError as exc:
+        except (ActionContractError, ConversionError) as exc:
             self._skip(Skip("bad_prediction", self.options.image_topic, frame.t_ns, f"frame {frame.index}: {exc}"))
             return None
 

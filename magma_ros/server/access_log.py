@@ -36,10 +36,15 @@ class AccessLogMiddleware:
         try:
             await self.app(scope, receive, send_logged)
         finally:
-            client = scope.get("client")
-            LOG.info(json.dumps({
-                "event": "access", "time": datetime.now(timezone.utc).isoformat(timespec="milliseconds"),
-                "request_id": request_id, "method": scope["method"], "path": scope["path"],
-                "status": state["status"], "latency_ms": round((time.monotonic() - start) * 1000.0, 2),
-                "bytes_out": state["bytes"], "client": f"{client[0]}:{client[1]}" if client else None,
-            }))
+            if LOG.isEnabledFor(logging.INFO):
+                self._log(scope, state, request_id, start)
+
+    @staticmethod
+    def _log(scope: dict, state: dict, request_id: str, start: float) -> None:
+        client = scope.get("client")
+        LOG.info(json.dumps({
+            "event": "access", "time": datetime.now(timezone.utc).isoformat(timespec="milliseconds"),
+            "request_id": request_id, "method": scope["method"], "path": scope["path"],
+            "status": state["status"], "latency_ms": round((time.monotonic() - start) * 1000.0, 2),
+            "bytes_out": state["bytes"], "client": f"{client[0]}:{client[1]}" if client else None,
+        }))

@@ -5,9 +5,11 @@ import asyncio
 import contextlib
 import json
 import logging
+import re
 import time
 from typing import Any, AsyncIterator, Awaitable
 
+import anyio
 from fastapi import Depends, FastAPI, Request
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 from pydantic import BaseModel, ValidationError
@@ -16,16 +18,20 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from ..policy.base import PolicyConfigError, PolicyError
 from .access_log import AccessLogMiddleware
 from .auth import BearerAuth
-from .chat import ChatPreparer, ChatResult, ModelRunner, ResponseBuilder, chat_job, prompt_pattern
+from .chat import ActionPromptMatcher, ChatLimits, ChatPreparer, ChatResult, ModelRunner, ResponseBuilder, chat_job
 from .decoding import ActionTokenService
 from .errors import ApiError
 from .images import ImageLoader
 from .schemas import ActionTokensRequest, ChatCompletionRequest, describe_validation_error
 from .settings import ServerSettings
-from .worker import Job, ModelWorker, QueueFullError
+from .worker import Job, JobExpired, ModelWorker, QueueFullError
 
 LOG = logging.getLogger("magma_ros.server")
 DEFAULT_MAX_TOKENS = 256
+INLINE_BODY_BYTES = 16 * 1024  # smaller bodies are parsed on the event loop (cheaper than a thread hop)
+MAX_JSON_ITEMS = 1024  # items of one JSON array or keys of one object, checked before field validation
+ACTION_TOKENS_MAX_BODY = 64 * 1024  # an action-tokens body is a short text and 21 numbers
+_SURROGATE = re.compile("[\ud800-\udfff]")
 
 
 class ClientGone(Exception):
@@ -34,11 +40,19 @@ class ClientGone(Exception):
 
 def create_app(settings: ServerSettings, actions: ActionTokenService, runner: ModelRunner | None) -> FastAPI:
     """The server. ``runner`` None serves only action-token decoding, models and health."""
+    if runner is not None and not runner.max_context_tokens > 0:
+        raise PolicyError(f"model {runner.model_name}: its context length is unknown (max_context_tokens "
+                          f"{runner.max_context_tokens!r}), so prompts cannot be bounded")
     worker = ModelWorker(settings.queue_depth) if runner is not None else None
     auth = BearerAuth(settings.auth_token)
+    # One large body parsed at a time: json.loads holds the GIL, so parallel parses would add up
+    # to a long pause of the event loop.
+    parse_slot = asyncio.Semaphore(1)
     templates = settings.action_prompts or tuple(_builtin_prompt_templates())
-    preparer = ChatPreparer(ImageLoader(settings), prompt_pattern(templates), settings.max_tokens_limit,
-                            DEFAULT_MAX_TOKENS)
+    limits = ChatLimits(max_tokens=settings.max_tokens_limit, default_max_tokens=DEFAULT_MAX_TOKENS,
+                        max_text_chars=settings.max_text_chars,
+                        context_tokens=runner.max_context_tokens if runner is not None else 0)
+    preparer = ChatPreparer(ImageLoader(settings), ActionPromptMatcher(templates), actions.text_tokenizer, limits)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -58,7 +72,13 @@ def create_app(settings: ServerSettings, actions: ActionTokenService, runner: Mo
     async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
         return ApiError(exc.status_code, f"{request.method} {request.url.path}: {exc.detail}").response()
 
-    def require_auth(request: Request) -> None:
+    @app.exception_handler(Exception)
+    async def server_fault(request: Request, exc: Exception) -> JSONResponse:
+        LOG.error("%s %s failed: %s (traceback in the server log)", request.method, request.url.path,
+                  type(exc).__name__)
+        return ApiError(500, f"internal server error: {type(exc).__name__}").response()
+
+    async def require_auth(request: Request) -> None:  # async: runs on the loop, not in the thread pool
         auth.check(request.headers.get("authorization"))
 
     @app.get("/health")
@@ -76,8 +96,12 @@ def create_app(settings: ServerSettings, actions: ActionTokenService, runner: Mo
 
     @app.post("/v1/action-tokens", dependencies=[Depends(require_auth)])
     async def action_tokens(request: Request) -> dict[str, float]:
-        body = await _parse(request, ActionTokensRequest, settings.max_body_bytes)
-        return actions.decode(body)
+        raw = await _read_body(request, min(settings.max_body_bytes, ACTION_TOKENS_MAX_BODY))
+        if len(raw) <= INLINE_BODY_BYTES:  # bounded work: the text is limited to a few hundred characters
+            return actions.decode(_validate(raw, ActionTokensRequest, settings.max_json_depth))
+        async with parse_slot:
+            return await anyio.to_thread.run_sync(
+                lambda: actions.decode(_validate(raw, ActionTokensRequest, settings.max_json_depth)))
 
     @app.post("/v1/chat/completions", dependencies=[Depends(require_auth)])
     async def chat_completions(request: Request) -> Response:
@@ -85,15 +109,21 @@ def create_app(settings: ServerSettings, actions: ActionTokenService, runner: Mo
         if runner is None or worker is None:
             raise ApiError(404, "chat completions are not served: this server runs with --no-model "
                                 "(only /v1/action-tokens, /v1/models and /health)")
-        body = await _parse(request, ChatCompletionRequest, settings.max_body_bytes)
+        raw = await _read_body(request, settings.max_body_bytes)
+        async with parse_slot if len(raw) > INLINE_BODY_BYTES else contextlib.nullcontext():
+            body = await anyio.to_thread.run_sync(_validate, raw, ChatCompletionRequest, settings.max_json_depth)
         try:
-            worker.check_room()  # before decoding images: an overloaded server answers 503 cheaply
-            chat = await preparer.prepare(body)
-            events = _JobEvents(asyncio.get_running_loop())
-            job = worker.submit(chat_job(chat, runner, actions, events.piece if body.stream else _ignore))
+            slot = worker.reserve()  # before decoding images: memory is bounded by the queue, not the clients
         except QueueFullError as exc:
             raise ApiError(503, f"the model is busy ({settings.queue_depth} requests waiting); retry later",
                            headers={"Retry-After": str(exc.retry_after_s)}) from None
+        try:
+            chat = await preparer.prepare(body)
+            events = _JobEvents(asyncio.get_running_loop())
+            job = worker.submit(chat_job(chat, runner, actions, events.piece if body.stream else _ignore), slot,
+                                deadline)
+        finally:
+            worker.release(slot)  # a no-op once submit used it
         builder = ResponseBuilder(settings.served_model_name)
         job.future.add_done_callback(events.done)
         try:
@@ -112,8 +142,8 @@ def create_app(settings: ServerSettings, actions: ActionTokenService, runner: Mo
     return app
 
 
-async def _parse(request: Request, model: type[BaseModel], limit: int) -> Any:
-    """Read at most ``limit`` bytes of JSON body and validate it: 413, 400 or 422 otherwise."""
+async def _read_body(request: Request, limit: int) -> bytes:
+    """At most ``limit`` bytes of body: 413 otherwise, 400 when empty."""
     declared = request.headers.get("content-length")
     if declared is not None and declared.isdigit() and int(declared) > limit:
         raise ApiError(413, f"request body is {declared} bytes, more than this server's limit of {limit}")
@@ -124,19 +154,64 @@ async def _parse(request: Request, model: type[BaseModel], limit: int) -> Any:
             raise ApiError(413, f"request body is more than this server's limit of {limit} bytes")
     if not raw:
         raise ApiError(400, "request body is empty; expected a JSON object")
+    return bytes(raw)
+
+
+def _validate(raw: bytes, model: type[BaseModel], max_depth: int) -> Any:
+    """The JSON body as ``model``: 400 for malformed JSON, too deep nesting or invalid text, 422 for
+    invalid fields (CPU work: large bodies call this off the event loop)."""
     try:
         data = json.loads(raw)
     except UnicodeDecodeError:
         raise ApiError(400, "malformed JSON body: not UTF-8 text") from None
     except json.JSONDecodeError as exc:
         raise ApiError(400, f"malformed JSON body: {exc.msg} at line {exc.lineno} column {exc.colno}") from None
+    except RecursionError:
+        raise ApiError(400, f"malformed request: JSON nested more than {max_depth} levels deep") from None
+    except ValueError as exc:  # e.g. an integer with more digits than Python converts
+        raise ApiError(400, f"malformed JSON body: {' '.join(str(exc).split())[:200]}") from None
     if not isinstance(data, dict):
         raise ApiError(400, f"malformed request: expected a JSON object, got {type(data).__name__}")
+    _check_tree(data, max_depth)
     try:
         return model.model_validate(data)
     except ValidationError as exc:
         message, param = describe_validation_error(exc)
         raise ApiError(422, message, param=param) from None
+
+
+def _check_tree(data: dict, max_depth: int) -> None:
+    """400 naming the place of the first value nested deeper than ``max_depth``, of an array or object
+    with more than ``MAX_JSON_ITEMS`` entries, or of a string holding a lone surrogate (``"\\ud800"`` is
+    valid JSON but not text). Bounds the cost of field validation; leaves cost no allocation."""
+    stack: list[tuple[Any, str, int]] = [(data, "", 1)]
+    while stack:
+        value, where, depth = stack.pop()
+        if depth > max_depth:
+            raise ApiError(400, f"{where}: JSON nested more than {max_depth} levels deep", param=where)
+        if len(value) > MAX_JSON_ITEMS:
+            raise ApiError(400, f"{where or 'body'}: {len(value)} entries, more than this server's limit of "
+                                f"{MAX_JSON_ITEMS}", param=where or None)
+        for key, item in (value.items() if isinstance(value, dict) else enumerate(value)):
+            if isinstance(key, str) and _bad_text(key):
+                raise ApiError(400, f"{where or 'body'}: a key holds a lone surrogate (not valid Unicode text)",
+                               param=where or None)
+            if isinstance(item, str):
+                if _bad_text(item):
+                    path = _child(where, key)
+                    raise ApiError(400, f"{path}: string holds a lone surrogate (not valid Unicode text)", param=path)
+            elif isinstance(item, (dict, list)):
+                stack.append((item, _child(where, key), depth + 1))
+
+
+def _bad_text(text: str) -> bool:
+    return not text.isascii() and _SURROGATE.search(text) is not None
+
+
+def _child(where: str, key: str | int) -> str:
+    if isinstance(key, int):
+        return f"{where}[{key}]"
+    return f"{where}.{key}" if where else key
 
 
 class _JobEvents:
@@ -198,6 +273,8 @@ def _result(job: Job) -> ChatResult:
     exc = job.future.exception()
     if exc is None:
         return job.future.result()
+    if isinstance(exc, JobExpired):
+        raise ApiError(504, "the model did not answer within this server's per-request timeout")
     if isinstance(exc, PolicyConfigError):  # the runtime refuses this request's options
         raise ApiError(422, f"the model cannot serve this request: {exc}")
     if isinstance(exc, (PolicyError, ValueError)):

@@ -9,15 +9,15 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import re
 import time
 import uuid
 from dataclasses import dataclass
 from typing import Any, Callable, Iterator, Protocol, Sequence
 
+import anyio
 import numpy as np
 
-from ..actions import ACTION_DIM
+from ..actions import ACTION_DIM, TextTokenizer
 from ..policy.base import PolicyError
 from .decoding import ActionTokenService
 from .errors import ApiError
@@ -26,6 +26,7 @@ from .schemas import ChatCompletionRequest
 from .worker import Job
 
 LOG = logging.getLogger("magma_ros.server")
+MESSAGE_TOKENS = 5  # a chat template's tokens around each message (role header, end of turn), Llama-3 style
 
 
 class ModelRunner(Protocol):
@@ -33,6 +34,7 @@ class ModelRunner(Protocol):
 
     vocab_size: int
     model_name: str
+    max_context_tokens: int    # prompt plus generated tokens the model can attend to (known at load)
 
     def action_ids(self, image: Any, prompt: str, temperature: float) -> Sequence[int]: ...
 
@@ -56,6 +58,16 @@ class PreparedChat:
     top_p: float
 
 
+@dataclass(frozen=True)
+class ChatLimits:
+    """Per-request bounds checked before any model work."""
+
+    max_tokens: int            # largest max_tokens a client may ask for
+    default_max_tokens: int    # used when the client gives none
+    max_text_chars: int        # characters of message text, checked before tokenizing
+    context_tokens: int        # the model's context: prompt tokens + max_tokens must fit
+
+
 @dataclass
 class ChatResult:
     """What the worker produced."""
@@ -67,32 +79,50 @@ class ChatResult:
     action_ids: list[int] | None = None
 
 
-def prompt_pattern(templates: Sequence[str]) -> re.Pattern[str]:
-    """A regex matching any robot prompt template with ``{instruction}`` filled in."""
-    options = []
-    for template in dict.fromkeys(templates):
-        head, _, tail = template.partition("{instruction}")
-        options.append(re.escape(head.strip()) + r"\s*.+?\s*" + re.escape(tail.strip()))
-    return re.compile("|".join(f"(?:{o})" for o in options), re.IGNORECASE | re.DOTALL)
+class ActionPromptMatcher:
+    """Recognises a robot prompt: any template with ``{instruction}`` filled in by at least one
+    character, case-insensitive, surrounding whitespace ignored. Linear in the text's length."""
+
+    def __init__(self, templates: Sequence[str]) -> None:
+        self._parts = [tuple(part.strip().casefold() for part in template.partition("{instruction}")[::2])
+                       for template in dict.fromkeys(templates)]
+
+    def matches(self, text: str) -> bool:
+        """True when ``text`` (already stripped) is one of the templates with an instruction."""
+        for head, tail in self._parts:
+            if len(text) < len(head) + len(tail) + 1:
+                continue
+            end = len(text) - len(tail)
+            if text[:len(head)].casefold() == head and text[end:].casefold() == tail:
+                return True
+        return False
 
 
 class ChatPreparer:
-    """Validates messages, loads the (single) image and recognises action requests."""
+    """Validates messages, checks the request's size against the model, loads the (single) image
+    and recognises action requests."""
 
-    def __init__(self, images: ImageLoader, robot_prompt: re.Pattern[str], max_tokens_limit: int,
-                 default_max_tokens: int) -> None:
+    def __init__(self, images: ImageLoader, matcher: ActionPromptMatcher, text_tokenizer: TextTokenizer,
+                 limits: ChatLimits) -> None:
         self._images = images
-        self._robot_prompt = robot_prompt
-        self._limit = max_tokens_limit
-        self._default = min(default_max_tokens, max_tokens_limit)
+        self._matcher = matcher
+        self._tokenizer = text_tokenizer
+        self._limits = limits
 
     async def prepare(self, request: ChatCompletionRequest) -> PreparedChat:
-        """The request in runtime terms; 400/422 ``ApiError`` naming the field otherwise."""
+        """The request in runtime terms; 400/422 ``ApiError`` naming the field otherwise.
+
+        Cheap checks first (structure, max_tokens, characters), then the prompt's token count
+        against the model's context, off the event loop; the image is decoded last.
+        """
+        limits = self._limits
         requested = request.max_completion_tokens or request.max_tokens
         field_name = "max_completion_tokens" if request.max_completion_tokens else "max_tokens"
-        if requested is not None and requested > self._limit:
-            raise ApiError(422, f"{field_name}: at most {self._limit} on this server, got {requested}", param=field_name)
-        messages, image = [], None
+        if requested is not None and requested > limits.max_tokens:
+            raise ApiError(422, f"{field_name}: at most {limits.max_tokens} on this server, got {requested}",
+                           param=field_name)
+        messages: list[dict[str, str]] = []
+        image_url: tuple[str, str] | None = None
         for i, message in enumerate(request.messages):
             role = "system" if message.role == "developer" else message.role
             if isinstance(message.content, list):
@@ -103,9 +133,9 @@ class ChatPreparer:
                         if role != "user":
                             raise ApiError(422, f"messages[{i}]: images are only accepted in user messages",
                                            param=f"messages[{i}].content")
-                        if image is not None:
+                        if image_url is not None:
                             raise ApiError(422, f"{where}: only one image per request is supported", param=where)
-                        image = await self._images.load(part.image_url.url, where)
+                        image_url = (part.image_url.url, where)
                     else:
                         texts.append(part.text)
                 content = "\n".join(texts)
@@ -115,11 +145,30 @@ class ChatPreparer:
         if messages[-1]["role"] != "user":
             raise ApiError(422, f"messages[{len(messages) - 1}].role: the last message must be from the user",
                            param=f"messages[{len(messages) - 1}].role")
+        chars = sum(len(m["content"]) for m in messages)
+        if chars > limits.max_text_chars:
+            raise ApiError(400, f"messages: {chars} characters of text, more than this server's limit of "
+                                f"{limits.max_text_chars}", param="messages")
         last = messages[-1]["content"].strip()
-        is_action = image is not None and self._robot_prompt.fullmatch(last) is not None
+        is_action = image_url is not None and self._matcher.matches(last)
+        max_new_tokens = ACTION_DIM if is_action else requested or min(limits.default_max_tokens, limits.max_tokens)
+        prompt_tokens = await anyio.to_thread.run_sync(self._count_tokens, messages)
+        if prompt_tokens + max_new_tokens > limits.context_tokens:
+            raise ApiError(400, f"messages: at least {prompt_tokens} prompt tokens plus {max_new_tokens} to generate "
+                                f"is more than the model's context of {limits.context_tokens} tokens", param="messages")
+        image = None if image_url is None else await self._images.load(*image_url)
         return PreparedChat(messages=messages, image=image, action_prompt=last if is_action else None,
-                            max_new_tokens=requested or self._default, temperature=request.temperature,
-                            top_p=request.top_p)
+                            max_new_tokens=max_new_tokens, temperature=request.temperature, top_p=request.top_p)
+
+    def _count_tokens(self, messages: list[dict[str, str]]) -> int:
+        """Prompt tokens of the messages' text and chat-template framing (image tokens not counted);
+        stops counting once over the context."""
+        total = 0
+        for message in messages:
+            total += MESSAGE_TOKENS + len(self._tokenizer.encode(message["content"]))
+            if total > self._limits.context_tokens:
+                break
+        return total
 
 
 def chat_job(chat: PreparedChat, runner: ModelRunner, actions: ActionTokenService,
@@ -143,7 +192,7 @@ def chat_job(chat: PreparedChat, runner: ModelRunner, actions: ActionTokenServic
         stream = runner.generate_text(chat.image, chat.messages, chat.max_new_tokens, chat.temperature, chat.top_p)
         with contextlib.closing(stream):  # closing stops the generation
             for piece in stream:
-                if job.cancelled:
+                if job.stopped:  # client gone or deadline passed: closing the stream ends the generation
                     break
                 if piece:
                     pieces.append(piece)

@@ -18,6 +18,10 @@ import numpy as np
 from .errors import ApiError
 from .settings import ServerSettings
 
+MIN_IMAGE_SIDE = 8        # smaller images are ambiguous to image processors (1 or 3 rows read as channels)
+MAX_ASPECT_RATIO = 20.0   # longer strips would be resized into huge arrays
+IMAGE_FORMATS = ("PNG", "JPEG", "WEBP", "GIF")  # what OpenAI's API accepts; other decoders are not exposed
+
 
 class ImageLoader:
     """Turns an ``image_url.url`` into an RGB array, enforcing the server's fetch policy."""
@@ -105,16 +109,28 @@ def _decode_image(data: bytes, where: str, max_pixels: int) -> np.ndarray:
     from PIL import Image, UnidentifiedImageError
 
     try:
-        with Image.open(io.BytesIO(data)) as image:
+        with Image.open(io.BytesIO(data), formats=IMAGE_FORMATS) as image:
             width, height = image.size
             if width * height > max_pixels:
                 raise ApiError(400, f"{where}: image is {width}x{height}, more than the server's limit of "
                                     f"{max_pixels} pixels", param=where)
-            rgb = np.asarray(image.convert("RGB"), dtype=np.uint8)
+            if min(width, height) < MIN_IMAGE_SIDE:
+                raise ApiError(400, f"{where}: image is {width}x{height}; each side must be at least "
+                                    f"{MIN_IMAGE_SIDE} pixels", param=where)
+            if max(width, height) > MAX_ASPECT_RATIO * min(width, height):
+                raise ApiError(400, f"{where}: image is {width}x{height}; the longer side may be at most "
+                                    f"{MAX_ASPECT_RATIO:g} times the shorter", param=where)
+            image.load()
+            rgb = np.asarray(image if image.mode == "RGB" else image.convert("RGB"), dtype=np.uint8)
     except UnidentifiedImageError:
-        raise ApiError(400, f"{where}: not a readable image (PNG, JPEG, ...)", param=where) from None
-    except (OSError, ValueError, Image.DecompressionBombError) as exc:
-        raise ApiError(400, f"{where}: cannot decode the image: {exc}", param=where) from None
+        raise ApiError(400, f"{where}: not a readable image ({', '.join(IMAGE_FORMATS)})", param=where) from None
+    except ApiError:
+        raise
+    except MemoryError:
+        raise
+    except Exception as exc:  # decoders raise many types on malformed client data: all are the client's image
+        raise ApiError(400, f"{where}: cannot decode the image: {type(exc).__name__}: "
+                            f"{' '.join(str(exc).split())[:200]}", param=where) from None
     if rgb.ndim != 3 or rgb.shape[0] == 0 or rgb.shape[1] == 0:
         raise ApiError(400, f"{where}: image is empty", param=where)
     return rgb

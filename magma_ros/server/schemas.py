@@ -3,7 +3,9 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, ValidationError, model_validator
+
+MAX_ACTION_TEXT_CHARS = 512  # seven action tokens are a few dozen bytes
 
 
 class _Lenient(BaseModel):
@@ -37,7 +39,7 @@ class ChatMessage(_Lenient):
 
 
 class StreamOptions(_Lenient):
-    include_usage: bool = False
+    include_usage: StrictBool = False
 
 
 class ChatCompletionRequest(_Lenient):
@@ -48,7 +50,7 @@ class ChatCompletionRequest(_Lenient):
     max_tokens: int | None = Field(default=None, ge=1)
     max_completion_tokens: int | None = Field(default=None, ge=1)
     n: int = Field(default=1, ge=1, le=1)
-    stream: bool = False
+    stream: StrictBool = False
     stream_options: StreamOptions | None = None
 
 
@@ -65,7 +67,7 @@ class ActionTokensRequest(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    text: str
+    text: str = Field(max_length=MAX_ACTION_TEXT_CHARS)
     robot_type: str | None = None
     normalization_stats: StatsBody | None = None
 

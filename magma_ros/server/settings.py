@@ -25,6 +25,8 @@ class ServerSettings:
     image_fetch_max_bytes: int = 8 * 1024 * 1024
     image_fetch_timeout_s: float = 5.0
     max_image_pixels: int = 4096 * 4096
+    max_text_chars: int = 65536            # characters of message text per chat request, checked before tokenizing
+    max_json_depth: int = 32               # nesting levels of a request body
     action_prompts: tuple[str, ...] = ()   # templates with {instruction} marking action requests; empty = built-in profiles'
 
     def __post_init__(self) -> None:
@@ -34,11 +36,12 @@ class ServerSettings:
             raise SettingsError("served_model_name: must not be empty")
         if self.auth_token is not None and not self.auth_token:
             raise SettingsError("auth token: must not be empty")
-        for name in ("max_body_bytes", "max_tokens_limit", "image_fetch_max_bytes", "max_image_pixels"):
+        for name in ("max_body_bytes", "max_tokens_limit", "image_fetch_max_bytes", "max_image_pixels",
+                     "max_text_chars", "max_json_depth"):
             if getattr(self, name) < 1:
                 raise SettingsError(f"{name}: must be >= 1, got {getattr(self, name)}")
-        if self.queue_depth < 0:
-            raise SettingsError(f"queue_depth: must be >= 0, got {self.queue_depth}")
+        if self.queue_depth < 1:
+            raise SettingsError(f"queue_depth: must be >= 1 (0 would refuse every request), got {self.queue_depth}")
         for name in ("timeout_s", "image_fetch_timeout_s"):
             value = getattr(self, name)
             if not math.isfinite(value) or value <= 0:
