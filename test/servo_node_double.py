@@ -1,7 +1,7 @@
 """Test double of moveit_servo's servo_node (MoveIt is not installed here): a node named as the launch
 file names it that takes every parameter it is given, fails like Servo when one it needs is missing,
 counts the twists on its ~/delta_twist_cmds, and writes what it got as JSON to $SERVO_DOUBLE_REPORT
-(at start-up and again at shutdown)."""
+(at start-up, on the first twist and at shutdown)."""
 from __future__ import annotations
 
 import json
@@ -33,12 +33,16 @@ def main() -> int:
         return 1
     report = {"name": node.get_fully_qualified_name(), "parameters": params, "twists": 0}
 
-    def write() -> None:
-        with open(os.environ["SERVO_DOUBLE_REPORT"], "w") as f:
+    def write() -> None:  # atomically: the test reads it while this runs
+        path = os.environ["SERVO_DOUBLE_REPORT"]
+        with open(path + ".tmp", "w") as f:
             json.dump(report, f)
+        os.replace(path + ".tmp", path)
 
     def on_twist(msg: TwistStamped) -> None:
         report["twists"] += 1
+        if report["twists"] == 1:
+            write()
 
     sub = node.create_subscription(TwistStamped, "~/delta_twist_cmds", on_twist, 10)
     report["twist_topic"] = sub.topic_name
