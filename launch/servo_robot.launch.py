@@ -25,8 +25,8 @@ from launch.actions import DeclareLaunchArgument, OpaqueFunction
 from launch.substitutions import LaunchConfiguration
 from launch_ros.actions import Node
 
-from magma_ros.ros.launch_support import (MAGMA_OVERRIDES, magma_overrides, moveit_parameters, parse_bool,
-                                          servo_parameters)
+from magma_ros.ros.launch_support import (MAGMA_OVERRIDES, LaunchArgumentError, magma_overrides, moveit_parameters,
+                                          parse_bool, servo_parameters)
 
 PACKAGE = "magma_ros"
 ARGUMENTS = {  # name: (default, description)
@@ -66,7 +66,7 @@ def _nodes(context):
     share = get_package_share_directory(value["moveit_config_package"])
     robot_name = value["robot_name"]
     if not robot_name and not (value["robot_description_file"] and value["semantic_file"]):
-        raise ValueError("robot_name: needed for the default robot_description_file and semantic_file")
+        raise LaunchArgumentError("robot_name: needed for the default robot_description_file and semantic_file")
     moveit = moveit_parameters(share, value["robot_description_file"] or f"config/{robot_name}.urdf.xacro",
                                value["semantic_file"] or f"config/{robot_name}.srdf", value["kinematics_file"],
                                value["joint_limits_file"], value["xacro_args"])

@@ -312,6 +312,7 @@ def test_servo_robot_launch_gives_servo_its_moveit_parameters(env, tmp_path, mon
     ({"servo_params": "unitless"}, "servo_params: .* must be speed_units"),
     ({"kinematics_file": "config/missing.yaml"}, "kinematics_file: .*missing.yaml does not exist"),
     ({"fixed_action": "[1, 2]"}, "fixed_action: expected 7 finite numbers"),
+    ({"robot_name": "", "robot_description_file": ""}, "robot_name: needed for the default robot_description_file"),
 ])
 def test_servo_robot_launch_rejects_bad_arguments_before_starting_anything(env, tmp_path, change, message):
     import re
