@@ -4,7 +4,8 @@ from pathlib import Path
 from setuptools import find_packages, setup
 
 PACKAGE = "magma_ros"
-HERE = Path(__file__).parent
+# colcon --symlink-install runs a symlink to this file from build/: resolve it to the source tree.
+HERE = Path(__file__).resolve().parent
 
 
 def share_files(folder: str) -> list[tuple[str, list[str]]]:
@@ -48,6 +49,7 @@ setup(
         "eval": ["rosbags>=0.10", "matplotlib>=3.5"],
         "sim": ["pybullet>=3.2", "matplotlib>=3.5", "pillow>=9"],
         "compressed": ["opencv-python-headless>=4.5"],
+        "test": ["pytest"],  # colcon test runs pytest (not unittest) when pytest is a declared test dependency
     },
     zip_safe=False,
     entry_points={
@@ -55,6 +57,7 @@ setup(
             "magma-ros = magma_ros.cli:main",
             "magma_node = magma_ros.ros.node_main:main",
             "magma_sim = magma_ros.sim.sim_main:main",
+            "interbotix_gripper_bridge = magma_ros.ros.gripper_bridge:main",
         ],
     },
 )

@@ -1,10 +1,11 @@
 """Launch magma_node with a parameters file and optional overrides.
 
     ros2 launch magma_ros magma_node.launch.py robot:=bridge_orig backend:=fixed \
-        params_file:=/path/to/my_magma_node.yaml image_topic:=/wrist_camera/image_raw
+        fixed_action:="[0.01,0,0,0,0,0,1]" params_file:=/path/to/my_magma_node.yaml namespace:=arm1
 
 Arguments left empty keep the value from ``params_file`` (default: the package's
-config/magma_node.yaml, every parameter with its default and a comment).
+config/magma_node.yaml, every parameter with its default and a comment). Topic names are relative,
+so ``namespace:=arm1`` moves all of them under /arm1.
 """
 import os
 
@@ -14,18 +15,9 @@ from launch.actions import DeclareLaunchArgument, OpaqueFunction
 from launch.substitutions import LaunchConfiguration
 from launch_ros.actions import Node
 
+from magma_ros.ros.launch_support import MAGMA_OVERRIDES, magma_overrides
+
 PACKAGE = "magma_ros"
-# launch argument -> what the node parameter of the same name means; set only when non-empty
-OVERRIDES = {
-    "robot": "robot profile: built-in name or path to a profile YAML",
-    "backend": "policy backend: magma, openai, fixed, demo or package.module:function",
-    "image_topic": "camera topic (sensor_msgs/Image)",
-    "instruction_topic": "instruction topic (std_msgs/String)",
-    "estop_topic": "e-stop topic (std_msgs/Bool)",
-    "ee_pose_topic": "end-effector pose topic for workspace limits",
-    "twist_topic": "TwistStamped output topic (e.g. /servo_node/delta_twist_cmds)",
-    "gripper_topic": "gripper command output topic (std_msgs/Float64)",
-}
 
 
 def generate_launch_description() -> LaunchDescription:
@@ -35,18 +27,18 @@ def generate_launch_description() -> LaunchDescription:
         DeclareLaunchArgument("params_file", default_value=default_params,
                               description="magma_node parameters YAML (ros__parameters)"),
         DeclareLaunchArgument("node_name", default_value="magma_node", description="node name"),
-        DeclareLaunchArgument("namespace", default_value="", description="node namespace"),
+        DeclareLaunchArgument("namespace", default_value="", description="namespace of the node and its topics"),
     ]
     arguments += [DeclareLaunchArgument(name, default_value="", description=f"{text}; empty = params_file's value")
-                  for name, text in OVERRIDES.items()]
+                  for name, text in MAGMA_OVERRIDES.items()]
     return LaunchDescription([*arguments, OpaqueFunction(function=_magma_node)])
 
 
 def _magma_node(context):
     """The Node action, with only the overrides that were given."""
-    overrides = {name: LaunchConfiguration(name).perform(context) for name in OVERRIDES}
-    overrides = {name: value for name, value in overrides.items() if value}
+    value = {name: LaunchConfiguration(name).perform(context) for name in MAGMA_OVERRIDES}
     parameters = [LaunchConfiguration("params_file").perform(context)]
+    overrides = magma_overrides(value)
     if overrides:
         parameters.append(overrides)
     return [Node(

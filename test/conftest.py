@@ -8,13 +8,14 @@ from pathlib import Path
 
 import pytest
 
+from executables import executable
+
 # Before anything imports rclpy: loopback-only discovery, one random domain per test run.
 os.environ["ROS_AUTOMATIC_DISCOVERY_RANGE"] = "LOCALHOST"
 os.environ.setdefault("ROS_DOMAIN_ID", str(random.SystemRandom().randint(1, 101)))
 os.environ.setdefault("AMENT_PREFIX_PATH", sys.prefix)
 
 REPO = Path(__file__).resolve().parents[1]
-BIN = Path(sys.executable).parent
 
 
 @pytest.fixture(scope="session")
@@ -27,12 +28,6 @@ def llama3_tokenizer_path() -> Path:
 
 @pytest.fixture(scope="session")
 def console_script():
-    """Path of one of this package's console scripts in the running venv."""
+    """Path of one of this package's executables (see executables.py)."""
 
-    def find(name: str) -> str:
-        path = BIN / name
-        if not path.exists():
-            pytest.fail(f"console script {name} not installed in {BIN} (run make install)")
-        return str(path)
-
-    return find
+    return executable  # install prefix (colcon) first, then the venv

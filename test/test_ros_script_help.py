@@ -13,6 +13,7 @@ from magma_ros.ros.settings import NODE_PARAMETERS
 from magma_ros.sim.sim_main import SIM_PARAMETERS
 
 
+@pytest.mark.colcon_smoke
 @pytest.mark.parametrize("script, names", [
     ("magma_node", [p.name for p in NODE_PARAMETERS] + [o.name for o in BACKEND_OPTIONS]),
     ("magma_sim", [name for name, _, _ in SIM_PARAMETERS]),

@@ -16,6 +16,7 @@ from typing import Any, Callable
 from geometry_msgs.msg import PoseStamped, TwistStamped
 from rcl_interfaces.msg import SetParametersResult
 from rclpy.callback_groups import MutuallyExclusiveCallbackGroup
+from rclpy.duration import Duration
 from rclpy.node import Node
 from rclpy.parameter import Parameter
 from sensor_msgs.msg import CompressedImage, Image
@@ -37,6 +38,7 @@ from .settings import NODE_PARAMETERS, SettingsError, build_settings
 
 THROTTLE_S = 2.0  # bad-input warnings are logged at most this often per kind
 DIAGNOSTICS_PERIOD_S = 1.0
+FINAL_ACK_TIMEOUT_S = 1.0  # how long shutdown waits for subscribers to acknowledge the final zero twist
 
 
 class MagmaNode(Node):
@@ -347,6 +349,9 @@ class MagmaNode(Node):
         self._stop_publish_loop()  # zero twists until here; then the final one below
         try:
             self._publish_command()
+            # reliable subscribers must get it before the node (and its writer) is gone
+            if not self.twist_pub.wait_for_all_acked(Duration(seconds=FINAL_ACK_TIMEOUT_S)):
+                self.get_logger().warning("final zero twist not acknowledged by every subscriber")
         except Exception as exc:  # noqa: BLE001 - the context may already be shut down
             self.get_logger().warning(f"could not publish the final zero twist: {exc}")
         if self._owns_policy:

@@ -32,19 +32,19 @@ class NodeParam:
 NODE_PARAMETERS: tuple[NodeParam, ...] = (
     NodeParam("robot", "bridge_orig", "robot profile: built-in name (bridge_orig, google_robot) or path to a "
               "profile YAML", read_only=True),
-    NodeParam("image_topic", "/camera/image_raw", "camera topic (sensor_msgs/Image); with compressed_image, "
+    NodeParam("image_topic", "camera/image_raw", "camera topic (sensor_msgs/Image); with compressed_image, "
               "sensor_msgs/CompressedImage on <image_topic>/compressed", read_only=True),
     NodeParam("compressed_image", False, "subscribe to <image_topic>/compressed (JPEG/PNG, needs OpenCV)",
               read_only=True),
-    NodeParam("instruction_topic", "/magma/instruction", "instruction topic (std_msgs/String, reliable, "
+    NodeParam("instruction_topic", "magma/instruction", "instruction topic (std_msgs/String, reliable, "
               "transient local)", read_only=True),
-    NodeParam("estop_topic", "/magma/estop", "e-stop topic (std_msgs/Bool): true latches a stop until ~/reset",
+    NodeParam("estop_topic", "magma/estop", "e-stop topic (std_msgs/Bool): true latches a stop until ~/reset",
               read_only=True),
     NodeParam("ee_pose_topic", "", "end-effector pose topic (geometry_msgs/PoseStamped, robot base frame) for "
               "workspace limits; empty = off", read_only=True),
-    NodeParam("twist_topic", "/servo_node/delta_twist_cmds", "velocity command topic (geometry_msgs/TwistStamped)",
+    NodeParam("twist_topic", "servo_node/delta_twist_cmds", "velocity command topic (geometry_msgs/TwistStamped)",
               read_only=True),
-    NodeParam("gripper_topic", "/magma/gripper_command", "gripper command topic (std_msgs/Float64: 1.0 open, "
+    NodeParam("gripper_topic", "magma/gripper_command", "gripper command topic (std_msgs/Float64: 1.0 open, "
               "0.0 closed)", read_only=True),
     NodeParam("frame_id", "", "frame_id of published twists; empty = the robot profile's base frame"),
     NodeParam("control_rate_hz", 0.0, "model steps per second (each action is held 1/rate s); 0 = the robot "

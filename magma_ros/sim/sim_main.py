@@ -2,13 +2,15 @@
 
 Subscribes the node's commands and executes them, publishes what a real arm's drivers would:
 
-- in:  ``/servo_node/delta_twist_cmds`` geometry_msgs/TwistStamped (``panda_link0``, m/s and rad/s),
-       ``/magma/gripper_command`` std_msgs/Float64 (1.0 open, 0.0 closed),
-       ``/magma/instruction`` std_msgs/String (the task whose distance ``/sim/status`` reports),
-       ``/sim/reset`` std_msgs/Int64 (a new episode with this seed)
-- out: ``/camera/image_raw`` sensor_msgs/Image (rgb8, 256 x 256), ``/sim/ee_pose`` PoseStamped,
-       ``/joint_states`` JointState, ``/sim/status`` std_msgs/String (JSON: seed, time, distance,
+- in:  ``servo_node/delta_twist_cmds`` geometry_msgs/TwistStamped (``panda_link0``, m/s and rad/s),
+       ``magma/gripper_command`` std_msgs/Float64 (1.0 open, 0.0 closed),
+       ``magma/instruction`` std_msgs/String (the task whose distance ``sim/status`` reports),
+       ``sim/reset`` std_msgs/Int64 (a new episode with this seed)
+- out: ``camera/image_raw`` sensor_msgs/Image (rgb8, 256 x 256), ``sim/ee_pose`` PoseStamped,
+       ``joint_states`` JointState, ``sim/status`` std_msgs/String (JSON: seed, time, distance,
        success), ``/clock`` rosgraph_msgs/Clock (simulated time)
+
+Topic names are relative (``/clock`` aside): a namespace moves the whole simulated arm.
 
 A twist is executed until the next one or until its stamp is ``command_timeout_s`` old (then the
 arm stops); older twists are ignored. Twists in another frame than the base frame are rejected and
@@ -110,16 +112,16 @@ def _make_node():
                 self._set_task(instruction)
             reliable_latched = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE,
                                           durability=DurabilityPolicy.TRANSIENT_LOCAL)
-            self.pub_image = self.create_publisher(Image, "/camera/image_raw", qos_profile_sensor_data)
-            self.pub_pose = self.create_publisher(PoseStamped, "/sim/ee_pose", 10)
-            self.pub_joints = self.create_publisher(JointState, "/joint_states", 10)
-            self.pub_status = self.create_publisher(String, "/sim/status", reliable_latched)
+            self.pub_image = self.create_publisher(Image, "camera/image_raw", qos_profile_sensor_data)
+            self.pub_pose = self.create_publisher(PoseStamped, "sim/ee_pose", 10)
+            self.pub_joints = self.create_publisher(JointState, "joint_states", 10)
+            self.pub_status = self.create_publisher(String, "sim/status", reliable_latched)
             self.pub_clock = self.create_publisher(Clock, "/clock", 10)
             # only the newest twist matters: a queue of old ones would replay stale motion
-            self.create_subscription(TwistStamped, "/servo_node/delta_twist_cmds", self._on_twist, 1)
-            self.create_subscription(Float64, "/magma/gripper_command", self._on_gripper, 10)
-            self.create_subscription(String, "/magma/instruction", self._on_instruction, reliable_latched)
-            self.create_subscription(Int64, "/sim/reset", self._on_reset, reliable_latched)
+            self.create_subscription(TwistStamped, "servo_node/delta_twist_cmds", self._on_twist, 1)
+            self.create_subscription(Float64, "magma/gripper_command", self._on_gripper, 10)
+            self.create_subscription(String, "magma/instruction", self._on_instruction, reliable_latched)
+            self.create_subscription(Int64, "sim/reset", self._on_reset, reliable_latched)
             self.rejected_twists = 0
             self.stale_twists = 0
             self._reset(seed)
