@@ -135,7 +135,7 @@ class MagmaNode(Node):
             self.create_timer(s.timing.publish_period_s, self._guard("publish timer", self._on_publish_timer),
                               callback_group=control)
             # a /clock that goes back (bag restart, simulator reset) stops the robot at once, not at the next tick
-            self._jump_handle = self.get_clock().create_jump_handler(
+            self._jump_handle = self.get_clock().create_jump_callback(
                 JumpThreshold(min_forward=None, min_backward=Duration(nanoseconds=-1), on_clock_change=True),
                 post_callback=self._guard("clock jump", self._on_clock_jump))
         else:
