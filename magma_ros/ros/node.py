@@ -88,6 +88,7 @@ class MagmaNode(Node):
         self._closed = False
         self._publish_loop: PeriodicThread | None = None
         self._jump_handle = None
+        self._errors_logged: dict[str, float] = {}  # where -> when its last internal error was logged
 
         inputs = MutuallyExclusiveCallbackGroup()
         control = MutuallyExclusiveCallbackGroup()
@@ -174,9 +175,11 @@ class MagmaNode(Node):
         try:
             self.stats.count("internal_errors")
             self.supervisor.reject(INTERNAL, message + " (call ~/reset)")
-            self.get_logger().error(message + "\n" + "".join(traceback.format_exception(type(exc), exc,
-                                                                                          exc.__traceback__)),
-                                    throttle_duration_sec=THROTTLE_S)
+            now = time.monotonic()
+            if now - self._errors_logged.get(where, -math.inf) >= THROTTLE_S:  # per place, not per call site
+                self._errors_logged[where] = now
+                self.get_logger().error(message + "\n" + "".join(
+                    traceback.format_exception(type(exc), exc, exc.__traceback__)).rstrip())
             self._publish_command()
         except Exception as again:  # noqa: BLE001 - reporting must not raise into rclpy either
             traceback.print_exception(type(again), again, again.__traceback__)
@@ -310,12 +313,14 @@ class MagmaNode(Node):
         with self._publish_lock:
             if self._closed and not final:
                 return None
+            # stamped before the decision: a twist decided before a clock jump never carries a later stamp
+            stamp = self.get_clock().now().to_msg()
             command = self.supervisor.tick()
             self._last_command = command
             if not (command.publish or final):
                 return command
             msg = TwistStamped()
-            msg.header.stamp = self.get_clock().now().to_msg()
+            msg.header.stamp = stamp
             msg.header.frame_id = self.settings.frame_id
             (msg.twist.linear.x, msg.twist.linear.y, msg.twist.linear.z) = (float(v) for v in command.twist.linear)
             (msg.twist.angular.x, msg.twist.angular.y, msg.twist.angular.z) = (float(v) for v in command.twist.angular)
