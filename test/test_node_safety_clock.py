@@ -50,3 +50,20 @@ def test_clock_going_back_with_the_camera_stopped_stops_the_robot(sim):
         probe.wait_state("active", 60)
         probe.wait_motion(60)
     assert "Traceback" not in node.output()
+
+
+def test_clock_jumping_forward_past_a_timeout_is_a_fault(sim):
+    node, probe, clock = sim
+    with probe.stream(rgb_image()):
+        probe.wait_motion(60)
+        clock.jump_to(500.0)  # images keep coming: only the jump itself can stop the robot
+        state = probe.wait_state("fault", 60)
+        assert "clock: jumped forward by" in state["last_fault"], state
+        wait_until(lambda: any(stamp_s(m) >= 500.0 for _, m in list(probe.twists.items)), 60,
+                   what="twists stamped after the jump")
+        first = min(stamp_s(m) for _, m in list(probe.twists.items) if stamp_s(m) >= 500.0)
+        # the held action (5 s) is dropped: zero from the jump until a fresh action after it
+        probe.wait_state("active", 60)
+        probe.wait_motion(60)
+    after = sorted((stamp_s(m), is_zero(m)) for _, m in list(probe.twists.items) if stamp_s(m) >= 500.0)
+    assert after[0] == (first, True), after[:3]
