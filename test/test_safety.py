@@ -336,6 +336,15 @@ def test_clock_jumping_forward_past_a_timeout_is_a_fault_but_normal_steps_are_no
     assert cmd.twist.is_zero()
 
 
+def test_a_step_of_two_publish_periods_is_never_a_jump(clock):
+    sup = running(clock, tim=timing(publish_period_s=1.0, image_timeout_s=0.5))
+    for _ in range(3):
+        clock.advance(1.0)  # camera stopped, only the 1 Hz ticks read the clock
+        assert sup.tick().state is SafetyState.NO_IMAGE
+    clock.advance(2.5)
+    assert sup.tick().state is SafetyState.FAULT and sup.clock_jumps == 1
+
+
 def test_a_clock_starting_from_zero_is_not_a_jump():
     t = [0.0]
     sup = SafetySupervisor(limits(), timing(), lambda: t[0], enabled=True)

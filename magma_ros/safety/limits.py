@@ -84,11 +84,12 @@ class WatchdogTiming:
     @property
     def max_clock_step_s(self) -> float:
         """The longest forward step of the clock between two readings that is not a jump: the
-        shortest input timeout (a longer step would let every input go stale unseen)."""
+        shortest input timeout (a longer step would let every input go stale unseen), but at
+        least two publish periods (the publish ticks alone read the clock that often)."""
         timeouts = [self.image_timeout_s, self.action_timeout_s]
         if self.use_ee_pose:
             timeouts.append(self.ee_pose_timeout_s)
-        return min(timeouts)
+        return max(min(timeouts), 2.0 * self.publish_period_s)
 
 
 def _vector3(value: Sequence[float], name: str) -> Vector3:
