@@ -140,6 +140,7 @@ class Probe:
 
     def close(self) -> None:
         self.executor.shutdown()
+        self._spin.join()
         self.node.destroy_node()
         self.context.shutdown()
 

@@ -241,7 +241,8 @@ class SafetySupervisor:
         return now
 
     def _clock_jump(self, now: float, step: float) -> None:
-        direction = f"back by {-step:.3f} s" if step < 0 else f"forward by {step:.3f} s"
+        direction = (f"back by {-step:.3f} s" if step < 0 else
+                     f"forward by {step:.3f} s (or the node was stalled that long)")
         inputs = "an image, a pose and an action" if self.timing.use_ee_pose else "an image and an action"
         message = f"jumped {direction} (to {now:.3f} s): held action dropped; waiting for {inputs} after the jump"
         self._faults[CLOCK] = message
