@@ -8,10 +8,11 @@ from __future__ import annotations
 import sys
 import threading
 import time
+from typing import Callable
 
 import pytest
 
-from node_support import NodeProcess, Probe, is_zero, rgb_image, topic_params, wait_until
+from node_support import NodeProcess, Probe, rgb_image, topic_params, wait_until
 from safety_support import MOVE
 
 TOPICS = {"image": "/sc_err/camera", "instruction": "/sc_err/instruction", "estop": "/sc_err/estop",
@@ -78,63 +79,18 @@ def test_exception_in_a_service_is_a_failed_reply(faulty):
 
 
 # --- in-process: shared counters, rates and diagnostics under contention ---------------------------
-def test_rate_meter_and_stats_under_concurrent_use():
-    from magma_ros.ros.diagnostics import NodeStats, RateMeter
-
-    meter, stats = RateMeter(time.monotonic, window_s=60.0), NodeStats()
+def run_concurrently(work: list[Callable[[], object]], rounds: int) -> list[BaseException]:
+    """Each callable ``rounds`` times in a thread of its own, threads switching as often as
+    possible; returns the exceptions raised."""
     errors: list[BaseException] = []
-    rounds = 20000
 
-    def hammer(work) -> None:
+    def hammer(step: Callable[[], object]) -> None:
         try:
             for _ in range(rounds):
-                work()
+                step()
         except BaseException as exc:  # noqa: BLE001 - collected for the assertion
             errors.append(exc)
 
-    work = [meter.mark, meter.mark, meter.rate, meter.rate, lambda: stats.count("predictions"),
-            lambda: stats.inference_s.append(0.1), lambda: stats.inference_s.values(), lambda: stats.counters]
-    interval = sys.getswitchinterval()
-    sys.setswitchinterval(1e-6)  # switch threads as often as possible
-    try:
-        threads = [threading.Thread(target=hammer, args=(w,)) for w in work]
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join()
-    finally:
-        sys.setswitchinterval(interval)
-    assert not errors, errors
-    assert stats.counters["predictions"] == rounds
-    assert meter.rate() > 0
-
-
-def test_diagnostics_path_under_concurrent_use():
-    import rclpy
-
-    from magma_ros.policy.fixed import FixedPolicy
-    from magma_ros.ros.node import MagmaNode
-    from magma_ros.ros.images import image_to_rgb
-    from rclpy.parameter import Parameter
-
-    context = rclpy.Context()
-    rclpy.init(context=context)
-    node = MagmaNode(FixedPolicy(MOVE), node_name="hammered_node", context=context, parameter_overrides=[
-        Parameter("enabled_on_start", value=True), Parameter("instruction", value="hammer"),
-        Parameter("twist_topic", value="/sc_hammer/twist"), Parameter("image_topic", value="/sc_hammer/camera")])
-    errors: list[BaseException] = []
-    image = rgb_image()
-    rounds = 400
-
-    def hammer(work) -> None:
-        try:
-            for _ in range(rounds):
-                work()
-        except BaseException as exc:  # noqa: BLE001 - collected for the assertion
-            errors.append(exc)
-
-    work = [node.publish_diagnostics, node.publish_diagnostics, node._publish_command,
-            lambda: node._on_image(image), lambda: node._on_image(image), node.stats.publish_rate.rate]
     interval = sys.getswitchinterval()
     sys.setswitchinterval(1e-6)
     try:
@@ -145,9 +101,44 @@ def test_diagnostics_path_under_concurrent_use():
             t.join()
     finally:
         sys.setswitchinterval(interval)
+    return errors
+
+
+def test_rate_meter_and_stats_under_concurrent_use():
+    from magma_ros.ros.diagnostics import NodeStats, RateMeter
+
+    meter, stats = RateMeter(time.monotonic, window_s=60.0), NodeStats()
+    rounds = 20000
+    errors = run_concurrently([meter.mark, meter.mark, meter.rate, meter.rate, lambda: stats.count("predictions"),
+                               lambda: stats.inference_s.append(0.1), stats.inference_s.values,
+                               lambda: stats.counters], rounds)
+    assert not errors, errors
+    assert stats.counters["predictions"] == rounds
+    assert meter.rate() > 0
+
+
+def test_diagnostics_path_under_concurrent_use():
+    """publish_diagnostics, the publish path and image callbacks from several threads, while the
+    node's own inference and publish threads run."""
+    import rclpy
+    from rclpy.parameter import Parameter
+
+    from magma_ros.policy.fixed import FixedPolicy
+    from magma_ros.ros.node import MagmaNode
+
+    context = rclpy.Context()
+    rclpy.init(context=context)
+    node = MagmaNode(FixedPolicy(MOVE), node_name="hammered_node", context=context, parameter_overrides=[
+        Parameter("enabled_on_start", value=True), Parameter("instruction", value="hammer"),
+        Parameter("twist_topic", value="/sc_hammer/twist"), Parameter("image_topic", value="/sc_hammer/camera")])
+    image, rounds = rgb_image(), 400
+    try:
+        errors = run_concurrently([node.publish_diagnostics, node.publish_diagnostics, node._publish_command,
+                                   lambda: node._on_image(image), lambda: node._on_image(image),
+                                   node.stats.publish_rate.rate], rounds)
+    finally:
         node.close()
         context.shutdown()
     assert not errors, errors
     assert node.stats.counters["internal_errors"] == 0
     assert node.stats.counters["images_received"] == 2 * rounds
-    assert image_to_rgb(image).shape == (48, 64, 3)
