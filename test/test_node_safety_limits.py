@@ -64,3 +64,28 @@ def test_lowered_control_rate_binds_the_per_axis_limits_of_the_held_action(held)
     wait_moving_after(probe, acknowledged)
     speeds = linear_speeds_after(probe, acknowledged)
     assert max(np.abs(v).max() for v in speeds) <= LINEAR_STEP * new_rate + 1e-9
+
+
+def test_without_a_post_set_callback_api_the_on_set_callback_applies(monkeypatch):
+    """Humble's rclpy has no add_post_set_parameters_callback: validation applies the change itself."""
+    import rclpy
+    from rclpy.node import Node
+    from rclpy.parameter import Parameter
+
+    from magma_ros.policy.fixed import FixedPolicy
+    from magma_ros.ros.node import MagmaNode
+
+    monkeypatch.delattr(Node, "add_post_set_parameters_callback", raising=False)
+    context = rclpy.Context()
+    rclpy.init(context=context)
+    node = MagmaNode(FixedPolicy(ACTION), node_name="humble_like_node", context=context,
+                     parameter_overrides=[Parameter("twist_topic", value="/sc_humble/twist")])
+    try:
+        assert not node._post_set
+        refused = node.set_parameters([Parameter("max_linear_speed", value=-1.0)])[0]
+        assert not refused.successful and "max_linear_speed" in refused.reason
+        assert node.set_parameters([Parameter("max_linear_speed", value=0.01)])[0].successful
+        assert node.supervisor.limits.max_linear_speed == 0.01
+    finally:
+        node.close()
+        context.shutdown()
