@@ -255,7 +255,7 @@ def run_soak(minutes: float, seed: int, log_dir: Path) -> dict[str, Any]:
             event = rng.choice(["instruction", "instruction", "parameters", "parameters", "estop", "disable"])
             soak.counts[f"events: {event}"] += 1
             if event == "instruction":
-                probe.instruction_pub.publish(String(data=rng.choice(INSTRUCTIONS)))
+                change_instruction(probe, soak, rng)
             elif event == "parameters":
                 change_parameters(probe, soak, rng)
             elif event == "estop":
@@ -275,6 +275,22 @@ def run_soak(minutes: float, seed: int, log_dir: Path) -> dict[str, Any]:
     return {"minutes": (time.monotonic() - started) / 60.0, "crashed": crashed, "soak": soak,
             "tracebacks": text.count("Traceback"), "diagnostics": diagnostics, "shutdown": shutdown,
             "log": log}
+
+
+def change_instruction(probe: Probe, soak: Soak, rng: random.Random) -> None:
+    text = rng.choice(INSTRUCTIONS)
+    before, sent = int(probe.diagnostics.get("instructions_rejected", "0")), time.time()
+    probe.instruction_pub.publish(String(data=text))
+    if 0 < len(text) <= 1000:
+        return
+    # the instruction topic keeps one message: let the node see the bad one before the next
+    deadline = time.monotonic() + 10.0
+    while time.monotonic() < deadline:
+        if probe.diagnostics_at > sent and int(probe.diagnostics.get("instructions_rejected", "0")) > before:
+            soak.counts["bad instructions rejected"] += 1
+            return
+        time.sleep(0.01)
+    soak.counts["bad instructions not rejected"] += 1
 
 
 def change_parameters(probe: Probe, soak: Soak, rng: random.Random) -> None:
@@ -413,7 +429,8 @@ def main() -> int:
           f"actions_executed {d.get('actions_executed', '?')}, clock_jumps {d.get('clock_jumps', '?')}")
     print(f"e-stops not reported {c['e-stops not reported']}, resets refused {c['resets refused']}, "
           f"valid parameter changes refused {c['valid parameter changes refused']}, invalid ones rejected "
-          f"{c['invalid parameter changes rejected']}")
+          f"{c['invalid parameter changes rejected']}, bad instructions rejected {c['bad instructions rejected']} "
+          f"(not rejected {c['bad instructions not rejected']})")
     print(f"end of soak: SIGINT -> exit {shutdown['code']} after {shutdown['exit_s']:.3f} s, "
           f"final zero twist {'yes' if shutdown['final_zero'] else 'NO'}", flush=True)
     if not args.no_shutdown:
