@@ -20,7 +20,8 @@ def fixed(console_script, tmp_path_factory):
     params = {"backend": "fixed", "fixed_action": FIXED, "enabled_on_start": True, "instruction": "check axes",
               "image_topic": TOPICS["image"], "instruction_topic": TOPICS["instruction"],
               "estop_topic": TOPICS["estop"], "twist_topic": TOPICS["twist"], "gripper_topic": TOPICS["gripper"],
-              "max_linear_accel": 100.0, "max_angular_accel": 100.0}
+              "max_linear_accel": 100.0, "max_angular_accel": 100.0,
+              "disabled_zero_s": 3600.0}  # these tests watch the zeros of a disabled node
     node = NodeProcess(console_script("magma_node"), "fixed_node", params, tmp_path_factory.mktemp("fixed"))
     probe = Probe("fixed_node", TOPICS)
     try:

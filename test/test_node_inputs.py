@@ -22,7 +22,8 @@ def node(console_script, tmp_path_factory):
     params = {"backend": "node_support:scripted", "compressed_image": True, "image_topic": TOPICS["image"],
               "instruction_topic": TOPICS["instruction"], "estop_topic": TOPICS["estop"],
               "twist_topic": TOPICS["twist"], "gripper_topic": TOPICS["gripper"], "ee_pose_topic": TOPICS["ee_pose"],
-              "max_linear_accel": 100.0, "max_angular_accel": 100.0, "max_instruction_chars": 50}
+              "max_linear_accel": 100.0, "max_angular_accel": 100.0, "max_instruction_chars": 50,
+              "disabled_zero_s": 3600.0}  # these tests watch the zeros of a disabled node
     proc = NodeProcess(console_script("magma_node"), "scripted_node", params, tmp_path_factory.mktemp("scripted"))
     probe = Probe("scripted_node", TOPICS, compressed=True)
     probe.pose_position = INSIDE

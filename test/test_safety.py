@@ -56,6 +56,14 @@ def running(clock, lim=None, tim=None) -> SafetySupervisor:
     return sup
 
 
+def advance_with_images(clock, sup, seconds: float, step: float = 0.1) -> None:
+    """Let ``seconds`` pass in steps shorter than every timeout (no clock jump), images arriving."""
+    end = clock.t + seconds
+    while clock.t < end:
+        clock.advance(min(step, end - clock.t))
+        sup.image_ok()
+
+
 # --- rules ------------------------------------------------------------------------------------
 def test_check_action_rejects_nan_inf_and_wrong_size():
     assert check_action([0.1] * 7).shape == (7,)
@@ -268,8 +276,7 @@ def test_ee_pose_required_and_workspace_applied(clock):
     sup.action_ok(twist((0.0, 0.0, 0.1)))
     clock.advance(0.02)
     assert np.allclose(sup.tick().twist.linear, [0, 0, 0.05])
-    clock.advance(0.51)
-    sup.image_ok()
+    advance_with_images(clock, sup, 0.51)
     assert sup.tick().state is SafetyState.NO_EE_POSE
 
 
@@ -279,8 +286,7 @@ def test_acceleration_limited_between_ticks(clock):
     first = sup.tick().twist.linear[0]
     clock.advance(0.005)
     second = sup.tick().twist.linear[0]
-    clock.advance(1.0)
-    sup.image_ok()
+    advance_with_images(clock, sup, 1.0)
     third = sup.tick().twist.linear[0]
     assert math.isclose(first, 0.02) and math.isclose(second, 0.025)
     assert math.isclose(third, 0.0), "held action expired"
@@ -289,3 +295,165 @@ def test_acceleration_limited_between_ticks(clock):
     assert math.isclose(sup.tick().twist.linear[0], 0.02), "dt is capped at one publish period"
     sup.estop(True)
     assert sup.tick().twist.is_zero(), "stops are not ramped"
+
+
+# --- clock jumps ------------------------------------------------------------------------------
+def test_clock_going_back_stops_at_once_and_needs_fresh_inputs(clock):
+    sup = running(clock, tim=timing(control_period_s=30.0))
+    epoch = sup.image_ok()
+    assert sup.action_ok(twist((0.1, 0, 0)), epoch)
+    clock.advance(0.02)
+    assert not sup.tick().twist.is_zero()
+    clock.advance(-20.0)  # simulator reset: now < held_until and now - last_image < 0
+    cmd = sup.tick()
+    assert cmd.twist.is_zero() and cmd.state is SafetyState.FAULT and cmd.changed
+    assert "clock: jumped back by 20.000 s" in cmd.reason and sup.clock_jumps == 1
+    assert sup.last_fault.startswith("clock: ")
+    clock.advance(0.02)
+    assert sup.tick().state is SafetyState.FAULT, "still waiting for fresh inputs"
+    assert not sup.action_ok(twist((0.1, 0, 0)), epoch), "an action computed from a pre-jump image is stale"
+    assert sup.tick().state is SafetyState.FAULT
+    new_epoch = sup.image_ok()
+    assert new_epoch != epoch
+    assert sup.tick().state is SafetyState.FAULT, "an image alone does not end the clock fault"
+    assert sup.action_ok(twist((0.1, 0, 0)), new_epoch)
+    clock.advance(0.02)
+    cmd = sup.tick()
+    assert cmd.state is SafetyState.ACTIVE and not cmd.twist.is_zero()
+
+
+def test_clock_jumping_forward_past_a_timeout_is_a_fault_but_normal_steps_are_not(clock):
+    sup = running(clock, tim=timing(control_period_s=30.0, image_timeout_s=0.5, action_timeout_s=2.0))
+    assert sup.action_ok(twist((0.1, 0, 0)))
+    for _ in range(10):
+        clock.advance(0.05)
+        sup.image_ok()
+        assert sup.tick().state is SafetyState.ACTIVE
+    assert sup.clock_jumps == 0
+    clock.advance(0.6)
+    cmd = sup.tick()
+    assert cmd.state is SafetyState.FAULT and "clock: jumped forward by 0.600 s" in cmd.reason
+    assert cmd.twist.is_zero()
+
+
+def test_a_step_of_two_publish_periods_is_never_a_jump(clock):
+    sup = running(clock, tim=timing(publish_period_s=1.0, image_timeout_s=0.5))
+    for _ in range(3):
+        clock.advance(1.0)  # camera stopped, only the 1 Hz ticks read the clock
+        assert sup.tick().state is SafetyState.NO_IMAGE
+    clock.advance(2.5)
+    assert sup.tick().state is SafetyState.FAULT and sup.clock_jumps == 1
+
+
+def test_a_clock_starting_from_zero_is_not_a_jump():
+    t = [0.0]
+    sup = SafetySupervisor(limits(), timing(), lambda: t[0], enabled=True)
+    sup.tick()
+    t[0] = 1234.5  # ROS time before and after the first /clock message
+    sup.tick()
+    assert sup.clock_jumps == 0
+    t[0] = 0.0  # a reset back to zero is a jump
+    sup.tick()
+    assert sup.clock_jumps == 1
+
+
+def test_clock_fault_with_ee_pose_needs_a_fresh_pose(clock):
+    sup = running(clock, tim=timing(use_ee_pose=True))
+    sup.ee_pose((0.5, 0.0, 0.5))
+    clock.advance(-1.0)
+    sup.tick()
+    epoch = sup.image_ok()
+    assert not sup.action_ok(twist((0.1, 0, 0)), epoch)
+    assert sup.tick().state is SafetyState.FAULT
+    sup.ee_pose((0.5, 0.0, 0.5))
+    assert sup.action_ok(twist((0.1, 0, 0)), epoch)
+    assert sup.tick().state is SafetyState.ACTIVE
+
+
+# --- limit changes bind the next command --------------------------------------------------------
+def test_lowered_speed_limit_applies_to_the_held_action_at_once(clock):
+    sup = running(clock, tim=timing(control_period_s=5.0), lim=limits(max_linear_accel=2.0))
+    sup.action_ok(twist((0.15, 0, 0)))
+    for _ in range(10):
+        clock.advance(0.02)
+        sup.image_ok()
+        sup.tick()
+    assert math.isclose(sup.tick().twist.linear[0], 0.15)
+    sup.configure(limits(max_linear_speed=0.01, max_linear_accel=2.0), sup.timing)
+    clock.advance(0.02)
+    cmd = sup.tick()
+    assert math.isclose(np.linalg.norm(cmd.twist.linear), 0.01), "no deceleration ramp above a lowered limit"
+    sup.configure(limits(max_linear_speed=0.2, max_linear_axis_speed=0.05, max_linear_accel=2.0), sup.timing)
+    clock.advance(0.02)
+    assert math.isclose(sup.tick().twist.linear[0], 0.05), "a lowered per-axis limit too"
+
+
+def test_shortened_control_period_cuts_the_hold(clock):
+    sup = running(clock, tim=timing(control_period_s=5.0))
+    sup.action_ok(twist((0.1, 0, 0)))
+    clock.advance(0.3)
+    sup.image_ok()
+    assert not sup.tick().twist.is_zero()
+    sup.configure(sup.limits, timing(control_period_s=0.2))
+    assert sup.tick().twist.is_zero(), "held past the new control period"
+    sup.action_ok(twist((0.1, 0, 0)))
+    sup.configure(sup.limits, timing(control_period_s=10.0))
+    clock.advance(0.3)
+    sup.image_ok()
+    assert sup.tick().twist.is_zero(), "a longer period does not extend an action accepted before"
+
+
+# --- disabled goes quiet; e-stop and faults do not ---------------------------------------------
+def test_disabled_publishes_zero_for_an_interval_then_nothing(clock):
+    sup = running(clock, tim=timing(disabled_zero_s=0.5))
+    sup.action_ok(twist((0.1, 0, 0)))
+    assert not sup.tick().twist.is_zero()
+    sup.set_enabled(False)
+    published = []
+    for _ in range(40):
+        cmd = sup.tick()
+        assert cmd.twist.is_zero() and cmd.state is SafetyState.DISABLED
+        published.append(cmd.publish)
+        clock.advance(0.02)
+        sup.image_ok()
+    quiet_from = published.index(False)
+    assert 24 <= quiet_from <= 26 and not any(published[quiet_from:]), published  # 0.5 s of 0.02 s ticks
+    sup.estop(True)
+    cmd = sup.tick()
+    assert cmd.publish and cmd.state is SafetyState.ESTOP, "an e-stop is always commanded"
+    sup.estop(False)
+    assert sup.reset()[0]
+    assert not sup.tick().publish
+    sup.set_enabled(False)
+    assert sup.tick().publish, "every disable publishes its stop again"
+    sup.set_enabled(True)
+    sup.reject("image", "bad")
+    cmd = sup.tick()
+    assert cmd.publish and cmd.state is SafetyState.FAULT
+
+
+def test_disabled_at_start_goes_quiet_after_the_interval(clock):
+    sup = SafetySupervisor(limits(), timing(disabled_zero_s=0.1), clock)
+    assert sup.tick().publish
+    clock.advance(0.11)
+    assert not sup.tick().publish
+
+
+# --- smaller fixes ----------------------------------------------------------------------------
+def test_non_finite_twist_keeps_the_policy_fault(clock):
+    sup = running(clock)
+    sup.reject("policy", "backend error")
+    assert not sup.action_ok(twist((math.nan, 0, 0)))
+    cmd = sup.tick()
+    assert cmd.state is SafetyState.FAULT and "non-finite twist" in cmd.reason
+    assert sup.action_ok(twist((0.1, 0, 0)))
+    assert sup.tick().state is SafetyState.ACTIVE
+
+
+def test_new_instruction_drops_the_held_action(clock):
+    sup = running(clock, tim=timing(control_period_s=5.0))
+    sup.action_ok(twist((0.1, 0, 0)))
+    assert not sup.tick().twist.is_zero()
+    sup.instruction_ok()
+    clock.advance(0.02)
+    assert sup.tick().twist.is_zero()

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import threading
 import time
+import traceback
 from dataclasses import dataclass
 from typing import Callable
 
@@ -11,10 +12,12 @@ import numpy as np
 
 @dataclass(frozen=True)
 class Frame:
-    """A converted camera image and when it arrived (monotonic seconds)."""
+    """A converted camera image, when it arrived (the node's clock, seconds) and the safety
+    clock's epoch then (an action from a frame of an earlier epoch is stale: the clock jumped)."""
 
     image: np.ndarray
     arrived: float
+    epoch: int = 0
 
 
 class InferenceWorker:
@@ -70,4 +73,7 @@ class InferenceWorker:
             try:
                 self._run(frame)
             except Exception as exc:  # noqa: BLE001 - reported (the robot stops), the thread keeps serving
-                self._on_error(exc)
+                try:
+                    self._on_error(exc)
+                except Exception:  # noqa: BLE001 - a failing handler must not end the thread either
+                    traceback.print_exc()

@@ -4,18 +4,21 @@ The node only wires things up: images and instructions go to an inference thread
 policy; predictions are decoded (``safety.ActionConverter``) and judged by the
 ``safety.SafetySupervisor``, whose command is republished at ``publish_rate_hz`` by a thread of
 its own (``periodic.PeriodicThread``, monotonic deadlines; an rclpy timer on the ROS clock instead
-with use_sim_time, so that republishing follows simulated time).
+with use_sim_time, so that republishing follows simulated time). Every callback is guarded: an
+exception is logged, counted (``internal_errors``) and faults the node, which then commands zero.
 """
 from __future__ import annotations
 
 import math
 import threading
 import time
-from typing import Any, Callable
+import traceback
+from typing import Any, Callable, TypeVar
 
 from geometry_msgs.msg import PoseStamped, TwistStamped
 from rcl_interfaces.msg import SetParametersResult
 from rclpy.callback_groups import MutuallyExclusiveCallbackGroup
+from rclpy.clock import JumpThreshold
 from rclpy.duration import Duration
 from rclpy.node import Node
 from rclpy.parameter import Parameter
@@ -34,11 +37,14 @@ from .inference import Frame, InferenceWorker
 from .params import declare_parameters
 from .periodic import PeriodicThread
 from .qos import COMMAND_QOS, EVENT_QOS, IMAGE_QOS, INSTRUCTION_QOS
-from .settings import NODE_PARAMETERS, SettingsError, build_settings
+from .settings import NODE_PARAMETERS, NodeSettings, SettingsError, build_settings
 
 THROTTLE_S = 2.0  # bad-input warnings are logged at most this often per kind
 DIAGNOSTICS_PERIOD_S = 1.0
 FINAL_ACK_TIMEOUT_S = 1.0  # how long shutdown waits for subscribers to acknowledge the final zero twist
+CLOSE_WAIT_S = 0.5  # at shutdown, how long to wait for an inference in progress (after the final zero)
+INTERNAL = "internal"  # fault source of an exception in the node's own code: cleared by ~/reset
+T = TypeVar("T")
 
 
 class MagmaNode(Node):
@@ -82,6 +88,8 @@ class MagmaNode(Node):
         self._last_command: Command | None = None
         self._closed = False
         self._publish_loop: PeriodicThread | None = None
+        self._jump_handle = None
+        self._errors_logged: dict[str, float] = {}  # where -> when its last internal error was logged
 
         inputs = MutuallyExclusiveCallbackGroup()
         control = MutuallyExclusiveCallbackGroup()
@@ -98,39 +106,85 @@ class MagmaNode(Node):
                 raise SettingsError("compressed_image: needs OpenCV (pip install 'magma_ros[compressed]' "
                                     "or the python3-opencv package)") from None
             image_topic = s["image_topic"].rstrip("/") + "/compressed"
-            self.create_subscription(CompressedImage, image_topic, self._on_compressed, IMAGE_QOS,
-                                     callback_group=inputs)
+            self.create_subscription(CompressedImage, image_topic, self._guard("image", self._on_compressed),
+                                     IMAGE_QOS, callback_group=inputs)
         else:
             image_topic = s["image_topic"]
-            self.create_subscription(Image, image_topic, self._on_image, IMAGE_QOS, callback_group=inputs)
-        self.create_subscription(String, s["instruction_topic"], self._on_instruction, INSTRUCTION_QOS,
-                                 callback_group=inputs)
-        self.create_subscription(Bool, s["estop_topic"], self._on_estop, EVENT_QOS, callback_group=inputs)
-        if s["ee_pose_topic"]:
-            self.create_subscription(PoseStamped, s["ee_pose_topic"], self._on_ee_pose, EVENT_QOS,
+            self.create_subscription(Image, image_topic, self._guard("image", self._on_image), IMAGE_QOS,
                                      callback_group=inputs)
-        self.create_service(SetBool, "~/enable", self._on_enable, callback_group=services)
-        self.create_service(Trigger, "~/reset", self._on_reset, callback_group=services)
-        self.add_on_set_parameters_callback(self._on_set_parameters)
-        if s["instruction"]:
-            self._set_instruction(s["instruction"])
+        self.create_subscription(String, s["instruction_topic"], self._guard("instruction", self._on_instruction),
+                                 INSTRUCTION_QOS, callback_group=inputs)
+        self.create_subscription(Bool, s["estop_topic"], self._guard("e-stop", self._on_estop), EVENT_QOS,
+                                 callback_group=inputs)
+        if s["ee_pose_topic"]:
+            self.create_subscription(PoseStamped, s["ee_pose_topic"], self._guard("ee_pose", self._on_ee_pose),
+                                     EVENT_QOS, callback_group=inputs)
+        self.create_service(SetBool, "~/enable", self._guard("~/enable", self._on_enable, _service_failed),
+                            callback_group=services)
+        self.create_service(Trigger, "~/reset", self._guard("~/reset", self._on_reset, _service_failed),
+                            callback_group=services)
+        # validate in the on-set callback, apply in the post-set one (rclpy >= Iron; Humble: on-set applies)
+        self._post_set = hasattr(self, "add_post_set_parameters_callback")
+        self.add_on_set_parameters_callback(self._guard("parameters", self._on_set_parameters, _parameters_failed))
+        if self._post_set:
+            self.add_post_set_parameters_callback(self._guard("parameters", self._apply_parameters))
         self.worker = InferenceWorker(self._infer, lambda: self.supervisor.timing.control_period_s,
                                       self._on_inference_error, clock)
         self.worker.start()
+        if s["instruction"]:
+            self._set_instruction(s["instruction"])
         if self.get_parameter("use_sim_time").value:
-            self.create_timer(s.timing.publish_period_s, self._on_publish_timer, callback_group=control)
+            self.create_timer(s.timing.publish_period_s, self._guard("publish timer", self._on_publish_timer),
+                              callback_group=control)
+            # a /clock that goes back (bag restart, simulator reset) stops the robot at once, not at the next tick
+            self._jump_handle = self.get_clock().create_jump_callback(
+                JumpThreshold(min_forward=None, min_backward=Duration(nanoseconds=-1), on_clock_change=True),
+                post_callback=self._guard("clock jump", self._on_clock_jump))
         else:
             # not an executor timer: its callbacks queue behind the executor's wait-set rebuilds and
             # image takes (jitter measured in bench/node_latency.py; see periodic.py)
             self._publish_loop = PeriodicThread(s.timing.publish_period_s, self._on_publish_timer,
                                                 self._on_publish_error)
             self._publish_loop.start()
-        self.create_timer(DIAGNOSTICS_PERIOD_S, self.publish_diagnostics, callback_group=inputs)
+        self.create_timer(DIAGNOSTICS_PERIOD_S, self._guard("diagnostics", self.publish_diagnostics),
+                          callback_group=inputs)
         self.get_logger().info(
             f"robot {self.profile.name} ({self.settings.control_rate_hz:g} Hz), backend "
             f"{s['backend'] if self._owns_policy else type(self.policy).__name__}, image {image_topic}, "
             f"commands {s['twist_topic']} in {self.settings.frame_id} at {s['publish_rate_hz']:g} Hz, "
             f"{'enabled' if self.supervisor.enabled else 'disabled (call ~/enable)'}")
+
+    # --- errors --------------------------------------------------------------------------------
+    def _guard(self, where: str, callback: Callable[..., T],
+               failed: Callable[..., T] | None = None) -> Callable[..., T | None]:
+        """``callback`` for rclpy: an exception is reported (``report_internal_error``) and, for a
+        service or parameter callback, ``failed(*args, message)`` makes its reply."""
+        def guarded(*args: Any) -> T | None:
+            try:
+                return callback(*args)
+            except Exception as exc:  # noqa: BLE001 - no exception may end the node
+                message = self.report_internal_error(where, exc)
+                return failed(*args, message) if failed is not None else None
+        return guarded
+
+    def report_internal_error(self, where: str, exc: BaseException) -> str:
+        """An exception in the node's own code: log it with its traceback, count it, fault the node
+        (zero until ~/reset) and command zero now. Returns the one-line message."""
+        message = f"internal error in {where}: {type(exc).__name__}: {exc}"
+        if self._closed:
+            return message
+        try:
+            self.stats.count("internal_errors")
+            self.supervisor.reject(INTERNAL, message + " (call ~/reset)")
+            now = time.monotonic()
+            if now - self._errors_logged.get(where, -math.inf) >= THROTTLE_S:  # per place, not per call site
+                self._errors_logged[where] = now
+                self.get_logger().error(message + "\n" + "".join(
+                    traceback.format_exception(type(exc), exc, exc.__traceback__)).rstrip())
+            self._publish_command()
+        except Exception as again:  # noqa: BLE001 - reporting must not raise into rclpy either
+            traceback.print_exception(type(again), again, again.__traceback__)
+        return message
 
     # --- inputs --------------------------------------------------------------------------------
     def _on_image(self, msg: Image) -> None:
@@ -148,8 +202,8 @@ class MagmaNode(Node):
             self._reject("image", "images_rejected", f"image rejected: {exc}")
             return
         self.stats.image_rate.mark()
-        self.supervisor.image_ok()
-        self.worker.submit(Frame(image=image, arrived=arrived))
+        epoch = self.supervisor.image_ok()
+        self.worker.submit(Frame(image=image, arrived=arrived, epoch=epoch))
 
     def _on_instruction(self, msg: String) -> None:
         self.stats.count("instructions_received")
@@ -171,8 +225,9 @@ class MagmaNode(Node):
             self._instruction = text
             self._instruction_version += 1
             self.converter.reset()
-        self.supervisor.instruction_ok()
+            self.supervisor.instruction_ok()  # drops the held action: zero until one for this instruction
         self.get_logger().info(f"instruction: {text!r}")
+        self._publish_command()
         return True
 
     def _on_estop(self, msg: Bool) -> None:
@@ -199,8 +254,9 @@ class MagmaNode(Node):
 
     # --- inference thread ----------------------------------------------------------------------
     def _infer(self, frame: Frame) -> None:
-        instruction, version = self._instruction, self._instruction_version
-        if not instruction:
+        with self._convert_lock:
+            instruction, version = self._instruction, self._instruction_version
+        if not instruction or self._closed:
             return
         started = self._now()
         try:
@@ -212,58 +268,67 @@ class MagmaNode(Node):
         self.stats.count("predictions")
         self.stats.inference_s.append(inference)
         try:
-            with self._convert_lock:
-                if version != self._instruction_version:
+            with self._convert_lock:  # an instruction change cannot slip in before the action is held
+                if version != self._instruction_version or self._closed:
                     return  # the instruction changed while the model ran
                 action = self.converter.action(prediction)
                 self.action_pub.publish(Float64MultiArray(data=[float(v) for v in action]))
                 twist, gripper = self.converter.command(action, self.supervisor.timing.control_period_s)
+                executed = self.supervisor.action_ok(twist, frame.epoch)
         except ValueError as exc:
             self._reject("policy", "actions_rejected", f"action rejected: {exc}")
             return
         self.stats.action_rate.mark()
-        if self.supervisor.action_ok(twist):
+        if executed:
             self._publish_command()  # at once, not at the next tick
             self.gripper_pub.publish(Float64(data=float(gripper)))
             self.stats.count("actions_executed")
             self.stats.overhead_s.append(self._now() - frame.arrived - inference)
 
     def _on_inference_error(self, exc: BaseException) -> None:
-        self.get_logger().error(f"inference step failed: {type(exc).__name__}: {exc}")
-        self._reject("policy", "actions_rejected", f"internal error: {type(exc).__name__}: {exc}")
+        self.report_internal_error("the inference thread", exc)
 
     # --- outputs -------------------------------------------------------------------------------
     def _on_publish_timer(self) -> None:
         self.stats.tick_times.append(self._now())
         self._publish_command()
 
+    def _on_clock_jump(self, jump: Any) -> None:
+        self._publish_command()  # the supervisor sees the jump on this reading and commands zero
+
     def _on_publish_error(self, exc: BaseException) -> bool:
         """A failed tick of the publish thread: end the loop once the context is shut down,
-        otherwise report it and keep publishing."""
-        if not self.context.ok():
+        otherwise report it (fault: zero) and keep publishing."""
+        if not self.context.ok() or self._closed:
             return False
-        self.get_logger().error(f"publishing the command failed: {type(exc).__name__}: {exc}",
-                                throttle_duration_sec=THROTTLE_S)
+        self.report_internal_error("the publish thread", exc)
         return True
 
     def _stop_publish_loop(self) -> None:
         if self._publish_loop is not None and not self._publish_loop.stop():
             self.get_logger().warning("publish thread still busy at shutdown")
 
-    def _publish_command(self) -> Command:
-        """Publish the supervisor's command for now with a fresh stamp."""
+    def _publish_command(self, final: bool = False) -> Command | None:
+        """Publish the supervisor's command for now with a fresh stamp (nothing once a disabled
+        node's stop has been published for disabled_zero_s); after ``close``, only the ``final`` one."""
         with self._publish_lock:
+            if self._closed and not final:
+                return None
+            # stamped before the decision: a twist decided before a clock jump never carries a later stamp
+            stamp = self.get_clock().now().to_msg()
             command = self.supervisor.tick()
+            self._last_command = command
+            if not (command.publish or final):
+                return command
             msg = TwistStamped()
-            msg.header.stamp = self.get_clock().now().to_msg()
+            msg.header.stamp = stamp
             msg.header.frame_id = self.settings.frame_id
             (msg.twist.linear.x, msg.twist.linear.y, msg.twist.linear.z) = (float(v) for v in command.twist.linear)
             (msg.twist.angular.x, msg.twist.angular.y, msg.twist.angular.z) = (float(v) for v in command.twist.angular)
             self.twist_pub.publish(msg)
             self.stats.publish_rate.mark()
             self.stats.count("commands_published")
-            self._last_command = command
-        if command.changed:
+        if command.changed and not final:
             self._log_state(command)
             self.publish_diagnostics()
         return command
@@ -282,11 +347,13 @@ class MagmaNode(Node):
         command = self._last_command
         state = command.state if command else self.supervisor.state
         reason = command.reason if command else "starting"
-        inference = list(self.stats.inference_s)[-20:]
+        inference = self.stats.inference_s.values()[-20:]
         values: dict[str, object] = {
             "enabled": self.supervisor.enabled,
             "estop_latched": self.supervisor.estop_latched,
             "last_fault": self.supervisor.last_fault,
+            "publishing": command.publish if command else True,
+            "clock_jumps": self.supervisor.clock_jumps,
             "instruction": self._instruction,
             "backend": self.settings["backend"] if self._owns_policy else type(self.policy).__name__,
             "control_rate_hz": self.settings.control_rate_hz,
@@ -305,6 +372,8 @@ class MagmaNode(Node):
     def _on_enable(self, request: SetBool.Request, response: SetBool.Response) -> SetBool.Response:
         self.supervisor.set_enabled(request.data)
         command = self._publish_command()
+        if command is None:
+            return _service_failed(request, response, "shutting down")
         response.success = True
         response.message = f"{'enabled' if request.data else 'disabled'}; state {command.state.value}: {command.reason}"
         self.get_logger().info(response.message)
@@ -316,46 +385,66 @@ class MagmaNode(Node):
         self.get_logger().info(f"reset: {response.message}")
         return response
 
-    def _on_set_parameters(self, params: list[Parameter]) -> SetParametersResult:
+    def _settings_with(self, params: list[Parameter]) -> NodeSettings:
+        """The settings with ``params`` changed; raises ``ValueError`` naming a bad value."""
         values = dict(self.settings.values)
         arrays = {p.name for p in NODE_PARAMETERS if p.array}
         for param in params:
             if param.name in values:
                 values[param.name] = list(param.value) if param.name in arrays else param.value
+        return build_settings(values, profile=self.profile)
+
+    def _on_set_parameters(self, params: list[Parameter]) -> SetParametersResult:
+        """Validate a change (and, without a post-set callback API, apply it)."""
         try:
-            settings = build_settings(values, profile=self.profile)
+            self._settings_with(params)
         except ValueError as exc:
             return SetParametersResult(successful=False, reason=str(exc))
-        instruction_changed = values["instruction"] != self.settings["instruction"]
-        self.settings = settings
-        self.supervisor.configure(settings.limits, settings.timing)
-        if instruction_changed:
-            if values["instruction"]:
-                self._set_instruction(values["instruction"])
-            else:
-                self._instruction = ""
-                self.supervisor.reject("instruction", "instruction parameter cleared")
+        if not self._post_set:
+            self._apply_parameters(params)
         return SetParametersResult(successful=True)
+
+    def _apply_parameters(self, params: list[Parameter]) -> None:
+        """Apply a validated change before it is acknowledged: limits, rates and timeouts bind the
+        next published command (the held action is re-clamped and its hold cut to a new period)."""
+        settings = self._settings_with(params)
+        with self._publish_lock:  # no command computed under the old limits goes out after this
+            previous, self.settings = self.settings, settings
+            self.supervisor.configure(settings.limits, settings.timing)
+        if settings["instruction"] != previous["instruction"]:
+            if settings["instruction"]:
+                self._set_instruction(settings["instruction"])
+            else:
+                with self._convert_lock:
+                    self._instruction = ""
+                    self._instruction_version += 1
+                self.supervisor.reject("instruction", "instruction parameter cleared")
+                self._publish_command()
 
     # --- shutdown ------------------------------------------------------------------------------
     def close(self) -> None:
-        """Stop inference, command a final zero twist, release an owned policy, destroy the node."""
+        """Command a final zero twist, stop inference (waiting at most CLOSE_WAIT_S for a model
+        call in progress), release an owned policy, destroy the node."""
         if self._closed:
             return
-        self._closed = True
         self.supervisor.set_enabled(False)
-        if not self.worker.stop():
-            self.get_logger().warning("inference thread still busy at shutdown")
-        self._stop_publish_loop()  # zero twists until here; then the final one below
+        with self._publish_lock:
+            self._closed = True  # from here on only the final command below is published
+        self._stop_publish_loop()
         try:
-            self._publish_command()
+            self._publish_command(final=True)
             # reliable subscribers must get it before the node (and its writer) is gone
             if not self.twist_pub.wait_for_all_acked(Duration(seconds=FINAL_ACK_TIMEOUT_S)):
                 self.get_logger().warning("final zero twist not acknowledged by every subscriber")
         except Exception as exc:  # noqa: BLE001 - the context may already be shut down
             self.get_logger().warning(f"could not publish the final zero twist: {exc}")
+        if not self.worker.stop(timeout=CLOSE_WAIT_S):
+            self.get_logger().warning("inference still running at shutdown; not waiting for it")
         if self._owns_policy:
-            self.policy.close()
+            try:
+                self.policy.close()
+            except Exception as exc:  # noqa: BLE001 - shutting down regardless
+                self.get_logger().warning(f"closing the backend failed: {type(exc).__name__}: {exc}")
         self.destroy_node()
 
     def destroy_node(self):  # noqa: ANN201 - as rclpy's (None or bool, by version)
@@ -363,3 +452,14 @@ class MagmaNode(Node):
         if getattr(self, "_publish_loop", None) is not None:
             self._stop_publish_loop()
         return super().destroy_node()
+
+
+def _service_failed(request: Any, response: Any, message: str) -> Any:
+    """The reply of a std_srvs service whose callback failed."""
+    response.success = False
+    response.message = message
+    return response
+
+
+def _parameters_failed(params: list[Parameter], message: str) -> SetParametersResult:
+    return SetParametersResult(successful=False, reason=message)

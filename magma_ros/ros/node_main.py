@@ -3,7 +3,8 @@ from __future__ import annotations
 
 import signal
 import sys
-from typing import Sequence
+import threading
+from typing import TYPE_CHECKING, Sequence
 
 import rclpy
 from rclpy.exceptions import InvalidParameterValueException
@@ -11,6 +12,9 @@ from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor
 from rclpy.signals import SignalHandlerOptions
 
 from ..policy.base import PolicyError
+
+if TYPE_CHECKING:
+    from .node import MagmaNode
 from .script_help import parameter_help, wants_help
 
 EXECUTOR_THREADS = 3  # inputs, services, the publish timer with use_sim_time (inference and, on
@@ -19,6 +23,9 @@ EXECUTOR_THREADS = 3  # inputs, services, the publish timer with use_sim_time (i
 # (CPython's default: 5 ms). The publish thread wakes every 20 ms; late ticks behind the image
 # take + callback chain came at up to ~5 ms (bench/node_latency.py, publish jitter).
 GIL_SWITCH_INTERVAL_S = 0.001
+# The main thread spins in slices this long, so that a signal is handled within one slice even when
+# nothing wakes the executor (use_sim_time without /clock: no timer ever fires).
+SPIN_SLICE_S = 0.1
 
 
 def configure_process() -> None:
@@ -34,6 +41,8 @@ def main(args: Sequence[str] | None = None) -> int:
         print(_help())
         return 0
     # Our own signal handling: the context must stay valid long enough to publish a final zero twist.
+    # Until the node runs, SIGINT and SIGTERM raise KeyboardInterrupt (nothing was commanded yet).
+    signal.signal(signal.SIGINT, _interrupt)
     signal.signal(signal.SIGTERM, _interrupt)
     configure_process()
     try:
@@ -48,7 +57,7 @@ def main(args: Sequence[str] | None = None) -> int:
 
 
 def _run() -> int:
-    from .node import MagmaNode
+    from .node import MagmaNode  # noqa: F811 - the real class (imported late: rclpy must be initialised)
 
     try:
         node = MagmaNode()
@@ -59,15 +68,31 @@ def _run() -> int:
         print(f"magma_node: backend error: {exc}", file=sys.stderr)
         return 1
     executor = MultiThreadedExecutor(num_threads=EXECUTOR_THREADS)
-    executor.add_node(node)
+    stop = threading.Event()
     try:
-        executor.spin()
-    except (KeyboardInterrupt, ExternalShutdownException):
+        executor.add_node(node)
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(signum, lambda *_: stop.set())
+        _spin(executor, node, stop)
+    except KeyboardInterrupt:
         pass
     finally:
-        node.close()
+        node.close()  # final zero twist
         executor.shutdown()
     return 0
+
+
+def _spin(executor: MultiThreadedExecutor, node: "MagmaNode", stop: threading.Event) -> None:
+    """Run callbacks until ``stop`` is set or the context shuts down. An exception that reaches
+    the executor (the node's callbacks are guarded; rclpy's own are not) faults the node but does
+    not end it."""
+    while not stop.is_set() and node.context.ok():
+        try:
+            executor.spin_once(timeout_sec=SPIN_SLICE_S)
+        except ExternalShutdownException:
+            return
+        except Exception as exc:  # noqa: BLE001 - reported: logged, counted, robot stopped
+            node.report_internal_error("the executor", exc)
 
 
 def _help() -> str:

@@ -52,6 +52,9 @@ NODE_PARAMETERS: tuple[NodeParam, ...] = (
     NodeParam("publish_rate_hz", 50.0, "rate at which the held command (or zero) is republished with fresh stamps",
               (1.0, 1000.0), read_only=True),
     NodeParam("enabled_on_start", False, "start enabled (otherwise call ~/enable)", read_only=True),
+    NodeParam("disabled_zero_s", 1.0, "when disabled (at start or by ~/enable false), publish zero twists for "
+              "this long (s), then nothing until enabled, so another source can command the arm; e-stop "
+              "keeps publishing zero", (0.1, 1e6)),
     NodeParam("image_timeout_s", 0.5, "stop when no valid image arrived for this long (s)", (0.01, 60.0)),
     NodeParam("action_timeout_s", 2.0, "stop when the policy produced no action for this long (s)", (0.01, 600.0)),
     NodeParam("ee_pose_timeout_s", 0.5, "with ee_pose_topic set, stop when no pose arrived for this long (s)",
@@ -128,7 +131,8 @@ def build_settings(values: Mapping[str, Any], profile: RobotProfile | None = Non
         timing = WatchdogTiming(
             control_period_s=1.0 / rate, publish_period_s=1.0 / float(values["publish_rate_hz"]),
             image_timeout_s=float(values["image_timeout_s"]), action_timeout_s=float(values["action_timeout_s"]),
-            ee_pose_timeout_s=float(values["ee_pose_timeout_s"]), use_ee_pose=bool(values["ee_pose_topic"]))
+            ee_pose_timeout_s=float(values["ee_pose_timeout_s"]), use_ee_pose=bool(values["ee_pose_topic"]),
+            disabled_zero_s=float(values["disabled_zero_s"]))
     except SafetyConfigError as exc:
         raise SettingsError(str(exc)) from None
     settings = NodeSettings(values=dict(values), profile=profile, control_rate_hz=rate,

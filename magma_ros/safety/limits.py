@@ -72,13 +72,24 @@ class WatchdogTiming:
     action_timeout_s: float
     ee_pose_timeout_s: float
     use_ee_pose: bool = False  # when true, motion needs a fresh end-effector pose
+    disabled_zero_s: float = 1.0  # disabled: zero twists this long after the stop, then silence
 
     def __post_init__(self) -> None:
         for name in ("control_period_s", "publish_period_s", "image_timeout_s", "action_timeout_s",
-                     "ee_pose_timeout_s"):
+                     "ee_pose_timeout_s", "disabled_zero_s"):
             value = getattr(self, name)
             if not isinstance(value, (int, float)) or not math.isfinite(value) or value <= 0:
                 raise SafetyConfigError(f"{name}: must be a finite number > 0, got {value!r}")
+
+    @property
+    def max_clock_step_s(self) -> float:
+        """The longest forward step of the clock between two readings that is not a jump: the
+        shortest input timeout (a longer step would let every input go stale unseen), but at
+        least two publish periods (the publish ticks alone read the clock that often)."""
+        timeouts = [self.image_timeout_s, self.action_timeout_s]
+        if self.use_ee_pose:
+            timeouts.append(self.ee_pose_timeout_s)
+        return max(min(timeouts), 2.0 * self.publish_period_s)
 
 
 def _vector3(value: Sequence[float], name: str) -> Vector3:

@@ -18,12 +18,15 @@ class SafetyState(str, Enum):
 
     ESTOP = "estop"  # latched until reset
     DISABLED = "disabled"  # ~/enable false
-    FAULT = "fault"  # bad input or backend error; clears when good input of that kind returns
+    FAULT = "fault"  # bad input, backend error, clock jump or internal error (see ``faults``)
     NO_IMAGE = "no_image"  # none yet, or older than image_timeout_s
     NO_INSTRUCTION = "no_instruction"
     NO_EE_POSE = "no_ee_pose"  # workspace limits on, pose missing or stale
     ACTION_TIMEOUT = "action_timeout"  # no fresh action for action_timeout_s
     ACTIVE = "active"  # actions are executed (zero between them)
+
+
+CLOCK = "clock"  # fault source of a clock jump: clears once image, pose and action are fresh again
 
 
 @dataclass(frozen=True)
@@ -34,10 +37,14 @@ class Command:
     state: SafetyState
     reason: str
     changed: bool  # state or reason differs from the previous tick (log it once)
+    publish: bool = True  # False once a disabled node has published its stop for disabled_zero_s
 
 
 class SafetySupervisor:
-    """Thread-safe; every decision uses the injected monotonic ``clock`` (seconds)."""
+    """Thread-safe; every decision uses the injected ``clock`` (seconds, monotonic or simulated).
+    A reading that goes back, or forward by more than the shortest input timeout, is a clock
+    fault: zero at once, the held action and every input timestamp are dropped, and motion needs
+    an image, pose and action that arrive after the jump."""
 
     def __init__(self, limits: SafetyLimits, timing: WatchdogTiming, clock: Callable[[], float],
                  enabled: bool = False) -> None:
@@ -46,10 +53,13 @@ class SafetySupervisor:
         self.limits = limits
         self.timing = timing
         self._enabled = enabled
+        self._disabled_since: float | None = None
         self._estop_latched = False
         self._estop_asserted = False
         self._faults: dict[str, str] = {}
         self.last_fault = ""
+        self._last_reading: float | None = None
+        self._epoch = 0  # clock jumps so far: inputs from an earlier epoch are stale
         self._last_image: float | None = None
         self._has_instruction = False
         self._ee_position: np.ndarray | None = None
@@ -57,6 +67,7 @@ class SafetySupervisor:
         self._last_action: float | None = None
         self._ready_since: float | None = None
         self._held: Twist | None = None
+        self._held_since = 0.0
         self._held_until = 0.0
         self._output = Twist.zero()
         self._last_tick: float | None = None
@@ -64,7 +75,8 @@ class SafetySupervisor:
 
     # --- configuration -------------------------------------------------------------------------
     def configure(self, limits: SafetyLimits, timing: WatchdogTiming) -> None:
-        """Apply new (already validated) limits and timeouts."""
+        """Apply new (already validated) limits and timeouts; the next tick obeys them, the held
+        action included (re-clamped, and its hold cut to the new control period)."""
         with self._lock:
             self.limits, self.timing = limits, timing
 
@@ -77,10 +89,18 @@ class SafetySupervisor:
     def estop_latched(self) -> bool:
         return self._estop_latched
 
+    @property
+    def clock_jumps(self) -> int:
+        """Clock jumps detected so far."""
+        return self._epoch
+
     def set_enabled(self, enabled: bool) -> None:
-        """Enable or disable motion; only actions accepted while enabled ever move the robot."""
+        """Enable or disable motion; only actions accepted while enabled ever move the robot. A
+        disable (re)starts the interval of zero twists before the node goes quiet."""
         with self._lock:
+            now = self._read_clock()
             self._enabled = bool(enabled)
+            self._disabled_since = None if enabled else now
             self._held = None
 
     def estop(self, asserted: bool) -> None:
@@ -106,28 +126,32 @@ class SafetySupervisor:
             return True, ("cleared " + ", ".join(cleared)) if cleared else "nothing to clear"
 
     # --- inputs --------------------------------------------------------------------------------
-    def image_ok(self) -> None:
-        """A valid image arrived now."""
+    def image_ok(self) -> int:
+        """A valid image arrived now; returns the clock epoch to pass to ``action_ok`` with the
+        action computed from it."""
         with self._lock:
-            self._last_image = self._clock()
+            self._last_image = self._read_clock()
             self._faults.pop("image", None)
+            return self._epoch
 
     def instruction_ok(self) -> None:
-        """A valid instruction is in force."""
+        """A valid instruction is in force (a new one: the held action is dropped)."""
         with self._lock:
             self._has_instruction = True
             self._faults.pop("instruction", None)
+            self._held = None
 
     def ee_pose(self, position: Sequence[float]) -> None:
         """A valid end-effector position (m, robot base frame) arrived now."""
         with self._lock:
             self._ee_position = np.asarray(position, dtype=np.float64)
-            self._last_ee_pose = self._clock()
+            self._last_ee_pose = self._read_clock()
             self._faults.pop("ee_pose", None)
 
     def reject(self, source: str, message: str) -> None:
-        """Bad input from ``source`` (image, instruction, ee_pose, policy): stop until it is good again.
-        A rejected instruction also drops the instruction in force."""
+        """Bad input from ``source`` (image, instruction, ee_pose, policy; or internal, cleared only
+        by ``reset``): stop until it is good again. A rejected instruction also drops the
+        instruction in force."""
         with self._lock:
             self._faults[source] = message
             self.last_fault = f"{source}: {message}"
@@ -135,45 +159,60 @@ class SafetySupervisor:
             if source == "instruction":
                 self._has_instruction = False
 
-    def action_ok(self, twist: Twist) -> bool:
-        """A fresh action's twist (already converted); returns whether it will be executed
-        (held for one control period) or only counted as fresh because motion is not allowed now."""
+    def action_ok(self, twist: Twist, epoch: int | None = None) -> bool:
+        """A fresh action's twist (already converted), computed from an image of clock ``epoch``
+        (from ``image_ok``; None: current). Returns whether it will be executed (held for one
+        control period); a non-finite twist is a policy fault, an action from before a clock jump
+        is ignored, and one that arrives while motion is not allowed only counts as fresh."""
         with self._lock:
-            now = self._clock()
+            now = self._read_clock()
+            if not (np.all(np.isfinite(twist.linear)) and np.all(np.isfinite(twist.angular))):
+                self._faults["policy"] = "non-finite twist"
+                self.last_fault = "policy: non-finite twist"
+                self._held = None
+                return False
+            if epoch is not None and epoch != self._epoch:
+                return False
             self._last_action = now
             self._faults.pop("policy", None)
             state, _ = self._evaluate(now)
-            if state is not SafetyState.ACTIVE or not (np.all(np.isfinite(twist.linear))
-                                                        and np.all(np.isfinite(twist.angular))):
+            if state is not SafetyState.ACTIVE:
                 self._held = None
                 return False
-            self._held = clamp_twist(twist, self.limits)
-            self._held_until = now + self.timing.control_period_s
+            self._held = twist
+            self._held_since, self._held_until = now, now + self.timing.control_period_s
             return True
 
     # --- output --------------------------------------------------------------------------------
     def tick(self) -> Command:
         """The command to publish now: the held action's twist within its control period (after
-        workspace and acceleration limits), otherwise an explicit zero twist."""
+        speed, workspace and acceleration limits in force now), otherwise an explicit zero twist."""
         with self._lock:
-            now = self._clock()
+            now = self._read_clock()
             state, reason = self._evaluate(now)
+            limits, timing = self.limits, self.timing
             target = Twist.zero()
+            hold_end = min(self._held_until, self._held_since + timing.control_period_s)
             if state is not SafetyState.ACTIVE:
                 self._held = None
-            elif self._held is not None and now < self._held_until:
-                target = self._held
-                if self.timing.use_ee_pose and self._ee_position is not None:
-                    target = workspace_filter(target, self._ee_position, self.limits,
-                                              self.timing.control_period_s)
+            elif self._held is not None and now < hold_end:
+                target = clamp_twist(self._held, limits)
+                if timing.use_ee_pose and self._ee_position is not None:
+                    target = workspace_filter(target, self._ee_position, limits, timing.control_period_s)
             elif self._held is not None:
                 self._held = None
-            dt = self.timing.publish_period_s if self._last_tick is None else now - self._last_tick
-            output = limit_acceleration(self._output, target, min(dt, self.timing.publish_period_s), self.limits)
+            dt = timing.publish_period_s if self._last_tick is None else now - self._last_tick
+            ramped = limit_acceleration(self._output, target, min(dt, timing.publish_period_s), limits)
+            output = clamp_twist(ramped, limits)  # a lowered limit is not ramped down to
             self._output, self._last_tick = output, now
             changed = self._state != (state, reason)
             self._state = (state, reason)
-            return Command(twist=output, state=state, reason=reason, changed=changed)
+            publish = True
+            if state is SafetyState.DISABLED:
+                if self._disabled_since is None:
+                    self._disabled_since = now
+                publish = now - self._disabled_since < timing.disabled_zero_s
+            return Command(twist=output, state=state, reason=reason, changed=changed, publish=publish)
 
     @property
     def state(self) -> SafetyState:
@@ -187,8 +226,43 @@ class SafetySupervisor:
         with self._lock:
             return dict(self._faults)
 
+    # --- the clock -----------------------------------------------------------------------------
+    def _read_clock(self) -> float:
+        """The clock now; a jump (back, or forward by more than the shortest input timeout) is a
+        fault. A first non-zero reading after zeros is a clock starting (ROS time before /clock)."""
+        now = float(self._clock())
+        last = self._last_reading
+        self._last_reading = now
+        if last is None or (last == 0.0 and now >= 0.0):
+            return now
+        step = now - last
+        if step < 0 or step > self.timing.max_clock_step_s or not np.isfinite(now):
+            self._clock_jump(now, step)
+        return now
+
+    def _clock_jump(self, now: float, step: float) -> None:
+        direction = (f"back by {-step:.3f} s" if step < 0 else
+                     f"forward by {step:.3f} s (or the node was stalled that long)")
+        inputs = "an image, a pose and an action" if self.timing.use_ee_pose else "an image and an action"
+        message = f"jumped {direction} (to {now:.3f} s): held action dropped; waiting for {inputs} after the jump"
+        self._faults[CLOCK] = message
+        self.last_fault = f"{CLOCK}: {message}"
+        self._epoch += 1
+        self._held = None
+        self._last_image = self._last_ee_pose = self._last_action = None
+        self._ready_since = self._last_tick = None
+        self._output = Twist.zero()
+        if self._disabled_since is not None:
+            self._disabled_since = now
+
+    def _clock_fault_over(self) -> bool:
+        return (self._last_image is not None and self._last_action is not None
+                and (self._last_ee_pose is not None or not self.timing.use_ee_pose))
+
     def _evaluate(self, now: float) -> tuple[SafetyState, str]:
         t = self.timing
+        if CLOCK in self._faults and self._clock_fault_over():
+            del self._faults[CLOCK]
         if self._estop_latched:
             return SafetyState.ESTOP, "e-stop latched: call ~/reset after releasing it"
         if not self._enabled:

@@ -1,0 +1,69 @@
+"""magma_node on simulated time (use_sim_time, /clock from the test): a clock that goes back with
+the camera stopped stops the robot at once (it used to hold the action for the length of the
+jump) and motion needs fresh inputs stamped after the jump."""
+from __future__ import annotations
+
+import pytest
+
+from node_support import NodeProcess, Probe, is_zero, rgb_image, topic_params, wait_until
+from safety_support import MOVE, SimClock, stamp_s
+
+TOPICS = {"image": "/sc_clk/camera", "instruction": "/sc_clk/instruction", "estop": "/sc_clk/estop",
+          "twist": "/sc_clk/twist", "gripper": "/sc_clk/gripper"}
+IMAGE_TIMEOUT_S = 1.0
+
+
+@pytest.fixture
+def sim(console_script, tmp_path):
+    params = {"use_sim_time": True, "backend": "fixed", "fixed_action": MOVE, "enabled_on_start": True,
+              "instruction": "clock test", "control_rate_hz": 0.2,  # each action held 5 s
+              "image_timeout_s": IMAGE_TIMEOUT_S, "action_timeout_s": 60.0, "max_linear_accel": 100.0,
+              "max_angular_accel": 100.0, **topic_params(TOPICS)}
+    node = NodeProcess(console_script("magma_node"), "clock_node", params, tmp_path)
+    probe = Probe("clock_node", TOPICS)
+    clock = SimClock(probe, start=100.0)
+    try:
+        wait_until(lambda: probe.twists.items, 90, what=f"first twist; node log:\n{node.output()}")
+        yield node, probe, clock
+    finally:
+        clock.close()
+        probe.close()
+        code = node.stop()
+        assert code == 0, node.output()
+
+
+def test_clock_going_back_with_the_camera_stopped_stops_the_robot(sim):
+    node, probe, clock = sim
+    with probe.stream(rgb_image()):
+        probe.wait_motion(60)
+    clock.jump_to(80.0)  # simulator reset / bag restart, camera stopped
+    # stamps from before the jump are >= 100; everything stamped after it must be zero
+    wait_until(lambda: any(80.0 + IMAGE_TIMEOUT_S + 0.5 <= stamp_s(m) < 99.0 for _, m in list(probe.twists.items)),
+               60, what=f"twists stamped after the jump; node log:\n{node.output()}")
+    after = [m for _, m in list(probe.twists.items) if stamp_s(m) < 99.0]
+    assert after and all(is_zero(m) for m in after), [(stamp_s(m), m.twist.linear.x) for m in after if not is_zero(m)]
+    state = probe.wait_state("fault", 30)
+    assert "clock: jumped back by" in state["last_fault"], state
+    assert int(state["clock_jumps"]) >= 1
+    # fresh images after the jump: a fresh action moves the robot again
+    with probe.stream(rgb_image()):
+        probe.wait_state("active", 60)
+        probe.wait_motion(60)
+    assert "Traceback" not in node.output()
+
+
+def test_clock_jumping_forward_past_a_timeout_is_a_fault(sim):
+    node, probe, clock = sim
+    with probe.stream(rgb_image()):
+        probe.wait_motion(60)
+        clock.jump_to(500.0)  # images keep coming: only the jump itself can stop the robot
+        state = probe.wait_state("fault", 60)
+        assert "clock: jumped forward by" in state["last_fault"], state
+        wait_until(lambda: any(stamp_s(m) >= 500.0 for _, m in list(probe.twists.items)), 60,
+                   what="twists stamped after the jump")
+        first = min(stamp_s(m) for _, m in list(probe.twists.items) if stamp_s(m) >= 500.0)
+        # the held action (5 s) is dropped: zero from the jump until a fresh action after it
+        probe.wait_state("active", 60)
+        probe.wait_motion(60)
+    after = sorted((stamp_s(m), is_zero(m)) for _, m in list(probe.twists.items) if stamp_s(m) >= 500.0)
+    assert after[0] == (first, True), after[:3]

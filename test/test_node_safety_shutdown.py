@@ -1,0 +1,51 @@
+"""magma_node ends on SIGINT and SIGTERM in every clock mode (wall clock, use_sim_time without a
+/clock, use_sim_time with one) with exit status 0 after a final zero twist. It used to hang
+without /clock (nothing woke the executor) until launch escalated to SIGKILL. The time to exit is
+measured by bench/soak.py; here the deadline is only a generous bound for a loaded machine."""
+from __future__ import annotations
+
+import signal
+import subprocess
+
+import pytest
+
+from node_support import NodeProcess, Probe, is_zero, rgb_image, topic_params, wait_until
+from safety_support import MOVE, SimClock
+
+EXIT_DEADLINE_S = 20.0
+
+
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
+@pytest.mark.parametrize("mode", ["wall", "sim_without_clock", "sim_with_clock"])
+def test_signal_ends_the_node_after_a_final_zero_twist(console_script, tmp_path, mode, signum):
+    name = f"sd_{mode}_{signum.name.lower()}"
+    topics = {key: f"/{name}/{key}" for key in ("image", "instruction", "estop", "twist", "gripper")}
+    params = {"backend": "fixed", "fixed_action": MOVE, "enabled_on_start": True, "instruction": "shutdown test",
+              "control_rate_hz": 0.5, "max_linear_accel": 100.0, "max_angular_accel": 100.0, **topic_params(topics)}
+    if mode != "wall":
+        params["use_sim_time"] = True
+    node = NodeProcess(console_script("magma_node"), name, params, tmp_path)
+    probe = Probe(name, topics)
+    clock = SimClock(probe, start=50.0) if mode == "sim_with_clock" else None
+    try:
+        # ~/enable publishes a command at once: the node is up and its twists reach the probe
+        assert probe.enable(True).success
+        wait_until(lambda: probe.twists.items, 60, what=f"a twist; node log:\n{node.output()}")
+        if mode != "sim_without_clock":  # moving when the signal comes (no ticks without a /clock)
+            with probe.stream(rgb_image()):
+                probe.wait_motion(60)
+        received = len(probe.twists.items)
+        node.proc.send_signal(signum)
+        try:
+            code = node.proc.wait(EXIT_DEADLINE_S)
+        except subprocess.TimeoutExpired:
+            pytest.fail(f"still running {EXIT_DEADLINE_S} s after {signum.name}; log:\n{node.output()}")
+        assert code == 0, node.output()
+        wait_until(lambda: len(probe.twists.items) > received, 20, what="the final twist")
+        assert is_zero(probe.twists.last()), "the last twist must be zero"
+        assert "Traceback" not in node.output()
+    finally:
+        if clock is not None:
+            clock.close()
+        probe.close()
+        node.stop()
