@@ -203,26 +203,34 @@ class Monitor:
                 every()
         return condition()
 
+    def reset(self, seed: int, check: Callable[[], None], timeout: float = 60.0) -> dict[str, Any]:
+        """Reset the simulator to ``seed`` and wait for its status from the new episode."""
+        before = (self.status or {}).get("episode", -1)
+        self.reset_pub.publish(self._Int64(data=seed))
+        if not self.spin_until(lambda: bool(self.status) and self.status.get("seed") == seed
+                               and self.status.get("episode", -1) > before, timeout, check):
+            raise RuntimeError(f"magma_sim did not confirm the reset to seed {seed} within {timeout:.0f} s")
+        return self.status
+
     def send_instruction(self, instruction: str, check: Callable[[], None], timeout: float = 120.0) -> None:
-        """Send ``instruction`` (unless it is already in force) and wait until magma_node reports it,
-        so that the next episode's first camera frame is answered for it."""
-        if instruction != self.instruction:
-            self.instruction_pub.publish(self._String(data=instruction))
-            self.instruction = instruction
+        """Send ``instruction`` and wait until magma_node reports it."""
+        self.instruction_pub.publish(self._String(data=instruction))
+        self.instruction = instruction
         if not self.spin_until(lambda: self.safety.get("instruction") == instruction, timeout, check):
             raise RuntimeError(f"magma_node did not report the instruction {instruction!r} within {timeout:.0f} s")
 
     def run_episode(self, seed: int, instruction: str, timeout: float, check: Callable[[], None],
                     progress: Callable[[str], None]) -> EpisodeLog:
-        """Send ``instruction``, reset the sim with ``seed``, follow until success or ``timeout``
-        simulated seconds."""
-        self.send_instruction(instruction, check)
-        self.reset_pub.publish(self._Int64(data=seed))
-        fresh = lambda: bool(self.status and self.status.get("seed") == seed and self.status["time"] < 0.5  # noqa: E731
-                             and self.status.get("instruction") == instruction)
-        if not self.spin_until(fresh, 60.0, check):
-            raise RuntimeError(f"magma_sim did not confirm the reset to seed {seed} within 60 s")
+        """Reset the sim with ``seed`` under ``instruction``, follow until success or ``timeout``
+        simulated seconds. A new instruction is sent while the simulator holds still after a first
+        reset (no camera frames, so no answer of magma_node is cut short by it), then the scene is
+        reset again: the episode starts from the same state of both nodes every time."""
+        if instruction != self.instruction:
+            self.reset(seed, check)
+            self.send_instruction(instruction, check)
+        start = self.reset(seed, check)
         ep = EpisodeLog(seed=seed, instruction=instruction)
+        episode = start["episode"]
         wall_start = time.monotonic()
         self._t0 = self.sim_time
         self._last_frame = -np.inf
@@ -230,7 +238,7 @@ class Monitor:
 
         def ours() -> dict[str, Any]:
             s = self.status or {}
-            return s if s.get("seed") == seed and s.get("instruction") == instruction else {}
+            return s if s.get("episode") == episode and s.get("instruction") == instruction else {}
 
         def report() -> None:
             state = self.safety.get("state", "?")
@@ -256,7 +264,7 @@ class Monitor:
         ep.steps = int(final.get("actions", 0))
         ep.duration_s = float(final.get("time", 0.0))
         ep.final_distance = final.get("distance")
-        ep.lockstep_timeouts = int(final.get("lockstep_timeouts", 0))
+        ep.lockstep_timeouts = int(final.get("lockstep_timeouts", 0)) - int(start.get("lockstep_timeouts", 0))
         ep.wall_s = time.monotonic() - wall_start
         return ep
 

@@ -19,7 +19,6 @@ class LockstepGate:
         self.frames_engaged = True  # the controller answers camera frames: each frame waits
         self.last_stamp_ns: int | None = None
         self.replies = 0  # controller replies (decoded actions) received so far
-        self.instructions = 0  # instruction messages seen (a new one voids a pending reply)
         self.timeouts = 0
         self.foreign_stamps = 0  # twists whose stamps are not on the simulated clock
 
@@ -37,10 +36,6 @@ class LockstepGate:
         self.replies += 1
         self.frames_engaged = True
 
-    def on_instruction(self) -> None:
-        """A new instruction: a reply pending for the old one may never come."""
-        self.instructions += 1
-
     def on_reset(self) -> None:
         """A new episode: expect replies to frames again."""
         self.frames_engaged = True
@@ -54,9 +49,9 @@ class LockstepGate:
         """Whether the next camera frame should wait for the controller's reply."""
         return self.engaged and self.frames_engaged and has_instruction
 
-    def reply_answered(self, replies_before: int, instructions_before: int) -> bool:
-        """A reply arrived since the frame, or the instruction changed (the reply is void)."""
-        return self.replies > replies_before or self.instructions > instructions_before
+    def reply_answered(self, replies_before: int) -> bool:
+        """A reply arrived since the frame was published."""
+        return self.replies > replies_before
 
     def tick_timed_out(self) -> None:
         """No twist for this tick in time: run without the controller until its next twist."""

@@ -34,7 +34,7 @@ from .world import BASE_FRAME, PHYSICS_HZ, SimWorld
 TICK_SUBSTEPS = 5  # physics steps per tick: 48 ticks per simulated second
 TICKS_PER_S = PHYSICS_HZ / TICK_SUBSTEPS
 MAX_CATCH_UP_TICKS = 12
-SETTLE_S = 0.5  # lockstep: simulated time after a reset with the arm still and no camera frames
+SETTLE_S = 1.0  # lockstep: simulated time after a reset with the arm still and no camera frames
 CLOCK_REPEAT_S = 0.5  # lockstep: while waiting, /clock is repeated this often (wall clock)
 
 
@@ -158,6 +158,7 @@ def _make_node():
             self.rejected_twists = 0
             self.stale_twists = 0
             self._ticks = 0
+            self.episodes = -1  # resets applied (the first is the start)
             self._pending_reset: int | None = None
             self._settle_ticks = 0
             self._reset(seed)
@@ -228,7 +229,6 @@ def _make_node():
             self.actions += 1
 
         def _on_instruction(self, msg) -> None:
-            self.gate.on_instruction()
             self._set_task(msg.data)
 
         def _on_reset(self, msg) -> None:
@@ -250,6 +250,7 @@ def _make_node():
         def _reset(self, seed: int) -> None:
             self.world.reset(seed)
             self.seed = seed
+            self.episodes += 1
             self.actions = 0
             self._twist = (np.zeros(3), np.zeros(3))
             self._twist_until: int | None = None
@@ -298,11 +299,11 @@ def _make_node():
                     self._ticks += 1
                 elif self.world.time >= self._next_frame - 1e-9:
                     expect = self.gate.expects_reply(bool(self.instruction))
-                    replies, instructions = self.gate.replies, self.gate.instructions
+                    replies = self.gate.replies
                     self._next_frame = self.world.time + 1.0 / self.camera_rate
                     self._publish_frame()
                     if expect and not self._wait(executor, stop,
-                                                 lambda: self.gate.reply_answered(replies, instructions)):
+                                                 lambda: self.gate.reply_answered(replies)):
                         self.gate.reply_timed_out()
                         self.get_logger().warning(
                             f"lockstep: no reply on the reply topic to the frame at t={now * 1e-9:.3f} s within "
@@ -366,7 +367,7 @@ def _make_node():
             joints.header.stamp = stamp
             joints.name, joints.position, joints.velocity = list(names), positions.tolist(), velocities.tolist()
             self.pub_joints.publish(joints)
-            status = {"seed": self.seed, "time": round(self.world.time, 3), "instruction": None,
+            status = {"seed": self.seed, "episode": self.episodes, "time": round(self.world.time, 3), "instruction": None,
                       "distance": None, "success": None, "ee_position": [round(float(v), 4) for v in position],
                       "gripper": self._gripper, "actions": self.actions, "rejected_twists": self.rejected_twists,
                       "stale_twists": self.stale_twists, "lockstep": self.lockstep,
