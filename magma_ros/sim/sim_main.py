@@ -72,37 +72,42 @@ class _StopRequest:
 
 def main(argv: list[str] | None = None) -> int:
     """Run the simulator node until Ctrl-C or SIGTERM (exit 0)."""
-    import rclpy
-    from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
-    from rclpy.signals import SignalHandlerOptions
-
-    from ..ros.script_help import parameter_help, wants_help
-
-    argv = list(argv) if argv is not None else sys.argv
-    if wants_help(argv):
-        print(parameter_help("magma_sim", (__doc__ or "").strip(), SIM_PARAMETERS,
-                             "magma_sim --ros-args -p seed:=3 -p instruction:='reach the red cube'"))
-        return 0
     stop = _StopRequest()
     signal.signal(signal.SIGINT, stop)
     signal.signal(signal.SIGTERM, stop)
     node = None
     try:
+        import rclpy
+        from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
+        from rclpy.signals import SignalHandlerOptions
+
+        from ..ros.script_help import parameter_help, wants_help
+
+        argv = list(argv) if argv is not None else sys.argv
+        if wants_help(argv):
+            print(parameter_help("magma_sim", (__doc__ or "").strip(), SIM_PARAMETERS,
+                                 "magma_sim --ros-args -p seed:=3 -p instruction:='reach the red cube'"))
+            return 0
         rclpy.init(args=argv, signal_handler_options=SignalHandlerOptions.NO)
         node = _make_node()
         executor = SingleThreadedExecutor()
         executor.add_node(node)
         stop.interrupt = False  # from here on a signal only ends the loop
         node.run(executor, lambda: stop.requested)
-    except (KeyboardInterrupt, ExternalShutdownException):
+    except KeyboardInterrupt:
         pass
+    except Exception as exc:  # noqa: BLE001 - rclpy's ExternalShutdownException ends the loop like a signal
+        if type(exc).__name__ != "ExternalShutdownException":
+            raise
     finally:
         stop.interrupt = False  # never interrupt the shutdown itself
         if node is not None:
             node.close()
             node.destroy_node()
-        if rclpy.ok():
-            rclpy.try_shutdown()
+        if "rclpy" in sys.modules and sys.modules["rclpy"].ok():
+            sys.modules["rclpy"].try_shutdown()
+        for signum in (signal.SIGINT, signal.SIGTERM):  # a late signal must not kill the exit
+            signal.signal(signum, signal.SIG_IGN)
     return 0
 
 
