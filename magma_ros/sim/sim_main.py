@@ -231,7 +231,8 @@ def _make_node():
 
         def _on_reply(self, msg) -> None:
             self.gate.on_reply()
-            self.actions += 1
+            if not self._settle_ticks:  # a late answer to a frame from before the reset is not this episode's
+                self.actions += 1
 
         def _on_instruction(self, msg) -> None:
             self._set_task(msg.data)
