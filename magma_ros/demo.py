@@ -85,6 +85,10 @@ def main(argv: list[str] | None = None) -> int:
                "episodes": [log.summary() for log in logs], "successes": sum(log.success for log in logs)}
     (args.out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
     ok = all(log.success for log in logs)
+    stalls = sum(log.lockstep_timeouts for log in logs)
+    if stalls:
+        print(f"demo: warning: the simulator stopped waiting for magma_node {stalls} time(s) "
+              "(lockstep_timeout_s); this run may not be reproducible (see magma_sim.log)", file=sys.stderr)
     print(f"{'SUCCESS' if ok else 'FAILURE'}: {summary['successes']}/{len(logs)} episodes reached the target; "
           f"report: {', '.join(sorted(p.name for p in args.out.glob('*.png')))} and summary.json in {args.out}/",
           flush=True)

@@ -12,6 +12,8 @@ import time
 import numpy as np
 import pytest
 
+from node_support import NodeProcess
+
 DEADLINE_S = 60.0
 REPLY_TOPIC = "/sim_probe/reply"
 TICK_S = 5 / 240  # magma_sim's tick
@@ -91,25 +93,18 @@ class SimProbe:
 @pytest.fixture(scope="module")
 def sim(console_script, tmp_path_factory):
     """magma_sim in lockstep with the probe; a silent probe is given up on after 2 s."""
-    log = tmp_path_factory.mktemp("sim") / "magma_sim.log"
-    with open(log, "w") as out:
-        proc = subprocess.Popen([console_script("magma_sim"), "--ros-args", "-p", "seed:=4",
-                                 "-p", "instruction:=reach the blue cube", "-p", "lockstep:=true",
-                                 "-p", "lockstep_timeout_s:=2.0", "-p", f"reply_topic:={REPLY_TOPIC}",
-                                 "-p", "camera_rate_hz:=5.0"], stdout=out, stderr=subprocess.STDOUT)
+    proc = NodeProcess(console_script("magma_sim"), "magma_sim", {
+        "seed": 4, "instruction": "reach the blue cube", "lockstep": True, "lockstep_timeout_s": 2.0,
+        "reply_topic": REPLY_TOPIC, "camera_rate_hz": 5.0}, tmp_path_factory.mktemp("sim"))
     probe = SimProbe()
     try:
         probe.spin_until(lambda: {"status", "image", "pose", "joints"} <= set(probe.latest),
-                         what=f"magma_sim topics; log:\n{log.read_text() if log.exists() else ''}")
+                         what=f"magma_sim topics; log:\n{proc.output()}")
         yield probe
     finally:
         probe.close()
-        proc.send_signal(signal.SIGINT)
-        try:
-            assert proc.wait(DEADLINE_S) == 0, log.read_text()
-        finally:
-            if proc.poll() is None:
-                proc.kill()
+        code = proc.stop()
+        assert code == 0, proc.output()
 
 
 def test_sim_publishes_camera_pose_joints_and_status(sim):
