@@ -35,6 +35,7 @@ def main(args: Sequence[str] | None = None) -> int:
         return 0
     # Our own signal handling: the context must stay valid long enough to publish a final zero twist.
     signal.signal(signal.SIGTERM, _interrupt)
+    signal.signal(signal.SIGINT, _interrupt)  # also when started with SIGINT ignored (a shell's background job)
     configure_process()
     try:
         rclpy.init(args=argv, signal_handler_options=SignalHandlerOptions.NO)
