@@ -325,6 +325,9 @@ def _make_node():
                 if free_since is None:  # no controller on our clock: real time until it shows up
                     free_since = (time.monotonic(), self._ticks)
                 due = free_since[0] + (self._ticks - free_since[1]) * tick
+                if time.monotonic() - due > MAX_CATCH_UP_TICKS * tick:  # behind: drop the debt, never sprint
+                    free_since = (time.monotonic(), self._ticks)
+                executor.spin_once(timeout_sec=0.0)  # inputs are served even when running behind
                 while not stop() and not self.gate.engaged and time.monotonic() < due:
                     executor.spin_once(timeout_sec=max(0.0, min(0.05, due - time.monotonic())))
 
