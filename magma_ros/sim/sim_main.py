@@ -78,7 +78,7 @@ def main(argv: list[str] | None = None) -> int:
     node = None
     try:
         import rclpy
-        from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
+        from rclpy.executors import SingleThreadedExecutor
         from rclpy.signals import SignalHandlerOptions
 
         from ..ros.script_help import parameter_help, wants_help
