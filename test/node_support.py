@@ -249,6 +249,17 @@ class Probe:
         return wait_until(lambda: next((m for _, m in self.twists.since(start) if not is_zero(m)), None), timeout,
                           what="a non-zero twist")
 
+    def wait_steady_motion(self, timeout: float = 20.0, since: float | None = None):
+        """A non-zero twist equal to the one before it (past the acceleration ramp at the start of
+        a hold), arrived from now (or from ``since``, monotonic)."""
+        start = time.monotonic() if since is None else since
+
+        def steady():
+            moving = [m for _, m in self.twists.since(start) if not is_zero(m)]
+            return next((b for a, b in zip(moving, moving[1:]) if np.allclose(twist_values(a), twist_values(b))),
+                        None)
+        return wait_until(steady, timeout, what="two equal non-zero twists in a row")
+
     def wait_twists(self, count: int, since: float, timeout: float = 20.0) -> list:
         """The first ``count`` twists that arrived since ``since`` (monotonic), once they have."""
         items = wait_until(lambda: [m for _, m in self.twists.since(since)][:count] if

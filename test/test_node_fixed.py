@@ -40,8 +40,8 @@ def test_fixed_action_becomes_twist_with_frame_stamp_and_gripper(fixed):
         fixed.wait_state("active")
         fixed.wait_motion()
         t0, now = time.monotonic(), time.time()
-        # the first moving command after now (the very first may be ramped by the acceleration limit)
-        msg = fixed.wait_motion(since=t0)
+        # a moving command after now (the first of each hold may be ramped by the acceleration limit)
+        msg = fixed.wait_steady_motion(since=t0)
         window = fixed.wait_twists(20, since=t0)
         # stamps are fresh: commands stamped after this moment keep coming
         wait_until(lambda: any(stamp_s(m) >= now for _, m in fixed.twists.since(t0)), what="a twist stamped now")

@@ -56,7 +56,7 @@ def test_disabled_at_start_runs_the_model_but_never_moves(streaming):
     assert not node.grippers.items, "no gripper command while disabled"
     reply = node.enable(True)
     assert reply.success and "enabled" in reply.message
-    msg = node.wait_motion()  # no ramp: the acceleration limit is 100 m/s^2
+    msg = node.wait_steady_motion()
     assert np.allclose(twist_values(msg)[:3], np.array(MOVE_ACTION[:3]) / PERIOD)
     assert np.allclose(twist_values(msg)[3:], [0.0, 0.0, MOVE_ACTION[5] / PERIOD])
     assert node.grippers.last().data == 1.0
@@ -149,7 +149,8 @@ def test_workspace_limit_with_end_effector_pose(streaming):
     moving = wait_until(lambda: (lambda v: v if len(v) >= 10 else None)(
         [twist_values(m) for _, m in node.twists.since(t1) if not is_zero(m)]), what="ten more moving commands")
     assert all(v[2] <= limit for v in moving), moving[:3]
-    assert np.allclose(moving[-1][:2], np.array(MOVE_ACTION[:2]) / PERIOD)
+    # x and y untouched (once past the acceleration ramp at the start of a hold)
+    assert any(np.allclose(v[:2], np.array(MOVE_ACTION[:2]) / PERIOD) for v in moving), moving
     node.pose_position = INSIDE
 
 
