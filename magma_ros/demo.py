@@ -1,6 +1,7 @@
 """``make demo``: the whole main job in simulation, headless.
 
-Starts the PyBullet arm (``magma_sim``) and ``magma_node`` (enabled) as ROS 2 processes, sends each
+Starts the PyBullet arm (``magma_sim``) and ``magma_node`` (enabled) as ROS 2 processes, in lockstep on
+simulated time unless --real-time is given (same seeds, same outcome, however busy the CPU), sends each
 instruction in turn (a new seeded scene for each), prints progress (step, distance to the target, safety state) and SUCCESS or FAILURE,
 and writes a report to ``out/demo/``: a strip of camera frames with the commanded motion
 (frames_seed<N>.png), a plot of the commanded twist, gripper and distance over time
@@ -29,15 +30,22 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=3, help="scene seed of the first episode; the next ones "
                         "count up (default: %(default)s)")
     parser.add_argument("--episodes", type=int, default=1, help="episodes per instruction (default: 1)")
-    parser.add_argument("--timeout", type=float, default=30.0, help="seconds per episode before FAILURE (default: 30)")
+    parser.add_argument("--timeout", type=float, default=30.0,
+                        help="simulated seconds per episode before FAILURE (default: 30)")
+    parser.add_argument("--real-time", action="store_true",
+                        help="run the simulator in real time instead of in lockstep with magma_node (for watching; "
+                        "the outcome then depends on the CPU)")
     parser.add_argument("--out", type=Path, default=Path("out/demo"), help="report directory (default: out/demo)")
     args = parser.parse_args(argv)
     if args.episodes < 1:
         parser.error("--episodes must be >= 1")
+    if not args.timeout > 0:
+        parser.error("--timeout must be > 0")
     os.environ.setdefault("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")
     os.environ.setdefault("ROS_DOMAIN_ID", str(random.SystemRandom().randint(1, 101)))
     os.environ.setdefault("AMENT_PREFIX_PATH", sys.prefix)
 
+    from .actions.profiles import load_profile
     from .sim.demo_runner import run_episodes
     from .sim.report import command_plot, frame_strip
     from .sim.tasks import INSTRUCTIONS, TaskError, parse_instruction
@@ -55,11 +63,13 @@ def main(argv: list[str] | None = None) -> int:
     except RuntimeError as exc:
         print(f"demo: error: {exc}", file=sys.stderr)
         return 2
-    print(f"magma_ros demo: backend {backend_label}; ROS_DOMAIN_ID={os.environ['ROS_DOMAIN_ID']}; report in {args.out}/",
-          flush=True)
+    mode = "real time" if args.real_time else "lockstep on simulated time"
+    print(f"magma_ros demo: backend {backend_label}; {mode}; ROS_DOMAIN_ID={os.environ['ROS_DOMAIN_ID']}; "
+          f"report in {args.out}/", flush=True)
     plan = [(args.seed + i, text) for i, text in enumerate(t for t in instructions for _ in range(args.episodes))]
     try:
-        logs = run_episodes(args.out, plan, params, episode_timeout=args.timeout,
+        logs = run_episodes(args.out, plan, params, episode_timeout=args.timeout, lockstep=not args.real_time,
+                            control_rate_hz=load_profile(params["robot"]).control_rate_hz,
                             progress=lambda line: print(line, flush=True))
     except RuntimeError as exc:
         print(f"demo: FAILURE: {exc}", file=sys.stderr)
@@ -71,10 +81,14 @@ def main(argv: list[str] | None = None) -> int:
         if log.frames:
             frame_strip(log.frames, args.out / f"frames_seed{log.seed}.png", config)
         command_plot(log.commands, log.gripper, log.distance, args.out / f"commands_seed{log.seed}.png", title)
-    summary = {"backend": backend_label, "episodes": [log.summary() for log in logs],
-               "successes": sum(log.success for log in logs)}
+    summary = {"backend": backend_label, "lockstep": not args.real_time,
+               "episodes": [log.summary() for log in logs], "successes": sum(log.success for log in logs)}
     (args.out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
     ok = all(log.success for log in logs)
+    stalls = sum(log.lockstep_timeouts for log in logs)
+    if stalls:
+        print(f"demo: warning: the simulator stopped waiting for magma_node {stalls} time(s) "
+              "(lockstep_timeout_s); this run may not be reproducible (see magma_sim.log)", file=sys.stderr)
     print(f"{'SUCCESS' if ok else 'FAILURE'}: {summary['successes']}/{len(logs)} episodes reached the target; "
           f"report: {', '.join(sorted(p.name for p in args.out.glob('*.png')))} and summary.json in {args.out}/",
           flush=True)

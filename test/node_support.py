@@ -146,6 +146,11 @@ def is_zero(msg) -> bool:
     return not any(twist_values(msg))
 
 
+def stamp_s(msg) -> float:
+    """A message's header stamp in seconds."""
+    return msg.header.stamp.sec + 1e-9 * msg.header.stamp.nanosec
+
+
 class Probe:
     """Publishes camera images, instructions, e-stops and poses to one node; records its outputs."""
 
@@ -238,22 +243,55 @@ class Probe:
         return wait_until(lambda: self.state() if self.state().get("state") == state else None, timeout,
                           what=f"diagnostics state {state!r} (last: {self.state()})")
 
-    def wait_motion(self, timeout: float = 20.0):
-        start = time.monotonic()
+    def wait_motion(self, timeout: float = 20.0, since: float | None = None):
+        """The first non-zero twist that arrives from now (or from ``since``, monotonic)."""
+        start = time.monotonic() if since is None else since
         return wait_until(lambda: next((m for _, m in self.twists.since(start) if not is_zero(m)), None), timeout,
                           what="a non-zero twist")
 
+    def wait_steady_motion(self, timeout: float = 20.0, since: float | None = None):
+        """A non-zero twist equal to the one before it (past the acceleration ramp at the start of
+        a hold), arrived from now (or from ``since``, monotonic)."""
+        start = time.monotonic() if since is None else since
+
+        def steady():
+            moving = [m for _, m in self.twists.since(start) if not is_zero(m)]
+            return next((b for a, b in zip(moving, moving[1:]) if np.allclose(twist_values(a), twist_values(b))),
+                        None)
+        return wait_until(steady, timeout, what="two equal non-zero twists in a row")
+
+    def wait_twists(self, count: int, since: float, timeout: float = 20.0) -> list:
+        """The first ``count`` twists that arrived since ``since`` (monotonic), once they have."""
+        items = wait_until(lambda: [m for _, m in self.twists.since(since)][:count] if
+                           len(self.twists.since(since)) >= count else None, timeout, what=f"{count} twists")
+        return items
+
+    def wait_actions(self, count: int, timeout: float = 20.0) -> list[float]:
+        """Arrival times of the next ``count`` messages on ~/action."""
+        seen = len(self.actions.items)
+        wait_until(lambda: len(self.actions.items) >= seen + count, timeout, what=f"{count} more actions")
+        return [t for t, _ in list(self.actions.items)[seen:seen + count]]
+
     def wait_stop(self, timeout: float = 20.0, run: int = 5) -> float:
         """Wait until ``run`` consecutive zero twists arrived; returns the first one's arrival time."""
+        return self.wait_stop_message(timeout, run)[0]
+
+    def wait_stop_message(self, timeout: float = 20.0, run: int = 5) -> tuple[float, Any]:
+        """Like ``wait_stop``; returns the first zero twist's arrival time and message."""
         start = time.monotonic()
 
         def stopped():
             items = self.twists.since(start)
             for i in range(len(items) - run + 1):
                 if all(is_zero(m) for _, m in items[i:i + run]):
-                    return items[i][0]
+                    return items[i]
             return None
         return wait_until(stopped, timeout, what=f"{run} consecutive zero twists")
+
+    def assert_still(self, since: float, count: int = 10) -> None:
+        """The next ``count`` twists after ``since`` (monotonic) are all explicit zeros."""
+        window = self.wait_twists(count, since)
+        assert all(is_zero(m) for m in window), [twist_values(m) for m in window]
 
     # services
     def call(self, srv_type, name: str, request, timeout: float = 20.0):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import statistics
-import time
+import threading
 
 import numpy as np
 import pytest
@@ -129,9 +129,10 @@ def test_closing_a_stream_early_stops_generation_and_frees_the_runner(policy):
     runner = policy.runner
     stream = runner.generate_text(IMAGES[1], [{"role": "user", "content": "Describe."}], 400, 0.0, 1.0)
     next(stream)
-    start = time.monotonic()
-    stream.close()
-    assert time.monotonic() - start < 10
+    closer = threading.Thread(target=stream.close)
+    closer.start()
+    closer.join(60)  # generous: closing must not wait for the remaining ~400 tokens
+    assert not closer.is_alive()
     assert policy.predict(IMAGES[1], "wave").token_ids.shape == (7,)
 
 

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import threading
-import time
 
 import numpy as np
 
@@ -38,16 +37,20 @@ def test_runs_the_newest_frame_and_counts_the_dropped():
 
 
 def test_paces_inference_to_the_minimum_period():
+    """On an injected clock: a frame waits until 0.2 s (of that clock) after the last start."""
+    now = [0.0]
     starts = []
-    worker = InferenceWorker(lambda f: starts.append(time.monotonic()), lambda: 0.2, lambda e: None)
+    worker = InferenceWorker(lambda f: starts.append(now[0]), lambda: 0.2, lambda e: None, clock=lambda: now[0])
     worker.start()
     try:
-        for i in range(3):
-            worker.submit(frame(i))
-            wait_until(lambda: len(starts) == i + 1, 10)
+        worker.submit(frame(0))
+        wait_until(lambda: starts == [0.0], 10)
+        worker.submit(frame(1))
+        now[0] = 0.25
+        wait_until(lambda: len(starts) == 2, 10)
     finally:
         assert worker.stop()
-    assert min(np.diff(starts)) >= 0.2 - 1e-3
+    assert starts == [0.0, 0.25]
 
 
 def test_errors_are_reported_and_the_thread_carries_on():

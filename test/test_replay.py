@@ -70,8 +70,10 @@ def test_replay_through_the_node_then_eval(magma_node, tmp_path, console_script)
     assert [m.data for _, m in msgs["/magma/instruction"]] == ["put the block in bowl 0", "put the block in bowl 1"] * 2
     images = msgs["/camera/image_raw"]
     assert len(images) >= 0.8 * 2 * FRAMES  # best effort on localhost
+    # paced, not dumped at once: the receive stamps span at least most of the scaled recording time
+    # (only a lower bound: a busy machine can only stretch it; the achieved rate is bench/ material)
     span_s = (images[-1][0] - images[0][0]) / 1e9
-    assert 0.6 * 2 * (FRAMES - 1) / RATE_HZ / SPEED < span_s < 2 * (FRAMES - 1) / RATE_HZ / SPEED + 2.0
+    assert span_s > 0.6 * 2 * (FRAMES - 1) / RATE_HZ / SPEED
     # what the node published: the fixed action, its twist (after the acceleration ramp), the gripper
     actions = msgs["/magma_node/action"]
     assert len(actions) >= 5

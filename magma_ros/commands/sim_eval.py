@@ -1,5 +1,7 @@
 """Closed-loop evaluation in the PyBullet simulator: N seeded episodes per instruction with any
-policy backend, next to a scripted-expert and a zero-action baseline on the same seeds.
+policy backend, next to a scripted-expert and a zero-action baseline on the same seeds. World and
+policy run in one process in lockstep (each control step waits for the backend), so the results
+do not depend on how busy the machine is.
 
 Writes report.json and report.md (success rate, mean steps per instruction) to --out.
 

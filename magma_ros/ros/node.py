@@ -272,7 +272,6 @@ class MagmaNode(Node):
                 if version != self._instruction_version or self._closed:
                     return  # the instruction changed while the model ran
                 action = self.converter.action(prediction)
-                self.action_pub.publish(Float64MultiArray(data=[float(v) for v in action]))
                 twist, gripper = self.converter.command(action, self.supervisor.timing.control_period_s)
                 executed = self.supervisor.action_ok(twist, frame.epoch)
         except ValueError as exc:
@@ -284,6 +283,8 @@ class MagmaNode(Node):
             self.gripper_pub.publish(Float64(data=float(gripper)))
             self.stats.count("actions_executed")
             self.stats.overhead_s.append(self._now() - frame.arrived - inference)
+        # last: ~/action marks the end of this frame's turn (a lockstep simulator waits for it)
+        self.action_pub.publish(Float64MultiArray(data=[float(v) for v in action]))
 
     def _on_inference_error(self, exc: BaseException) -> None:
         self.report_internal_error("the inference thread", exc)

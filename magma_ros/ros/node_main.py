@@ -44,6 +44,7 @@ def main(args: Sequence[str] | None = None) -> int:
     # Until the node runs, SIGINT and SIGTERM raise KeyboardInterrupt (nothing was commanded yet).
     signal.signal(signal.SIGINT, _interrupt)
     signal.signal(signal.SIGTERM, _interrupt)
+    signal.signal(signal.SIGINT, _interrupt)  # also when started with SIGINT ignored (a shell's background job)
     configure_process()
     try:
         rclpy.init(args=argv, signal_handler_options=SignalHandlerOptions.NO)
