@@ -8,6 +8,7 @@ import subprocess
 import threading
 import time
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -41,6 +42,7 @@ def node_outputs():
         "extra": node.create_publisher(String, "/extra/note", qos),
     }
     stop = threading.Event()
+    published = {"notes": 0}
 
     def publish() -> None:
         i = 0
@@ -54,11 +56,12 @@ def node_outputs():
             pubs["diag"].publish(DiagnosticArray(status=[DiagnosticStatus(name="magma_node", message="ok")]))
             pubs["extra"].publish(String(data=f"note {i}"))
             i += 1
+            published["notes"] = i
             stop.wait(0.05)
 
     thread = threading.Thread(target=publish, daemon=True)
     thread.start()
-    yield
+    yield SimpleNamespace(note_publisher=pubs["extra"], published=published)
     stop.set()
     thread.join()
     node.destroy_node()
@@ -104,7 +107,13 @@ def test_sigint_leaves_a_complete_bag_with_extra_topics(node_outputs, tmp_path, 
         while not list(out.glob("*.db3")) and time.monotonic() < deadline:
             assert proc.poll() is None, proc.communicate()[1]
             time.sleep(0.2)
-        time.sleep(3.0)  # let messages arrive
+        # the recorder has subscribed to the note topic; then let twenty more notes go out to it
+        while node_outputs.note_publisher.get_subscription_count() < 1 and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert node_outputs.note_publisher.get_subscription_count() >= 1, "the recorder never subscribed /extra/note"
+        wanted = node_outputs.published["notes"] + 20
+        while node_outputs.published["notes"] < wanted and time.monotonic() < deadline:
+            time.sleep(0.1)
         proc.send_signal(signal.SIGINT)
         _, err = proc.communicate(timeout=60)
     finally:
