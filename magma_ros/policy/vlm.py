@@ -120,7 +120,7 @@ class VLMRunner:
                 check_image(image)
                 _check_temperature(temperature)
                 valid.append(i)
-            except (PolicyError, PolicyConfigError) as exc:
+            except (PolicyError, ValueError) as exc:  # check_image: ValueError; temperature: PolicyConfigError
                 results[i] = exc
         if self.decoder != "direct" or len(valid) == 1:
             for i in valid:
