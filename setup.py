@@ -48,6 +48,7 @@ setup(
         "eval": ["rosbags>=0.10", "matplotlib>=3.5"],
         "sim": ["pybullet>=3.2", "matplotlib>=3.5", "pillow>=9"],
         "compressed": ["opencv-python-headless>=4.5"],
+        "fleet": ["ray[serve]>=2.40"],  # magma-ros fleet: replicas on Ray Serve (with the serve and magma extras)
     },
     zip_safe=False,
     entry_points={

@@ -126,15 +126,16 @@ def build_app(args: argparse.Namespace) -> tuple[Any, Any]:
     return app, settings
 
 
-def check_args(args: argparse.Namespace) -> tuple[Any, Any]:
+def check_args(args: argparse.Namespace, read_token: bool = True) -> tuple[Any, Any]:
     """(``ServerSettings``, ``BackendConfig``) from serve's options, before anything is loaded;
-    ``UserError`` naming the option otherwise."""
+    ``UserError`` naming the option otherwise. ``read_token`` False skips reading the auth token
+    (a fleet's replicas read it where they run)."""
     from ..cli import UserError
     from ..policy.cli_options import backend_config_from_args
     from ..server.settings import ServerSettings, SettingsError
 
     token = None
-    if args.auth_token_env:
+    if args.auth_token_env and read_token:
         token = os.environ.get(args.auth_token_env, "")
         if not token:
             raise UserError(f"--auth-token-env: environment variable {args.auth_token_env} is unset or empty")
