@@ -2,7 +2,7 @@
 simulated robots, with batching off (--max-batch-size 1) and on, in the same run.
 
 Each simulated robot is a closed loop, as magma_node's openai backend: send an action request
-(its own camera image, its own X-Robot-Id), wait for the 7 action tokens, send the next. The
+(its own 128x96 JPEG camera frame, its own X-Robot-Id), wait for the 7 action tokens, send the next. The
 server runs the tiny native Magma checkpoint (test/tiny_magma.py) on CPU in its own process.
 Prints per robot count: throughput (actions/s), p50/p99 latency, the batched/unbatched ratio, and
 the target check (batched at 8 robots >= 3x the single-robot throughput with p50 <= 2x).
@@ -17,8 +17,6 @@ and peak bf16 throughput; see ``computed_gpu_table`` for the model.
 from __future__ import annotations
 
 import argparse
-import base64
-import io
 import os
 import subprocess
 import sys
@@ -31,6 +29,7 @@ import httpx
 import numpy as np
 
 REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))  # this checkout's magma_ros, for the client side too
 PROMPT = "What action should the robot take to pick up the red block?"
 
 # Magma-8B in bfloat16: the Llama-3-8B language model is read once per decode step.
@@ -44,18 +43,21 @@ PREFILL_EFFICIENCY = 0.5                       # fraction of peak bf16 FLOP/s re
 GPUS = {"RTX 4090": (1008, 165), "L40S": (864, 362), "A100 80GB SXM": (2039, 312), "H100 SXM": (3350, 989)}
 
 
-def png_data_url(seed: int) -> str:
-    from PIL import Image
+def camera_data_url(seed: int) -> str:
+    """A smooth synthetic 128x96 camera frame, JPEG-encoded as magma_node's openai backend sends it."""
+    from magma_ros.policy.openai_backend import jpeg_data_url
 
-    pixels = np.random.default_rng(seed).integers(0, 256, (96, 128, 3), dtype=np.uint8)
-    buffer = io.BytesIO()
-    Image.fromarray(pixels).save(buffer, "PNG")
-    return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode()
+    rng = np.random.default_rng(seed)
+    y, x = np.mgrid[0:96, 0:128]
+    cx, cy, r = rng.uniform(20, 108), rng.uniform(20, 76), rng.uniform(8, 20)
+    frame = np.stack([x * 2, y * 2 + seed * 10, np.full_like(x, 90)], axis=-1)
+    frame[(x - cx) ** 2 + (y - cy) ** 2 < r * r] = rng.integers(0, 256, 3)
+    return jpeg_data_url(np.clip(frame, 0, 255).astype(np.uint8), (128, 96))
 
 
 def action_body(seed: int) -> dict:
     return {"model": "tiny", "messages": [{"role": "user", "content": [
-        {"type": "image_url", "image_url": {"url": png_data_url(seed)}}, {"type": "text", "text": PROMPT}]}]}
+        {"type": "image_url", "image_url": {"url": camera_data_url(seed)}}, {"type": "text", "text": PROMPT}]}]}
 
 
 class Server:

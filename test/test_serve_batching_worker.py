@@ -68,13 +68,22 @@ def test_a_lone_job_runs_its_own_function(worker, recorder):
     assert recorder.batches == []
 
 
-def test_the_window_gathers_jobs_that_arrive_after_the_first(recorder):
+def test_the_window_waits_for_requests_being_prepared(recorder):
     w = ModelWorker(capacity=4, max_batch_size=2, batch_window_s=60.0, run_batch=recorder)
     try:
+        preparing = w.reserve()  # another request holds a slot while it decodes its image
         first = _batched(w, 1)
-        second = _batched(w, 2)  # within the (long) window: the batch is full, so it runs at once
+        second = w.submit(lambda job: "alone", preparing, batch_item=2)  # the batch is full: it runs at once
         assert (first.future.result(30), second.future.result(30)) == (10, 20)
         assert recorder.batches == [[1, 2]]
+    finally:
+        w.close(10)
+
+
+def test_a_lone_request_does_not_wait_for_the_window(recorder):
+    w = ModelWorker(capacity=4, max_batch_size=8, batch_window_s=3600.0, run_batch=recorder)
+    try:
+        assert _batched(w, 1).future.result(30) == ("alone", 1)  # would take an hour if it waited
     finally:
         w.close(10)
 

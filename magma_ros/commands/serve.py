@@ -63,8 +63,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                      help="action requests decoded together in one batch; 1 turns batching off "
                           f"(default: {d.max_batch_size})")
     sec.add_argument("--batch-window-ms", type=float, default=d.batch_window_ms,
-                     help="how long the first action request of a batch waits for others to join it; no wait "
-                          f"once --max-batch-size requests are waiting (default: {d.batch_window_ms:g})")
+                     help="how long the first action request of a batch waits for others to join it, when "
+                          "others are in flight (being prepared, or the last batch had several); no wait once "
+                          f"--max-batch-size requests are waiting (default: {d.batch_window_ms:g})")
     sec.add_argument("--timeout-s", type=float, default=d.timeout_s,
                      help=f"per-request limit from arrival to answer, else 504 (default: {d.timeout_s:g})")
     sec.add_argument("--max-tokens-limit", type=int, default=d.max_tokens_limit,

@@ -8,8 +8,9 @@ A cancelled job (client gone) leaves the queue at once; a job whose deadline pas
 is dropped without running (``JobExpired``); a running job sees ``Job.stopped`` and stops early.
 
 Dynamic batching (``max_batch_size`` > 1 and a ``run_batch`` function): a job submitted with a
-``batch_item`` waits up to ``batch_window_s`` after its arrival for more such jobs, then all of
-them that are waiting (at most ``max_batch_size``) run together in one ``run_batch`` call. Members
+``batch_item`` waits up to ``batch_window_s`` after its arrival for more such jobs (only while
+other requests hold reservations or the previous batch had several members), then all of them
+that are waiting (at most ``max_batch_size``) run together in one ``run_batch`` call. Members
 cancelled or expired before the batch starts are dropped from it without touching the others; a
 member cancelled while its batch runs has its result discarded. Up to ``max_batch_size`` requests
 may run while ``capacity`` wait.
@@ -80,6 +81,7 @@ class ModelWorker:
         self._queue: collections.deque[Job] = collections.deque()
         self._cond = threading.Condition()
         self._running: list[Job] = []
+        self._last_batch = 0
         self._reserved = 0
         self._closed = False
         self._service_time_s = 1.0  # moving average, for Retry-After
@@ -173,6 +175,7 @@ class ModelWorker:
                     return
                 jobs = self._next_jobs_locked()
                 self._running = jobs
+                self._last_batch = len(jobs)
             if not jobs:
                 continue
             start = time.monotonic()
@@ -191,7 +194,10 @@ class ModelWorker:
         jobs are settled here and left out."""
         first = self._queue[0]
         if first.batch_item is not None and self.max_batch_size > 1:
-            while not self._closed and self._batchable_locked() < self.max_batch_size:
+            # Wait for company only when more requests are likely: some are being prepared, or the
+            # last batch had several. A lone robot is not slowed down by the window.
+            while (not self._closed and self._batchable_locked() < self.max_batch_size
+                   and (self._reserved > 0 or self._last_batch > 1)):
                 left = first.submitted + self.batch_window_s - time.monotonic()
                 if left <= 0 or first not in self._queue:
                     break
