@@ -17,6 +17,7 @@ COMMANDS: dict[str, str] = {
     "record": "record",
     "replay": "replay",
     "serve": "serve",
+    "fleet": "fleet",
 }
 
 

@@ -131,7 +131,7 @@ def test_request_format_and_action_ids(server, make_policy, profile):
 def test_bearer_token_comes_from_the_named_environment_variable(server, monkeypatch, llama3_tokenizer_path, profile):
     monkeypatch.setenv("MAGMA_TEST_TOKEN", "s3cret-token")
     config = BackendConfig(backend="openai", endpoint_url=server.url, api_key_env="MAGMA_TEST_TOKEN",
-                           tokenizer=str(llama3_tokenizer_path), temperature=0.5)
+                           tokenizer=str(llama3_tokenizer_path), temperature=0.5, robot_id="lab/arm-2")
     policy = create_policy(config, profile)
     try:
         assert isinstance(policy, Policy)
@@ -140,6 +140,13 @@ def test_bearer_token_comes_from_the_named_environment_variable(server, monkeypa
         policy.close()
     assert server.requests[0]["headers"]["Authorization"] == "Bearer s3cret-token"
     assert server.requests[0]["body"]["temperature"] == 0.5
+    assert server.requests[0]["headers"]["X-Robot-Id"] == "lab/arm-2" and server.requests[0]["body"]["user"] == "lab/arm-2"
+
+
+@pytest.mark.parametrize("robot_id", ["arm 1", "x" * 129, "arm\n1"])
+def test_invalid_robot_id_is_a_config_error(robot_id):
+    with pytest.raises(PolicyConfigError, match="robot_id: 1 to 128 characters"):
+        BackendConfig(backend="openai", robot_id=robot_id)
 
 
 def test_unset_token_variable_is_a_config_error(server, monkeypatch, llama3_tokenizer_path, profile):

@@ -124,6 +124,13 @@ FAILURES = {
     "serve --max-text-chars 0": (["serve", "--no-model", "--max-text-chars", "0"], "max_text_chars: must be >= 1"),
     "serve --max-image-pixels 0": (["serve", "--no-model", "--max-image-pixels", "0"],
                                    "max_image_pixels: must be >= 1"),
+    "serve --max-batch-size 0": (["serve", "--no-model", "--max-batch-size", "0"], "max_batch_size: must be in 1..256"),
+    "serve --batch-window-ms -1": (["serve", "--no-model", "--batch-window-ms", "-1"],
+                                   "batch_window_ms: must be in 0..1000"),
+    "serve --batch-window-ms nan": (["serve", "--no-model", "--batch-window-ms", "nan"],
+                                    "batch_window_ms: must be in 0..1000"),
+    "serve --robot-id 'a b'": (["serve", "--no-model", "--robot-id", "a b"], "robot_id: 1 to 128 characters"),
+    "fleet missing file": (["fleet", "{root}/no_such_fleet.yaml", "--check"], "no_such_fleet.yaml: cannot read"),
 }
 
 

@@ -5,15 +5,18 @@ endpoints:
                               a robot prompt with an image answers 7 action tokens
   POST /v1/action-tokens      {"text", "robot_type" | "normalization_stats"} -> {"x", ..., "gripper"}
   GET  /v1/models             the served model
-  GET  /health                model loaded, queue depth (no auth)
+  GET  /v1/stats              per-robot requests, errors, 503s and latency (X-Robot-Id header or 'user')
+  GET  /health                model loaded, queue depth, running batch (no auth)
 
 examples:
   magma-ros serve --model microsoft/Magma-8B --device cuda --port 8000
   MAGMA_TOKEN=s3cret magma-ros serve --model /models/Magma-8B --auth-token-env MAGMA_TOKEN --host 0.0.0.0
   magma-ros serve --no-model --tokenizer /models/Magma-8B/tokenizer.json   # decoding only
 
-One server runs one model in one worker thread (run one server per GPU). When --queue-depth
-requests are already waiting, new ones get 503 with Retry-After. Every request's cost is bounded
+One server runs one model in one worker thread (run one server per GPU; 'magma-ros fleet' runs
+replicas on Ray Serve). Action requests arriving within --batch-window-ms of each other are decoded
+together, up to --max-batch-size at once. When --queue-depth requests are already waiting, new
+ones get 503 with Retry-After. Every request's cost is bounded
 before model work starts: body size, JSON depth, text length, prompt tokens against the model's
 context, image pixels; a request's --timeout-s deadline drops it if it is still waiting and stops
 its generation if it is running.
@@ -24,6 +27,7 @@ import argparse
 import logging
 import os
 from pathlib import Path
+from typing import Any
 
 HELP = "serve the model over an OpenAI-compatible HTTP API with /v1/action-tokens"
 
@@ -55,6 +59,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                      help=f"largest request body accepted, else 413 (default: {d.max_body_bytes})")
     sec.add_argument("--queue-depth", type=int, default=d.queue_depth,
                      help=f"requests that may wait for the model; more get 503 + Retry-After (default: {d.queue_depth})")
+    sec.add_argument("--max-batch-size", type=int, default=d.max_batch_size,
+                     help="action requests decoded together in one batch; 1 turns batching off "
+                          f"(default: {d.max_batch_size})")
+    sec.add_argument("--batch-window-ms", type=float, default=d.batch_window_ms,
+                     help="how long the first action request of a batch waits for others to join it, when "
+                          "others are in flight (being prepared, or the last batch had several); no wait once "
+                          f"--max-batch-size requests are waiting (default: {d.batch_window_ms:g})")
     sec.add_argument("--timeout-s", type=float, default=d.timeout_s,
                      help=f"per-request limit from arrival to answer, else 504 (default: {d.timeout_s:g})")
     sec.add_argument("--max-tokens-limit", type=int, default=d.max_tokens_limit,
@@ -81,16 +92,51 @@ def run(args: argparse.Namespace) -> int:
     """Load the model (unless --no-model) and serve until interrupted."""
     import uvicorn
 
+    logging.basicConfig(level=args.log_level.upper(), format="%(message)s")
+    app, settings = build_app(args)
+    uvicorn.run(app, host=settings.host, port=settings.port, access_log=False, log_level=args.log_level,
+                timeout_graceful_shutdown=5)
+    return 0
+
+
+def build_app(args: argparse.Namespace) -> tuple[Any, Any]:
+    """(the FastAPI app with its model loaded, its ``ServerSettings``) from serve's options;
+    ``magma-ros fleet`` builds each Ray Serve replica with it."""
     from ..actions import TextTokenizer
     from ..cli import UserError
-    from ..policy.cli_options import backend_config_from_args
     from ..server.app import create_app
     from ..server.decoding import ActionTokenService
+
+    settings, config = check_args(args)
+    text_tokenizer = TextTokenizer(_tokenizer_file(config.tokenizer or config.model, config.revision))
+    runner = None
+    if not args.no_model:
+        from ..policy.vlm import VLMRunner
+
+        runner = VLMRunner.load(config)
+        if runner.vocab_size != text_tokenizer.base_vocab_size:
+            runner.close()
+            raise UserError(f"--tokenizer {text_tokenizer.path}: base vocabulary {text_tokenizer.base_vocab_size} "
+                            f"does not match the model's {runner.vocab_size}")
+    actions = ActionTokenService(text_tokenizer, runner.vocab_size if runner else text_tokenizer.base_vocab_size)
+    app = create_app(settings, actions, runner)
+    logging.getLogger("magma_ros.server").info(
+        "magma-ros serve: %s on http://%s:%d (auth %s, batches of up to %d)",
+        "no model" if runner is None else settings.served_model_name, settings.host, settings.port,
+        "on" if settings.auth_token else "off", settings.max_batch_size)
+    return app, settings
+
+
+def check_args(args: argparse.Namespace, read_token: bool = True) -> tuple[Any, Any]:
+    """(``ServerSettings``, ``BackendConfig``) from serve's options, before anything is loaded;
+    ``UserError`` naming the option otherwise. ``read_token`` False skips reading the auth token
+    (a fleet's replicas read it where they run)."""
+    from ..cli import UserError
+    from ..policy.cli_options import backend_config_from_args
     from ..server.settings import ServerSettings, SettingsError
 
-    logging.basicConfig(level=args.log_level.upper(), format="%(message)s")
     token = None
-    if args.auth_token_env:
+    if args.auth_token_env and read_token:
         token = os.environ.get(args.auth_token_env, "")
         if not token:
             raise UserError(f"--auth-token-env: environment variable {args.auth_token_env} is unset or empty")
@@ -105,30 +151,14 @@ def run(args: argparse.Namespace) -> int:
             allowed_image_hosts=tuple(args.allow_image_host), image_fetch_max_bytes=args.image_fetch_max_bytes,
             image_fetch_timeout_s=args.image_fetch_timeout_s, action_prompts=tuple(args.action_prompt),
             max_text_chars=args.max_text_chars, max_json_depth=args.max_json_depth,
-            max_image_pixels=args.max_image_pixels,
+            max_image_pixels=args.max_image_pixels, max_batch_size=args.max_batch_size,
+            batch_window_ms=args.batch_window_ms,
         )
     except SettingsError as exc:
         raise UserError(str(exc)) from None
     if args.no_model and not config.tokenizer:
         raise UserError("--no-model needs --tokenizer (a tokenizer.json or model directory)")
-    text_tokenizer = TextTokenizer(_tokenizer_file(config.tokenizer or config.model, config.revision))
-    runner = None
-    if not args.no_model:
-        from ..policy.vlm import VLMRunner
-
-        runner = VLMRunner.load(config)
-        if runner.vocab_size != text_tokenizer.base_vocab_size:
-            runner.close()
-            raise UserError(f"--tokenizer {text_tokenizer.path}: base vocabulary {text_tokenizer.base_vocab_size} "
-                            f"does not match the model's {runner.vocab_size}")
-    actions = ActionTokenService(text_tokenizer, runner.vocab_size if runner else text_tokenizer.base_vocab_size)
-    app = create_app(settings, actions, runner)
-    logging.getLogger("magma_ros.server").info(
-        "magma-ros serve: %s on http://%s:%d (auth %s)", "no model" if runner is None else settings.served_model_name,
-        settings.host, settings.port, "on" if token else "off")
-    uvicorn.run(app, host=settings.host, port=settings.port, access_log=False, log_level=args.log_level,
-                timeout_graceful_shutdown=5)
-    return 0
+    return settings, config
 
 
 def _tokenizer_file(source: str, revision: str) -> Path:

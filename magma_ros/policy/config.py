@@ -2,12 +2,14 @@
 from __future__ import annotations
 
 import math
+import re
 from dataclasses import dataclass, fields
 from typing import Any
 
 from .base import PolicyConfigError
 
 BACKEND_NAMES = ("magma", "openai", "fixed", "demo")
+_ROBOT_ID = re.compile(r"[A-Za-z0-9_./:@-]{1,128}")  # what magma-ros serve accepts in X-Robot-Id
 
 
 @dataclass(frozen=True)
@@ -39,6 +41,9 @@ BACKEND_OPTIONS: tuple[OptionSpec, ...] = (
     OptionSpec("tokenizer", str, "", "tokenizer.json or model directory used to turn action text into ids (openai)"),
     OptionSpec("temperature", float, 0.0, "sampling temperature; 0 = greedy"),
     OptionSpec("request_timeout_s", float, 10.0, "per-request timeout for remote backends (s)"),
+    OptionSpec("robot_id", str, "",
+               "this robot's name sent to the endpoint (openai) as X-Robot-Id and user, for its logs and per-robot "
+               "metrics; empty = magma_node's fully qualified name (none from CLIs)"),
     OptionSpec("fixed_action", list, [], "constant 7-DoF action in robot units for the fixed backend"),
 )
 
@@ -59,6 +64,7 @@ class BackendConfig:
     tokenizer: str = ""
     temperature: float = 0.0
     request_timeout_s: float = 10.0
+    robot_id: str = ""
     fixed_action: tuple[float, ...] = ()
 
     def __post_init__(self) -> None:
@@ -76,6 +82,9 @@ class BackendConfig:
             raise PolicyConfigError(f"temperature: must be >= 0, got {self.temperature!r}")
         if not math.isfinite(self.request_timeout_s) or self.request_timeout_s <= 0:
             raise PolicyConfigError(f"request_timeout_s: must be > 0, got {self.request_timeout_s!r}")
+        if self.robot_id and not _ROBOT_ID.fullmatch(self.robot_id):
+            raise PolicyConfigError(f"robot_id: 1 to 128 characters of letters, digits and _ . / : @ -, "
+                                    f"got {self.robot_id[:40]!r}")
         action = tuple(float(v) for v in self.fixed_action)
         if any(not math.isfinite(v) for v in action):
             raise PolicyConfigError(f"fixed_action: values must be finite, got {list(action)}")

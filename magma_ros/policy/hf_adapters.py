@@ -24,10 +24,12 @@ MAGMA_IMAGE_WITH_MARKERS = "<image_start><image><image_end>"
 
 @dataclass
 class CachedState:
-    """KV cache and attention mask between decoding steps of a transformers model."""
+    """KV cache, attention mask and each row's last position between decoding steps of a
+    transformers model."""
 
     cache: Any
     attention_mask: Any
+    last_position: Any
 
 
 class ModelAdapter(ABC):
@@ -86,6 +88,10 @@ class ModelAdapter(ABC):
     def inputs(self, image: Any, prompt: str) -> dict[str, Any]:
         """Model keyword arguments (tensors on the model's device) for one image (or None) + prompt."""
 
+    def batch_inputs(self, samples: list[tuple[Any, str]]) -> dict[str, Any]:
+        """Model keyword arguments for several (image, prompt) samples, prompts left-padded."""
+        raise NotImplementedError(f"{type(self).__name__} has no batched inputs")
+
     def _to_device(self, batch: Any) -> dict[str, Any]:
         out = {}
         for key, value in dict(batch).items():
@@ -131,16 +137,31 @@ class LlavaAdapter(ModelAdapter):
         batch = self.processor(images=image, text=prompt, return_tensors="pt")
         return self._to_device(batch)
 
+    def batch_inputs(self, samples: list[tuple[Any, str]]) -> dict[str, Any]:
+        tokenizer = self.processor.tokenizer
+        side = tokenizer.padding_side
+        tokenizer.padding_side = "left"
+        try:
+            batch = self.processor(images=[image for image, _ in samples], text=[text for _, text in samples],
+                                   padding=True, return_tensors="pt")
+        finally:
+            tokenizer.padding_side = side
+        return self._to_device(batch)
+
     def prefill(self, inputs: dict[str, Any]) -> tuple[Any, CachedState]:
-        out = self.model(**inputs, use_cache=True, return_dict=True, **_keep_last_logits_kwarg(self.model))
-        return out.logits[:, -1], CachedState(_output_cache(out), inputs["attention_mask"])
+        # Positions count real tokens only, so a left-padded row sees the positions it has alone.
+        positions = _positions(inputs["attention_mask"])
+        out = self.model(**inputs, position_ids=positions, use_cache=True, return_dict=True,
+                         **_keep_last_logits_kwarg(self.model))
+        return out.logits[:, -1], CachedState(_output_cache(out), inputs["attention_mask"], positions[:, -1:])
 
     def step(self, tokens: Any, state: CachedState) -> Any:
         import torch
 
         state.attention_mask = torch.cat([state.attention_mask, state.attention_mask.new_ones(tokens.shape)], dim=1)
-        out = self.model(input_ids=tokens, attention_mask=state.attention_mask, use_cache=True, return_dict=True,
-                         **{_cache_kwarg(self.model): state.cache})
+        state.last_position = state.last_position + 1
+        out = self.model(input_ids=tokens, attention_mask=state.attention_mask, position_ids=state.last_position,
+                         use_cache=True, return_dict=True, **{_cache_kwarg(self.model): state.cache})
         state.cache = _output_cache(out)
         return out.logits[:, -1]
 
@@ -179,6 +200,26 @@ class MagmaNativeAdapter(ModelAdapter):
             out["image_sizes"] = torch.tensor([[list(grid)]], device=self.device)
         return out
 
+    def batch_inputs(self, samples: list[tuple[Any, str]]) -> dict[str, Any]:
+        import torch
+
+        rows = [self.inputs(image, text) for image, text in samples]
+        if any("pixel_values" not in row for row in rows):
+            raise PolicyConfigError("batched inputs: every sample needs an image")
+        length = max(row["input_ids"].shape[1] for row in rows)
+        pad = self.tokenizer.pad_token_id or 0
+        ids = torch.full((len(rows), length), pad, dtype=rows[0]["input_ids"].dtype, device=self.device)
+        mask = torch.zeros((len(rows), length), dtype=rows[0]["attention_mask"].dtype, device=self.device)
+        crops = max(row["pixel_values"].shape[1] for row in rows)
+        pixels = rows[0]["pixel_values"].new_zeros((len(rows), crops, *rows[0]["pixel_values"].shape[2:]))
+        for b, row in enumerate(rows):
+            n = row["input_ids"].shape[1]
+            ids[b, length - n:] = row["input_ids"][0]
+            mask[b, length - n:] = row["attention_mask"][0]
+            pixels[b, : row["pixel_values"].shape[1]] = row["pixel_values"][0]
+        return {"input_ids": ids, "attention_mask": mask, "pixel_values": pixels,
+                "image_sizes": torch.cat([row["image_sizes"] for row in rows])}
+
     def generate_call(self, inputs: dict[str, Any]) -> tuple[Any, dict[str, Any], int]:
         """``generate`` of the Llama part on the merged prompt embeddings (its output holds only new tokens)."""
         embeds, mask, _ = self.model.embed(**inputs)
@@ -189,6 +230,11 @@ class MagmaNativeAdapter(ModelAdapter):
 
     def step(self, tokens: Any, state: Any) -> Any:
         return self.model.step(tokens, state)
+
+
+def _positions(attention_mask: Any) -> Any:
+    """Position ids (B, T) counting only attended tokens (padding gets position 1)."""
+    return (attention_mask.long().cumsum(-1) - 1).masked_fill(attention_mask == 0, 1)
 
 
 def _keep_last_logits_kwarg(model: Any) -> dict[str, int]:

@@ -39,7 +39,8 @@ class OpenAIPolicy:
     into action tokens by its bytes (``text_ids_to_action_ids``)."""
 
     def __init__(self, endpoint_url: str, model: str, profile: RobotProfile, text_tokenizer: TextTokenizer,
-                 api_key: str | None = None, temperature: float = 0.0, timeout_s: float = 10.0) -> None:
+                 api_key: str | None = None, temperature: float = 0.0, timeout_s: float = 10.0,
+                 robot_id: str = "") -> None:
         self.url = chat_url(endpoint_url)
         self.model = model
         self.profile = profile
@@ -47,7 +48,10 @@ class OpenAIPolicy:
         self.vocab_size = text_tokenizer.base_vocab_size
         self.action_tokenizer = ActionTokenizer(self.vocab_size)
         self.temperature = float(temperature)
+        self.robot_id = robot_id
         headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
+        if robot_id:
+            headers["X-Robot-Id"] = robot_id  # the server's access log and per-robot metrics name this robot
         self._client = httpx.Client(headers=headers, timeout=httpx.Timeout(timeout_s))
         self._timeout_s = timeout_s
 
@@ -71,8 +75,9 @@ class OpenAIPolicy:
         return Prediction(token_ids=ids, text=text, timings={"inference": t2 - t0, "encode": t1 - t0, "request": t2 - t1})
 
     def request_body(self, image: np.ndarray, instruction: str) -> dict[str, Any]:
-        """The JSON body: system message, then a user message with the prompt text and the JPEG image."""
-        return {
+        """The JSON body: system message, then a user message with the prompt text and the JPEG image
+        (and ``user``: the robot's id, when set)."""
+        body = {
             "model": self.model,
             "messages": [
                 {"role": "system", "content": MAGMA_SYSTEM_PROMPT},
@@ -84,6 +89,9 @@ class OpenAIPolicy:
             "temperature": self.temperature,
             "stream": False,
         }
+        if self.robot_id:
+            body["user"] = self.robot_id
+        return body
 
     def close(self) -> None:
         """Close the connection pool."""
@@ -198,4 +206,4 @@ def create(config: BackendConfig, profile: RobotProfile) -> OpenAIPolicy:
         raise PolicyConfigError(f"tokenizer: {text_tokenizer.path} has a base vocabulary of "
                                 f"{text_tokenizer.base_vocab_size}, too small to hold the action ids")
     return OpenAIPolicy(config.endpoint_url, config.model, profile, text_tokenizer, api_key=api_key,
-                        temperature=config.temperature, timeout_s=config.request_timeout_s)
+                        temperature=config.temperature, timeout_s=config.request_timeout_s, robot_id=config.robot_id)

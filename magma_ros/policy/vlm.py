@@ -9,7 +9,7 @@ import math
 import re
 import threading
 import time
-from typing import Any, Iterator
+from typing import Any, Iterator, Sequence
 
 import numpy as np
 
@@ -94,27 +94,69 @@ class VLMRunner:
         """7 action token ids, constrained decoding (exactly 7 new tokens, each an action id)."""
         check_image(image)
         _check_temperature(temperature)
+        t0 = time.perf_counter()
+        inputs = self.adapter.inputs(_to_pil(image), self._action_prompt(prompt))
+        t1 = time.perf_counter()
+        if self.decoder == "direct":
+            new = self._run_decode(self._decode_direct, inputs, [temperature])[0]
+        else:
+            new = self._run_decode(self._decode_generate, inputs, temperature)
+        self._check_action_ids(new)
+        self.last_timings = {"preprocess": t1 - t0, "generate": time.perf_counter() - t1}
+        return new
+
+    def action_ids_batch(self, requests: Sequence[tuple[np.ndarray, str, float]]) -> list[np.ndarray | Exception]:
+        """7 action ids for each (image, prompt, temperature), decoded together: one left-padded
+        prefill and 7 batched constrained steps (greedy rows give the ids ``action_ids`` gives).
+
+        Per request, either its ids or the exception for it (a bad image or temperature fails
+        only its own request). A model failure raises ``PolicyError`` for the whole batch.
+        Runtimes without the KV-cached loop (Magma's remote code) decode the requests in turn.
+        """
+        results: list[np.ndarray | Exception | None] = [None] * len(requests)
+        valid: list[int] = []
+        for i, (image, _, temperature) in enumerate(requests):
+            try:
+                check_image(image)
+                _check_temperature(temperature)
+                valid.append(i)
+            except (PolicyError, ValueError) as exc:  # check_image: ValueError; temperature: PolicyConfigError
+                results[i] = exc
+        if self.decoder != "direct" or len(valid) == 1:
+            for i in valid:
+                results[i] = self.action_ids(*requests[i])
+            return results  # type: ignore[return-value]
+        if valid:
+            t0 = time.perf_counter()
+            inputs = self.adapter.batch_inputs([(_to_pil(requests[i][0]), self._action_prompt(requests[i][1]))
+                                                for i in valid])
+            t1 = time.perf_counter()
+            ids = self._run_decode(self._decode_direct, inputs, [requests[i][2] for i in valid])
+            for row, i in enumerate(valid):
+                self._check_action_ids(ids[row])
+                results[i] = ids[row]
+            self.last_timings = {"preprocess": t1 - t0, "generate": time.perf_counter() - t1, "batch": len(valid)}
+        return results  # type: ignore[return-value]
+
+    def _action_prompt(self, prompt: str) -> str:
+        return self.adapter.prompt([{"role": "user", "content": prompt}], with_image=True)
+
+    def _run_decode(self, decode: Any, inputs: dict[str, Any], temperature: Any) -> np.ndarray:
         import torch
 
-        t0 = time.perf_counter()
-        text = self.adapter.prompt([{"role": "user", "content": prompt}], with_image=True)
-        inputs = self.adapter.inputs(_to_pil(image), text)
-        t1 = time.perf_counter()
-        decode = self._decode_direct if self.decoder == "direct" else self._decode_generate
         with self._lock, torch.inference_mode():
             self._check_open()
             try:
-                new = decode(inputs, temperature)
+                return decode(inputs, temperature)
             except Exception as exc:  # any model failure is a backend error the caller acts on
                 raise PolicyError(f"model {self.model_name}: generation failed: "
                                   f"{type(exc).__name__}: {_one_line(exc)}") from exc
-        t2 = time.perf_counter()
+
+    def _check_action_ids(self, new: np.ndarray) -> None:
         lo, hi = self._action_only.lo, self._action_only.hi
         if new.shape != (ACTION_DIM,) or not np.all((new >= lo) & (new < hi)):
             raise PolicyError(f"model {self.model_name}: constrained decoding returned {new.tolist()}, "
                               f"expected {ACTION_DIM} ids in {lo}..{hi - 1}")
-        self.last_timings = {"preprocess": t1 - t0, "generate": t2 - t1}
-        return new
 
     def _decode_generate(self, inputs: dict[str, Any], temperature: float) -> np.ndarray:
         """``generate`` for exactly 7 tokens with the action-only logits processor."""
@@ -126,26 +168,29 @@ class VLMRunner:
                               pad_token_id=self._pad_id(), **_sampling(temperature, 1.0))
         return out[0, skip:].detach().cpu().numpy().astype(np.int64)
 
-    def _decode_direct(self, inputs: dict[str, Any], temperature: float) -> np.ndarray:
+    def _decode_direct(self, inputs: dict[str, Any], temperatures: Sequence[float]) -> np.ndarray:
         """The same 7 constrained steps as a plain KV-cached loop: one prefill (last position's
         logits only), then one step per token, picking within the action ids' logits slice.
-        Works per row, so a left-padded batch decodes the same way."""
+        Works per row (one temperature per row; 0 = greedy), so a left-padded batch decodes each
+        row as it would alone. Returns (rows, 7) ids."""
         import torch
 
         lo, hi = self._action_only.lo, self._action_only.hi
         logits, state = self.adapter.prefill(inputs)
+        temps = torch.tensor(temperatures, dtype=torch.float32, device=logits.device).unsqueeze(1)
+        sampled = temps[:, 0] > 0
         ids = []
         for step in range(ACTION_DIM):
             scores = logits[:, lo:hi].float()
-            if temperature == 0.0:
-                pick = scores.argmax(dim=-1, keepdim=True)
-            else:
-                pick = torch.multinomial(torch.softmax(scores / temperature, dim=-1), 1)
+            pick = scores.argmax(dim=-1, keepdim=True)
+            if bool(sampled.any()):
+                probs = torch.softmax(scores[sampled] / temps[sampled], dim=-1)
+                pick[sampled] = torch.multinomial(probs, 1)
             token = pick + lo
             ids.append(token)
             if step + 1 < ACTION_DIM:
                 logits = self.adapter.step(token, state)
-        return torch.cat(ids, dim=1)[0].cpu().numpy().astype(np.int64)
+        return torch.cat(ids, dim=1).cpu().numpy().astype(np.int64)
 
     def generate_text(self, image: np.ndarray | None, messages: list[dict], max_new_tokens: int,
                       temperature: float, top_p: float) -> Iterator[str]:

@@ -13,6 +13,7 @@ import math
 import threading
 import time
 import traceback
+from dataclasses import replace
 from typing import Any, Callable, TypeVar
 
 from geometry_msgs.msg import PoseStamped, TwistStamped
@@ -76,7 +77,11 @@ class MagmaNode(Node):
         self.settings = build_settings(declare_parameters(self))
         self.profile = self.settings.profile
         self._owns_policy = policy is None
-        self.policy = create_policy(self.settings.backend_config(), self.profile) if policy is None else policy
+        if policy is None:  # a remote endpoint knows this robot by its node name unless robot_id says otherwise
+            config = self.settings.backend_config()
+            config = replace(config, robot_id=config.robot_id or self.get_fully_qualified_name())
+            policy = create_policy(config, self.profile)
+        self.policy = policy
         self.converter = ActionConverter(self.profile, self.policy.vocab_size)
         self._convert_lock = threading.Lock()
         self._publish_lock = threading.Lock()

@@ -18,10 +18,12 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from ..policy.base import PolicyConfigError, PolicyError
 from .access_log import AccessLogMiddleware
 from .auth import BearerAuth
-from .chat import ActionPromptMatcher, ChatLimits, ChatPreparer, ChatResult, ModelRunner, ResponseBuilder, chat_job
+from .chat import (ActionItem, ActionPromptMatcher, ChatLimits, ChatPreparer, ChatResult, ModelRunner,
+                   ResponseBuilder, action_batch_runner, chat_job)
 from .decoding import ActionTokenService
 from .errors import ApiError
 from .images import ImageLoader
+from .robots import RobotMetrics, check_robot_id
 from .schemas import ActionTokensRequest, ChatCompletionRequest, describe_validation_error
 from .settings import ServerSettings
 from .worker import Job, JobExpired, ModelWorker, QueueFullError
@@ -43,7 +45,8 @@ def create_app(settings: ServerSettings, actions: ActionTokenService, runner: Mo
     if runner is not None and not runner.max_context_tokens > 0:
         raise PolicyError(f"model {runner.model_name}: its context length is unknown (max_context_tokens "
                           f"{runner.max_context_tokens!r}), so prompts cannot be bounded")
-    worker = ModelWorker(settings.queue_depth) if runner is not None else None
+    worker = _model_worker(settings, actions, runner) if runner is not None else None
+    metrics = RobotMetrics()
     auth = BearerAuth(settings.auth_token)
     # One large body parsed at a time: json.loads holds the GIL, so parallel parses would add up
     # to a long pause of the event loop.
@@ -62,7 +65,7 @@ def create_app(settings: ServerSettings, actions: ActionTokenService, runner: Mo
             runner.close()
 
     app = FastAPI(title="magma-ros serve", lifespan=lifespan, docs_url=None, redoc_url=None, openapi_url=None)
-    app.add_middleware(AccessLogMiddleware)
+    app.add_middleware(AccessLogMiddleware, metrics=metrics)
 
     @app.exception_handler(ApiError)
     async def api_error(request: Request, exc: ApiError) -> JSONResponse:
@@ -86,7 +89,12 @@ def create_app(settings: ServerSettings, actions: ActionTokenService, runner: Mo
         return {"status": "ok", "model_loaded": runner is not None,
                 "model": settings.served_model_name if runner is not None else None,
                 "queue_depth": worker.depth if worker else 0, "queue_capacity": settings.queue_depth,
-                "busy": worker.busy if worker else False}
+                "busy": worker.busy if worker else False, "running": worker.running if worker else 0,
+                "max_batch_size": worker.max_batch_size if worker else 1}
+
+    @app.get("/v1/stats", dependencies=[Depends(require_auth)])
+    async def stats() -> dict[str, Any]:
+        return {"object": "stats", "robots": metrics.snapshot()}
 
     @app.get("/v1/models", dependencies=[Depends(require_auth)])
     async def models() -> dict[str, Any]:
@@ -112,6 +120,11 @@ def create_app(settings: ServerSettings, actions: ActionTokenService, runner: Mo
         raw = await _read_body(request, settings.max_body_bytes)
         async with parse_slot if len(raw) > INLINE_BODY_BYTES else contextlib.nullcontext():
             body = await anyio.to_thread.run_sync(_validate, raw, ChatCompletionRequest, settings.max_json_depth)
+        if body.user is not None and getattr(request.state, "robot_id", None) is None:
+            problem = check_robot_id(body.user, "user")
+            if problem is not None:
+                raise ApiError(422, problem, param="user")
+            request.state.robot_id = body.user
         try:
             slot = worker.reserve()  # before decoding images: memory is bounded by the queue, not the clients
         except QueueFullError as exc:
@@ -120,8 +133,9 @@ def create_app(settings: ServerSettings, actions: ActionTokenService, runner: Mo
         try:
             chat = await preparer.prepare(body)
             events = _JobEvents(asyncio.get_running_loop())
-            job = worker.submit(chat_job(chat, runner, actions, events.piece if body.stream else _ignore), slot,
-                                deadline)
+            emit = events.piece if body.stream else _ignore
+            item = ActionItem(chat, emit) if chat.action_prompt is not None else None
+            job = worker.submit(chat_job(chat, runner, actions, emit), slot, deadline, batch_item=item)
         finally:
             worker.release(slot)  # a no-op once submit used it
         builder = ResponseBuilder(settings.served_model_name)
@@ -140,6 +154,14 @@ def create_app(settings: ServerSettings, actions: ActionTokenService, runner: Mo
                                  media_type="text/event-stream", headers={"Cache-Control": "no-cache"})
 
     return app
+
+
+def _model_worker(settings: ServerSettings, actions: ActionTokenService, runner: ModelRunner) -> ModelWorker:
+    """The worker; it batches action requests when allowed and the runner decodes batches."""
+    batched = settings.max_batch_size > 1 and callable(getattr(runner, "action_ids_batch", None))
+    return ModelWorker(settings.queue_depth, max_batch_size=settings.max_batch_size,
+                       batch_window_s=settings.batch_window_ms / 1000.0,
+                       run_batch=action_batch_runner(runner, actions) if batched else None)
 
 
 async def _read_body(request: Request, limit: int) -> bytes:

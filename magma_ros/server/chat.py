@@ -38,6 +38,9 @@ class ModelRunner(Protocol):
 
     def action_ids(self, image: Any, prompt: str, temperature: float) -> Sequence[int]: ...
 
+    # Optional: ``action_ids_batch(requests: list of (image, prompt, temperature))`` -> ids or an
+    # exception per request; the server batches action requests when the runner has it.
+
     def generate_text(self, image: Any, messages: list[dict], max_new_tokens: int, temperature: float,
                       top_p: float) -> Iterator[str]: ...
 
@@ -171,21 +174,21 @@ class ChatPreparer:
         return total
 
 
+@dataclass
+class ActionItem:
+    """An action request's part in a batch: its chat and where its text goes."""
+
+    chat: PreparedChat
+    emit: Callable[[str], None]
+
+
 def chat_job(chat: PreparedChat, runner: ModelRunner, actions: ActionTokenService,
              emit: Callable[[str], None]) -> Callable[[Job], ChatResult]:
     """The worker-thread function for ``chat``; ``emit`` receives each piece of text."""
 
     def run_action(job: Job) -> ChatResult:
-        ids = np.asarray(runner.action_ids(chat.image, chat.action_prompt, chat.temperature), dtype=np.int64)
-        if ids.shape != (ACTION_DIM,) or not actions.tokenizer.is_action_id(ids).all():
-            raise PolicyError(f"model runtime returned {ids.tolist()}, not {ACTION_DIM} action token ids")
-        text = actions.ids_to_text(ids)
-        if not np.array_equal(actions.text_tokenizer.encode(text), ids):
-            LOG.warning("action ids %s decode to text that re-tokenizes differently; clients that decode the text "
-                        "will reject it (the reply's action_token_ids are exact)", ids.tolist())
-        emit(text)
-        return ChatResult(text=text, finish_reason="stop", prompt_tokens=runner.count_tokens(chat.action_prompt),
-                          completion_tokens=int(ids.size), action_ids=ids.tolist())
+        ids = runner.action_ids(chat.image, chat.action_prompt, chat.temperature)
+        return _action_result(ids, chat, runner, actions, emit)
 
     def run_text(job: Job) -> ChatResult:
         pieces = []
@@ -205,6 +208,42 @@ def chat_job(chat: PreparedChat, runner: ModelRunner, actions: ActionTokenServic
                           prompt_tokens=prompt, completion_tokens=min(counted, chat.max_new_tokens))
 
     return run_action if chat.action_prompt is not None else run_text
+
+
+def action_batch_runner(runner: ModelRunner, actions: ActionTokenService) -> Callable[[list[Job]], list[Any]]:
+    """The worker's ``run_batch`` for action jobs (``Job.batch_item`` an ``ActionItem``): one batched
+    decode through ``runner.action_ids_batch``, then each member's result or its own error."""
+
+    def run(jobs: list[Job]) -> list[Any]:
+        items: list[ActionItem] = [job.batch_item for job in jobs]
+        ids = runner.action_ids_batch([(i.chat.image, i.chat.action_prompt, i.chat.temperature) for i in items])
+        out: list[Any] = []
+        for item, row in zip(items, ids):
+            if isinstance(row, BaseException):
+                out.append(row)
+                continue
+            try:
+                out.append(_action_result(row, item.chat, runner, actions, item.emit))
+            except PolicyError as exc:
+                out.append(exc)
+        return out
+
+    return run
+
+
+def _action_result(ids: Any, chat: PreparedChat, runner: ModelRunner, actions: ActionTokenService,
+                   emit: Callable[[str], None]) -> ChatResult:
+    """The answer to an action request from the runtime's ids (checked: 7 action ids)."""
+    ids = np.asarray(ids, dtype=np.int64)
+    if ids.shape != (ACTION_DIM,) or not actions.tokenizer.is_action_id(ids).all():
+        raise PolicyError(f"model runtime returned {ids.tolist()}, not {ACTION_DIM} action token ids")
+    text = actions.ids_to_text(ids)
+    if not np.array_equal(actions.text_tokenizer.encode(text), ids):
+        LOG.warning("action ids %s decode to text that re-tokenizes differently; clients that decode the text "
+                    "will reject it (the reply's action_token_ids are exact)", ids.tolist())
+    emit(text)
+    return ChatResult(text=text, finish_reason="stop", prompt_tokens=runner.count_tokens(chat.action_prompt),
+                      completion_tokens=int(ids.size), action_ids=ids.tolist())
 
 
 class ResponseBuilder:

@@ -52,6 +52,7 @@ class ChatCompletionRequest(_Lenient):
     n: int = Field(default=1, ge=1, le=1)
     stream: StrictBool = False
     stream_options: StreamOptions | None = None
+    user: str | None = None  # the robot's identity when no X-Robot-Id header is sent
 
 
 class StatsBody(BaseModel):

@@ -28,6 +28,8 @@ class ServerSettings:
     max_text_chars: int = 65536            # characters of message text per chat request, checked before tokenizing
     max_json_depth: int = 32               # nesting levels of a request body
     action_prompts: tuple[str, ...] = ()   # templates with {instruction} marking action requests; empty = built-in profiles'
+    max_batch_size: int = 8                # action requests decoded together; 1 = no batching
+    batch_window_ms: float = 5.0           # how long the first action request waits for others to join its batch
 
     def __post_init__(self) -> None:
         if not 0 < self.port < 65536:
@@ -40,6 +42,10 @@ class ServerSettings:
                      "max_text_chars", "max_json_depth"):
             if getattr(self, name) < 1:
                 raise SettingsError(f"{name}: must be >= 1, got {getattr(self, name)}")
+        if not 1 <= self.max_batch_size <= 256:
+            raise SettingsError(f"max_batch_size: must be in 1..256 (1 = no batching), got {self.max_batch_size}")
+        if not math.isfinite(self.batch_window_ms) or not 0 <= self.batch_window_ms <= 1000:
+            raise SettingsError(f"batch_window_ms: must be in 0..1000, got {self.batch_window_ms}")
         if self.queue_depth < 1:
             raise SettingsError(f"queue_depth: must be >= 1 (0 would refuse every request), got {self.queue_depth}")
         for name in ("timeout_s", "image_fetch_timeout_s"):

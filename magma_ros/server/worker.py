@@ -6,6 +6,14 @@ clients get a 503 with Retry-After instead of unbounded latency. A request reser
 any costly preparation (image decoding), so memory is bounded by the queue, not by the clients.
 A cancelled job (client gone) leaves the queue at once; a job whose deadline passed while it waited
 is dropped without running (``JobExpired``); a running job sees ``Job.stopped`` and stops early.
+
+Dynamic batching (``max_batch_size`` > 1 and a ``run_batch`` function): a job submitted with a
+``batch_item`` waits up to ``batch_window_s`` after its arrival for more such jobs (only while
+other requests hold reservations or the previous batch had several members), then all of them
+that are waiting (at most ``max_batch_size``) run together in one ``run_batch`` call. Members
+cancelled or expired before the batch starts are dropped from it without touching the others; a
+member cancelled while its batch runs has its result discarded. Up to ``max_batch_size`` requests
+may run while ``capacity`` wait.
 """
 from __future__ import annotations
 
@@ -30,11 +38,14 @@ class JobExpired(RuntimeError):
 
 
 class Job:
-    """A unit of work for the worker: ``fn(job)`` runs in the worker thread, by ``deadline`` (monotonic s)."""
+    """A unit of work for the worker: ``fn(job)`` runs in the worker thread, by ``deadline`` (monotonic s);
+    a job with a ``batch_item`` may instead run in a batch (``run_batch``)."""
 
-    def __init__(self, fn: Callable[["Job"], Any], deadline: float = math.inf) -> None:
+    def __init__(self, fn: Callable[["Job"], Any], deadline: float = math.inf, batch_item: Any = None) -> None:
         self.fn = fn
         self.deadline = deadline
+        self.batch_item = batch_item
+        self.submitted = time.monotonic()
         self.future: concurrent.futures.Future = concurrent.futures.Future()
         self._cancelled = threading.Event()
 
@@ -51,15 +62,26 @@ class Reservation:
         self.held = True
 
 
-class ModelWorker:
-    """Runs submitted jobs one at a time in a single thread, with at most ``capacity`` waiting
-    (``capacity + 1`` while none runs)."""
+RunBatch = Callable[[list[Job]], list[Any]]  # one result (or exception instance) per job, in order
 
-    def __init__(self, capacity: int, name: str = "magma-model-worker") -> None:
+
+class ModelWorker:
+    """Runs submitted jobs (or batches of them) one at a time in a single thread, with at most
+    ``capacity`` requests waiting (``capacity + max_batch_size`` in all, running ones included)."""
+
+    def __init__(self, capacity: int, name: str = "magma-model-worker", max_batch_size: int = 1,
+                 batch_window_s: float = 0.0, run_batch: RunBatch | None = None) -> None:
+        if max_batch_size < 1 or not (math.isfinite(batch_window_s) and batch_window_s >= 0):
+            raise ValueError(f"max_batch_size must be >= 1 and batch_window_s >= 0, got {max_batch_size}, "
+                             f"{batch_window_s}")
         self.capacity = capacity
+        self.max_batch_size = max_batch_size if run_batch is not None else 1
+        self.batch_window_s = batch_window_s
+        self._run_batch = run_batch
         self._queue: collections.deque[Job] = collections.deque()
         self._cond = threading.Condition()
-        self._running: Job | None = None
+        self._running: list[Job] = []
+        self._last_batch = 0
         self._reserved = 0
         self._closed = False
         self._service_time_s = 1.0  # moving average, for Retry-After
@@ -76,7 +98,13 @@ class ModelWorker:
     def busy(self) -> bool:
         """True while a job runs."""
         with self._cond:
-            return self._running is not None
+            return bool(self._running)
+
+    @property
+    def running(self) -> int:
+        """Jobs running now (the size of the running batch)."""
+        with self._cond:
+            return len(self._running)
 
     def reserve(self) -> Reservation:
         """A queue slot for a job still being prepared; ``QueueFullError`` when none is free."""
@@ -93,9 +121,10 @@ class ModelWorker:
                 self._reserved -= 1
 
     def submit(self, fn: Callable[[Job], Any], reservation: Reservation | None = None,
-               deadline: float = math.inf) -> Job:
-        """Queue ``fn`` in the reserved slot (or a free one); ``QueueFullError`` when there is none."""
-        job = Job(fn, deadline)
+               deadline: float = math.inf, batch_item: Any = None) -> Job:
+        """Queue ``fn`` in the reserved slot (or a free one); ``QueueFullError`` when there is none.
+        A ``batch_item`` lets the job run in a batch (see the module docstring)."""
+        job = Job(fn, deadline, batch_item)
         with self._cond:
             if self._closed:
                 raise RuntimeError("model worker is closed")
@@ -109,10 +138,10 @@ class ModelWorker:
         return job
 
     def _check_room_locked(self) -> None:
-        # Counting the running job too: between one job's end and the next one's start the queue
+        # Counting the running jobs too: between one job's end and the next one's start the queue
         # still holds ``capacity`` jobs, yet a client whose answer just came back must get a slot.
-        in_system = len(self._queue) + self._reserved + (self._running is not None)
-        if in_system >= self.capacity + 1:
+        in_system = len(self._queue) + self._reserved + len(self._running)
+        if in_system >= self.capacity + self.max_batch_size:
             raise QueueFullError(max(1, math.ceil(self._service_time_s * in_system)))
 
     def cancel(self, job: Job) -> None:
@@ -144,24 +173,61 @@ class ModelWorker:
                     self._cond.wait()
                 if self._closed and not self._queue:
                     return
-                job = self._queue.popleft()
-                if not job.future.set_running_or_notify_cancel():
-                    continue
-                if time.monotonic() >= job.deadline:
-                    job.future.set_exception(JobExpired("the request's deadline passed while it waited"))
-                    continue
-                self._running = job
+                jobs = self._next_jobs_locked()
+                self._running = jobs
+                self._last_batch = len(jobs)
+            if not jobs:
+                continue
             start = time.monotonic()
-            result: Any = None
-            error: BaseException | None = None
-            try:
-                result = job.fn(job)
-            except BaseException as exc:  # delivered to the waiting request, which answers 500
-                error = exc
-            with self._cond:  # the slot is free before the requester hears of the result
-                self._running = None
+            outcomes = self._execute(jobs)
+            with self._cond:  # the slots are free before the requesters hear of their results
+                self._running = []
                 self._service_time_s = 0.8 * self._service_time_s + 0.2 * (time.monotonic() - start)
-            if error is None:
-                job.future.set_result(result)
-            else:
-                job.future.set_exception(error)
+            for job, (result, error) in zip(jobs, outcomes):
+                if error is None:
+                    job.future.set_result(result)
+                else:
+                    job.future.set_exception(error)
+
+    def _next_jobs_locked(self) -> list[Job]:
+        """The next job, or the next batch once its window has passed; cancelled and expired
+        jobs are settled here and left out."""
+        first = self._queue[0]
+        if first.batch_item is not None and self.max_batch_size > 1:
+            # Wait for company only when more requests are likely: some are being prepared, or the
+            # last batch had several. A lone robot is not slowed down by the window.
+            while (not self._closed and self._batchable_locked() < self.max_batch_size
+                   and (self._reserved > 0 or self._last_batch > 1)):
+                left = first.submitted + self.batch_window_s - time.monotonic()
+                if left <= 0 or first not in self._queue:
+                    break
+                self._cond.wait(left)
+            candidates = [job for job in self._queue if job.batch_item is not None][: self.max_batch_size]
+        else:
+            candidates = [first]
+        jobs = []
+        for job in candidates:
+            self._queue.remove(job)
+            if not job.future.set_running_or_notify_cancel():
+                continue
+            if time.monotonic() >= job.deadline:
+                job.future.set_exception(JobExpired("the request's deadline passed while it waited"))
+                continue
+            jobs.append(job)
+        return jobs
+
+    def _batchable_locked(self) -> int:
+        return sum(job.batch_item is not None for job in self._queue)
+
+    def _execute(self, jobs: list[Job]) -> list[tuple[Any, BaseException | None]]:
+        """(result, error) per job; an error of the whole batch goes to every member."""
+        try:
+            if len(jobs) == 1 or self._run_batch is None:
+                return [(jobs[0].fn(jobs[0]), None)]
+            results = self._run_batch(jobs)
+        except BaseException as exc:  # delivered to the waiting requests, which answer 500
+            return [(None, exc)] * len(jobs)
+        if len(results) != len(jobs):
+            error = RuntimeError(f"batch of {len(jobs)} jobs returned {len(results)} results")
+            return [(None, error)] * len(jobs)
+        return [(None, r) if isinstance(r, BaseException) else (r, None) for r in results]

@@ -1,0 +1,78 @@
+"""Serve the model from several replicas (GPUs, machines) on Ray Serve, behind one endpoint.
+
+Every replica runs what 'magma-ros serve' runs (the same OpenAI-compatible API, /v1/action-tokens,
+/v1/stats, /health, batching and limits); Ray Serve routes the requests and can add or remove
+replicas. The robot side does not change: point magma_node's openai backend at the fleet's URL.
+
+config file (YAML):
+  serve:        options of 'magma-ros serve' for every replica (model, device, max_batch_size, ...;
+                not host/port)
+  deployment:   Ray Serve deployment options: num_replicas (or 'auto'), autoscaling_config,
+                max_ongoing_requests (default: queue_depth + max_batch_size), max_queued_requests,
+                ray_actor_options (e.g. {num_gpus: 1}), health_check_period_s, ...
+  http:         host, port of the endpoint (default 127.0.0.1:8000)
+  ray:          address of a running cluster ('auto' on a cluster node); without one a local Ray
+                instance is started (num_cpus, num_gpus, node_ip_address, include_dashboard)
+
+examples:
+  magma-ros fleet config/fleet/multi_gpu_host.yaml
+  magma-ros fleet config/fleet/cluster.yaml --check      # validate the file only
+
+Needs the fleet extra: pip install 'magma_ros[fleet]' (ray[serve]).
+"""
+from __future__ import annotations
+
+import argparse
+import logging
+import signal
+import threading
+
+HELP = "serve the model from several replicas on Ray Serve behind one OpenAI-compatible endpoint"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Options of ``magma-ros fleet``."""
+    parser.add_argument("config", help="fleet configuration file (YAML; see above and config/fleet/)")
+    parser.add_argument("--check", action="store_true", help="validate the configuration and exit")
+    parser.add_argument("--log-level", default="info", choices=("debug", "info", "warning", "error"),
+                        help="log level of this command (default: info)")
+
+
+def parse_serve_args(argv: list[str]) -> argparse.Namespace:
+    """``magma-ros serve`` options as serve parses them (``FleetConfigError`` on bad ones)."""
+    from ..server.fleet_config import RaisingParser
+    from . import serve
+
+    parser = RaisingParser(prog="magma-ros serve", add_help=False)
+    serve.add_arguments(parser)
+    return parser.parse_args(argv)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Check the configuration, start the replicas, serve until SIGINT/SIGTERM."""
+    from ..cli import UserError
+    from ..server.fleet_config import FleetConfigError, load_fleet_config
+    from . import serve
+
+    logging.basicConfig(level=args.log_level.upper(), format="%(message)s")
+    try:
+        config = load_fleet_config(args.config, parse_serve_args)
+    except FleetConfigError as exc:
+        raise UserError(str(exc)) from None
+    try:
+        serve.check_args(parse_serve_args(list(config.serve_argv)), read_token=False)
+    except UserError as exc:
+        raise UserError(f"{args.config}: serve: {exc}") from None
+    if args.check:
+        print(f"{args.config}: ok ({config.deployment.get('num_replicas', 'autoscaling')} replica(s), "
+              f"http://{config.host}:{config.port})")
+        return 0
+    try:
+        from ..server.fleet import run_fleet
+    except ImportError as exc:
+        raise UserError(f"magma-ros fleet needs Ray Serve ({exc.name} is missing): pip install 'magma_ros[fleet]'") from None
+    stop = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stop.set())
+    run_fleet(config, stop, on_ready=lambda url: print(f"magma-ros fleet: serving on {url}", flush=True))
+    return 0

@@ -1,0 +1,69 @@
+"""``magma-ros serve`` replicas on Ray Serve: each replica loads the model and serves the same
+FastAPI app (OpenAI-compatible chat completions, /v1/action-tokens, /v1/stats, /health) behind
+one Ray Serve HTTP endpoint, with Ray Serve's own replica, autoscaling and routing options.
+
+Needs the ``fleet`` extra (``ray[serve]``); only ``magma-ros fleet`` imports this module.
+"""
+from __future__ import annotations
+
+import logging
+import threading
+from typing import Any, Callable
+
+from ray import serve
+
+from .fleet_config import FleetConfig
+
+APP_NAME = "magma"
+LOG = logging.getLogger("magma_ros.server.fleet")
+
+
+@serve.ingress()
+class MagmaReplica:
+    """One replica: the model and the server app, built from ``magma-ros serve`` options."""
+
+    def __init__(self, serve_argv: list[str]) -> None:
+        self._serve_argv = list(serve_argv)
+
+    def __serve_build_asgi_app__(self) -> Any:
+        from ..commands.serve import build_app
+        from ..commands.fleet import parse_serve_args
+
+        args = parse_serve_args(self._serve_argv)
+        logging.getLogger("magma_ros").setLevel(args.log_level.upper())
+        app, _ = build_app(args)
+        return app
+
+
+def build_application(config: FleetConfig) -> Any:
+    """The Ray Serve application (a bound deployment) for ``config``."""
+    deployment = serve.deployment(MagmaReplica, name=APP_NAME, **config.deployment)
+    return deployment.bind(list(config.serve_argv))
+
+
+def run_fleet(config: FleetConfig, stop: threading.Event, on_ready: Callable[[str], None] | None = None) -> None:
+    """Join (or start) Ray, deploy the replicas behind ``http://host:port``, wait for ``stop``,
+    then shut Serve and the Ray connection down (a Ray instance started here stops with it)."""
+    import ray
+
+    options = dict(config.ray)
+    address = options.pop("address", None)
+    if address:
+        ray.init(address=address, logging_level=logging.WARNING)
+    else:
+        ray.init(num_cpus=options.get("num_cpus"), num_gpus=options.get("num_gpus"),
+                 include_dashboard=bool(options.get("include_dashboard", False)),
+                 _node_ip_address=options.get("node_ip_address", "127.0.0.1"), logging_level=logging.WARNING)
+    try:
+        serve.start(http_options={"host": config.host, "port": config.port})
+        serve.run(build_application(config), name=APP_NAME, route_prefix="/", blocking=False)
+        url = f"http://{config.host}:{config.port}"
+        LOG.info("magma-ros fleet: %s replica(s) ready on %s", config.deployment.get("num_replicas", "auto"), url)
+        if on_ready is not None:
+            on_ready(url)
+        stop.wait()
+    finally:
+        try:
+            serve.shutdown()
+        finally:
+            ray.shutdown()

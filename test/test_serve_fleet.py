@@ -1,0 +1,166 @@
+"""``magma-ros fleet``: two CPU replicas of the tiny model on a local Ray Serve instance
+(127.0.0.1, no dashboard, no usage stats) answer the official ``openai`` client and
+/v1/action-tokens like ``magma-ros serve``, and SIGINT shuts Serve and Ray down cleanly.
+One fleet is started for the whole module; configuration errors are checked without Ray."""
+from __future__ import annotations
+
+import io
+import os
+import re
+import signal
+import subprocess
+from pathlib import Path
+
+import httpx
+import numpy as np
+import openai
+import pytest
+from PIL import Image
+from test_serve_support import free_port, png_bytes, png_data_url, tiny_model_dir, wait_until
+from tiny_vlm import BASE_VOCAB
+
+from magma_ros.actions import ActionTokenizer, TextTokenizer, text_ids_to_action_ids
+from magma_ros.policy.config import BackendConfig
+
+pytestmark = pytest.mark.slow
+ROBOT_PROMPT = "What action should the robot take to pick up the red block?"
+
+
+def _descendants(pid: int) -> set[int]:
+    """Every live process below ``pid`` (from /proc)."""
+    children: dict[int, list[int]] = {}
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                stat = Path(f"/proc/{entry}/stat").read_text()
+            except OSError:
+                continue
+            ppid = int(stat.rsplit(")", 1)[1].split()[1])
+            children.setdefault(ppid, []).append(int(entry))
+    found, todo = set(), [pid]
+    while todo:
+        for child in children.get(todo.pop(), []):
+            found.add(child)
+            todo.append(child)
+    return found
+
+
+def _alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state != "Z"
+
+
+@pytest.fixture(scope="module")
+def model_dir(tmp_path_factory) -> Path:
+    return tiny_model_dir(tmp_path_factory.mktemp("fleet_model"))
+
+
+@pytest.fixture(scope="module")
+def fleet(console_script, model_dir, tmp_path_factory):
+    pytest.importorskip("ray.serve", reason="ray[serve] is not installed (pip install 'magma_ros[fleet]')")
+    root = tmp_path_factory.mktemp("fleet")
+    port = free_port()
+    config = root / "fleet.yaml"
+    config.write_text(f"""
+serve:
+  model: {model_dir}
+  device: cpu
+  dtype: float32
+  served_model_name: tiny
+  max_batch_size: 4
+deployment:
+  num_replicas: 2
+  ray_actor_options: {{num_cpus: 1}}
+http: {{host: 127.0.0.1, port: {port}}}
+ray: {{num_cpus: 4, node_ip_address: 127.0.0.1, include_dashboard: false}}
+""")
+    log_path = root / "fleet.log"
+    env = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0", "RAY_DEDUP_LOGS": "0",
+           "RAY_TMPDIR": str(root), "OMP_NUM_THREADS": "1"}
+    with open(log_path, "w") as log:
+        proc = subprocess.Popen([console_script("magma-ros"), "fleet", str(config)], stdout=log,
+                                stderr=subprocess.STDOUT, env=env)
+    url = f"http://127.0.0.1:{port}"
+
+    def ready() -> bool:
+        if proc.poll() is not None:
+            raise AssertionError(f"magma-ros fleet exited with {proc.returncode}:\n{log_path.read_text()[-4000:]}")
+        return "magma-ros fleet: serving on" in log_path.read_text()
+
+    try:
+        wait_until(ready, 600, "magma-ros fleet did not become ready")
+        yield {"url": url, "proc": proc, "log": log_path}
+    finally:
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGINT)
+            try:
+                proc.wait(120)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait(30)
+
+
+def test_two_replicas_answer_the_openai_client_and_action_tokens(fleet, model_dir):
+    client = openai.OpenAI(base_url=fleet["url"] + "/v1", api_key="unused", max_retries=0, timeout=120)
+    assert [m.id for m in client.models.list().data] == ["tiny"]
+    messages = [{"role": "user", "content": [{"type": "image_url", "image_url": {"url": png_data_url()}},
+                                             {"type": "text", "text": ROBOT_PROMPT}]}]
+    from magma_ros.policy.vlm import VLMRunner
+
+    runner = VLMRunner.load(BackendConfig(backend="magma", model=str(model_dir), device="cpu", dtype="float32"))
+    try:
+        expected = runner.action_ids(np.asarray(Image.open(io.BytesIO(png_bytes())).convert("RGB")), ROBOT_PROMPT)
+    finally:
+        runner.close()
+    replies = [client.chat.completions.create(model="tiny", messages=messages, user="arm-1") for _ in range(4)]
+    for reply in replies:
+        assert reply.choices[0].message.model_extra["action_token_ids"] == expected.tolist()
+    content = replies[0].choices[0].message.content
+    ids = text_ids_to_action_ids(content, TextTokenizer(model_dir), ActionTokenizer(vocab_size=BASE_VOCAB))
+    assert ids.tolist() == expected.tolist()
+    decoded = httpx.post(fleet["url"] + "/v1/action-tokens", json={"text": content, "robot_type": "bridge_orig"},
+                         headers={"X-Robot-Id": "arm-1"}, timeout=60)
+    assert decoded.status_code == 200, decoded.text
+    assert set(decoded.json()) == {"x", "y", "z", "roll", "pitch", "yaw", "gripper"}
+    bad = httpx.post(fleet["url"] + "/v1/action-tokens", json={"text": "no action"}, timeout=60)
+    assert bad.status_code in (400, 422) and bad.json()["error"]["message"]
+    health = httpx.get(fleet["url"] + "/health", timeout=60).json()
+    assert health["model_loaded"] is True and health["max_batch_size"] == 4
+    replicas = set(re.findall(r"\(ServeReplica:magma:magma pid=(\d+)", fleet["log"].read_text()))
+    assert len(replicas) == 2, f"expected output from 2 replicas, saw pids {sorted(replicas)}"
+
+
+def test_sigint_shuts_serve_and_ray_down(fleet):
+    proc = fleet["proc"]
+    started = _descendants(proc.pid)
+    assert started, "the fleet started no Ray processes"
+    proc.send_signal(signal.SIGINT)
+    assert proc.wait(180) == 0, fleet["log"].read_text()[-4000:]
+    wait_until(lambda: not any(_alive(pid) for pid in started), 120, "Ray processes outlived magma-ros fleet")
+    with pytest.raises(httpx.TransportError):
+        httpx.get(fleet["url"] + "/health", timeout=5)
+
+
+@pytest.mark.parametrize("text, message", [
+    ("serve: {port: 9}", "serve.port: the fleet's address is set in the http section"),
+    ("serve: {max_batch_size: 0}", "serve: max_batch_size: must be in 1..256"),
+    ("serve: {bogus: 1}", "serve: unrecognized arguments: --bogus 1"),
+    ("deployment: {num_replica: 2}", "deployment: unknown key(s) num_replica"),
+    ("deployment: {num_replicas: 0}", "deployment.num_replicas: expected an integer >= 1 or 'auto'"),
+    ("deployment: {num_replicas: 2, autoscaling_config: {max_replicas: 4}}", "give num_replicas or autoscaling_config"),
+    ("http: {port: 70000}", "http.port: expected 1..65535"),
+    ("ray: {address: auto, num_cpus: 2}", "only apply when no address"),
+    ("[1, 2]", "expected a mapping"),
+    ("serve: [", "not a valid YAML file"),
+])
+def test_configuration_errors_name_the_file_and_key(console_script, tmp_path, text, message):
+    path = tmp_path / "fleet.yaml"
+    path.write_text(text)
+    done = subprocess.run([console_script("magma-ros"), "fleet", str(path), "--check"], capture_output=True,
+                          text=True, timeout=120)
+    assert done.returncode == 2
+    assert done.stderr.startswith(f"magma-ros fleet: error: {path}: ") and message in done.stderr, done.stderr
+    assert len(done.stderr.strip().splitlines()) == 1
