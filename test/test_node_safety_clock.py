@@ -23,7 +23,10 @@ def sim(console_script, tmp_path):
     probe = Probe("clock_node", TOPICS)
     clock = SimClock(probe, start=100.0)
     try:
-        wait_until(lambda: probe.twists.items, 90, what=f"first twist; node log:\n{node.output()}")
+        # stamped on /clock: before its first /clock the node runs at ROS time 0, and a clock that
+        # starts there at 500 s is a clock starting, not a jump
+        wait_until(lambda: any(stamp_s(m) >= 100.0 for _, m in list(probe.twists.items)), 90,
+                   what=f"a twist stamped on the simulated clock; node log:\n{node.output()}")
         yield node, probe, clock
     finally:
         clock.close()
