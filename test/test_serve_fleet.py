@@ -22,7 +22,7 @@ from tiny_vlm import BASE_VOCAB
 from magma_ros.actions import ActionTokenizer, TextTokenizer, text_ids_to_action_ids
 from magma_ros.policy.config import BackendConfig
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(900)]  # a loaded 2-core machine starts Ray slowly
 ROBOT_PROMPT = "What action should the robot take to pick up the red block?"
 
 
@@ -85,13 +85,24 @@ ray: {{num_cpus: 4, node_ip_address: 127.0.0.1, include_dashboard: false}}
                                 stderr=subprocess.STDOUT, env=env)
     url = f"http://127.0.0.1:{port}"
 
-    def ready() -> bool:
+    def running() -> None:
         if proc.poll() is not None:
             raise AssertionError(f"magma-ros fleet exited with {proc.returncode}:\n{log_path.read_text()[-4000:]}")
-        return "magma-ros fleet: serving on" in log_path.read_text()
+
+    def announced() -> bool:
+        running()
+        return f"magma-ros fleet: serving on {url}" in log_path.read_text()
+
+    def healthy() -> bool:
+        running()
+        try:
+            return httpx.get(url + "/health", timeout=30).status_code == 200
+        except httpx.TransportError:
+            return False
 
     try:
-        wait_until(ready, 600, "magma-ros fleet did not become ready")
+        wait_until(announced, 600, f"magma-ros fleet did not announce {url}")
+        wait_until(healthy, 300, f"{url}/health did not answer")
         yield {"url": url, "proc": proc, "log": log_path}
     finally:
         if proc.poll() is None:

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import logging
 import threading
+import urllib.error
+import urllib.request
 from typing import Any, Callable
 
 from ray import serve
@@ -55,9 +57,21 @@ def run_fleet(config: FleetConfig, stop: threading.Event, on_ready: Callable[[st
                  include_dashboard=bool(options.get("include_dashboard", False)),
                  _node_ip_address=options.get("node_ip_address", "127.0.0.1"), logging_level=logging.WARNING)
     try:
-        serve.start(http_options={"host": config.host, "port": config.port})
+        http_options = {"host": config.host, "port": config.port}
+        try:
+            serve.start(http_options=http_options)
+        except ray.exceptions.RayActorError:
+            # Under load the controller kills a proxy slow to report ready and starts another;
+            # the controller is up: connect to it (the wait below covers the new proxy).
+            serve.start(http_options=http_options)
         serve.run(build_application(config), name=APP_NAME, route_prefix="/", blocking=False)
         url = f"http://{config.host}:{config.port}"
+        # serve.run returns once the app is RUNNING, but the HTTP proxy may not listen yet (its
+        # readiness check passes when the proxy is slow to start): announce only what answers.
+        while not stop.is_set() and not (_replicas_running(config) and _answers(f"{url}/health")):
+            stop.wait(0.5)
+        if stop.is_set():
+            return
         LOG.info("magma-ros fleet: %s replica(s) ready on %s", config.deployment.get("num_replicas", "auto"), url)
         if on_ready is not None:
             on_ready(url)
@@ -67,3 +81,21 @@ def run_fleet(config: FleetConfig, stop: threading.Event, on_ready: Callable[[st
             serve.shutdown()
         finally:
             ray.shutdown()
+
+
+def _replicas_running(config: FleetConfig) -> bool:
+    """Whether the deployment has all its fixed replicas (or, autoscaled, its target) RUNNING."""
+    deployment = serve.status().applications[APP_NAME].deployments[APP_NAME]
+    replicas = config.deployment.get("num_replicas")
+    if isinstance(replicas, int):
+        return deployment.replica_states.get("RUNNING", 0) >= replicas
+    return deployment.status == "HEALTHY"
+
+
+def _answers(url: str) -> bool:
+    """Whether ``url`` answers 200 (through Serve's HTTP proxy)."""
+    try:
+        with urllib.request.urlopen(url, timeout=10) as reply:
+            return reply.status == 200
+    except (urllib.error.URLError, OSError):
+        return False
