@@ -46,8 +46,9 @@ def test_clock_going_back_with_the_camera_stopped_stops_the_robot(sim):
     after = [m for _, m in list(probe.twists.items) if stamp_s(m) < 99.0]
     assert after and all(is_zero(m) for m in after), [(stamp_s(m), m.twist.linear.x) for m in after if not is_zero(m)]
     state = probe.wait_state("fault", 30)
-    assert "clock: jumped back by" in state["last_fault"], state
-    assert int(state["clock_jumps"]) >= 1
+    assert int(state["clock_jumps"]) >= 1, state
+    # (a later fault, e.g. a /clock stalled on a loaded machine, may have replaced last_fault)
+    wait_until(lambda: "clock: jumped back by" in node.output(), 30, what="the back jump in the node's log")
     # fresh images after the jump: a fresh action moves the robot again
     with probe.stream(rgb_image()):
         probe.wait_state("active", 60)
@@ -60,7 +61,9 @@ def test_clock_jumping_forward_past_a_timeout_is_a_fault(sim):
     with probe.stream(rgb_image()):
         probe.wait_motion(60)
         clock.jump_to(500.0)  # images keep coming: only the jump itself can stop the robot
-        state = probe.wait_state("fault", 60)
+        # with images streaming the fault may clear between two diagnostics: wait on its counter
+        state = wait_until(lambda: (lambda s: s if int(s.get("clock_jumps", 0)) >= 1 else None)(probe.state()), 60,
+                           what="clock_jumps >= 1 in /diagnostics")
         assert "clock: jumped forward by" in state["last_fault"], state
         wait_until(lambda: any(stamp_s(m) >= 500.0 for _, m in list(probe.twists.items)), 60,
                    what="twists stamped after the jump")

@@ -457,3 +457,31 @@ def test_new_instruction_drops_the_held_action(clock):
     sup.instruction_ok()
     clock.advance(0.02)
     assert sup.tick().twist.is_zero()
+
+
+def test_no_motion_before_simulated_time_starts():
+    t = [0.0]  # ROS time before the first /clock message
+    sup = SafetySupervisor(limits(), timing(), lambda: t[0], enabled=True)
+    sup.instruction_ok()
+    epoch = sup.image_ok()
+    assert not sup.action_ok(twist((0.1, 0, 0)), epoch)
+    command = sup.tick()
+    assert command.state is SafetyState.NO_CLOCK and np.all(command.twist.linear == 0.0)
+    t[0] = 50.0  # simulated time starts: what arrived at time 0 is not fresh
+    assert sup.tick().state is SafetyState.NO_IMAGE
+    assert not sup.action_ok(twist((0.1, 0, 0)), epoch)  # computed from an image of before the start
+    epoch = sup.image_ok()
+    assert sup.action_ok(twist((0.1, 0, 0)), epoch)
+    assert sup.tick().state is SafetyState.ACTIVE
+
+
+def test_a_clock_jump_commands_zero_before_fresh_inputs_can_move_again(clock):
+    sup = running(clock)
+    clock.advance(-5.0)
+    epoch = sup.image_ok()  # the jump is seen here, off the publish tick
+    sup.action_ok(twist((0.1, 0, 0)), epoch)
+    command = sup.tick()  # the first command after the jump is zero, however quick the fresh inputs
+    assert command.state is SafetyState.FAULT and np.all(command.twist.linear == 0.0)
+    epoch = sup.image_ok()
+    assert sup.action_ok(twist((0.1, 0, 0)), epoch)
+    assert sup.tick().state is SafetyState.ACTIVE

@@ -18,6 +18,7 @@ class SafetyState(str, Enum):
 
     ESTOP = "estop"  # latched until reset
     DISABLED = "disabled"  # ~/enable false
+    NO_CLOCK = "no_clock"  # the clock reads 0: simulated time has not started (no /clock yet)
     FAULT = "fault"  # bad input, backend error, clock jump or internal error (see ``faults``)
     NO_IMAGE = "no_image"  # none yet, or older than image_timeout_s
     NO_INSTRUCTION = "no_instruction"
@@ -59,7 +60,8 @@ class SafetySupervisor:
         self._faults: dict[str, str] = {}
         self.last_fault = ""
         self._last_reading: float | None = None
-        self._epoch = 0  # clock jumps so far: inputs from an earlier epoch are stale
+        self._epoch = 0  # bumped by a clock jump or the start of simulated time: inputs from an earlier epoch are stale
+        self._jumps = 0  # clock jumps detected
         self._last_image: float | None = None
         self._has_instruction = False
         self._ee_position: np.ndarray | None = None
@@ -92,7 +94,7 @@ class SafetySupervisor:
     @property
     def clock_jumps(self) -> int:
         """Clock jumps detected so far."""
-        return self._epoch
+        return self._jumps
 
     def set_enabled(self, enabled: bool) -> None:
         """Enable or disable motion; only actions accepted while enabled ever move the robot. A
@@ -234,11 +236,20 @@ class SafetySupervisor:
         last = self._last_reading
         self._last_reading = now
         if last is None or (last == 0.0 and now >= 0.0):
+            if last == 0.0 and now > 0.0:
+                self._clock_started()
             return now
         step = now - last
         if step < 0 or step > self.timing.max_clock_step_s or not np.isfinite(now):
             self._clock_jump(now, step)
         return now
+
+    def _clock_started(self) -> None:
+        """Simulated time began: inputs and actions stamped before it (at time 0) are not fresh."""
+        self._epoch += 1
+        self._held = None
+        self._last_image = self._last_ee_pose = self._last_action = None
+        self._ready_since = self._last_tick = None
 
     def _clock_jump(self, now: float, step: float) -> None:
         direction = (f"back by {-step:.3f} s" if step < 0 else
@@ -247,6 +258,7 @@ class SafetySupervisor:
         message = f"jumped {direction} (to {now:.3f} s): held action dropped; waiting for {inputs} after the jump"
         self._faults[CLOCK] = message
         self.last_fault = f"{CLOCK}: {message}"
+        self._jumps += 1
         self._epoch += 1
         self._held = None
         self._last_image = self._last_ee_pose = self._last_action = None
@@ -256,7 +268,8 @@ class SafetySupervisor:
             self._disabled_since = now
 
     def _clock_fault_over(self) -> bool:
-        return (self._last_image is not None and self._last_action is not None
+        """Fresh inputs after the jump, and the zero it commands has gone out (one tick since)."""
+        return (self._last_tick is not None and self._last_image is not None and self._last_action is not None
                 and (self._last_ee_pose is not None or not self.timing.use_ee_pose))
 
     def _evaluate(self, now: float) -> tuple[SafetyState, str]:
@@ -268,6 +281,9 @@ class SafetySupervisor:
         if not self._enabled:
             self._ready_since = None
             return SafetyState.DISABLED, "disabled: call ~/enable"
+        if now == 0.0:
+            self._ready_since = None
+            return SafetyState.NO_CLOCK, "the clock reads 0: waiting for simulated time (/clock)"
         state, reason = self._input_state(now)
         if state is not None:
             self._ready_since = None
