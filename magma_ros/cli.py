@@ -7,6 +7,7 @@ import sys
 from typing import Sequence
 
 from .actions.errors import ActionContractError
+from .errors import UserError
 from .policy.base import PolicyConfigError, PolicyError
 
 # subcommand name -> module under magma_ros.commands
@@ -19,10 +20,6 @@ COMMANDS: dict[str, str] = {
     "serve": "serve",
     "fleet": "fleet",
 }
-
-
-class UserError(Exception):
-    """A mistake in the command line or its inputs: reported in one line, exit status 2."""
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -32,7 +32,7 @@ def run(args: argparse.Namespace) -> int:
     """Decode and print the JSON object."""
     from ..actions import ActionDecoder, ActionTokenizer, NormalizationStats, TextTokenizer, action_to_dict, load_profile
     from ..actions.tokenizer import LLAMA3_BASE_VOCAB
-    from ..cli import UserError
+    from ..errors import UserError
 
     if (args.text is None) == (args.ids is None):
         raise UserError("give exactly one of TEXT and --ids")
@@ -60,7 +60,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _parse_ids(text: str) -> np.ndarray:
-    from ..cli import UserError
+    from ..errors import UserError
 
     try:
         ids = [int(v) for v in text.replace(" ", ",").split(",") if v.strip()]

@@ -63,7 +63,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     """Evaluate and print a summary."""
     from ..actions import load_profile
-    from ..cli import UserError
+    from ..errors import UserError
     from ..eval.errors import BagError
     from ..eval.runner import EvalOptions, Evaluator, print_summary
     from ..policy.registry import create_policy
@@ -114,7 +114,7 @@ def run(args: argparse.Namespace) -> int:
 def _source(action_topic: str | None, twist_topic: str | None, gripper_topic: str | None, dt: float,
             flag: str, required: bool):
     """The ActionSource named by one of the two option forms (or None when neither is given)."""
-    from ..cli import UserError
+    from ..errors import UserError
     from ..eval.stream import ActionSource
 
     if action_topic and (twist_topic or gripper_topic):

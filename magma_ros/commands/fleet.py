@@ -50,7 +50,7 @@ def parse_serve_args(argv: list[str]) -> argparse.Namespace:
 
 def run(args: argparse.Namespace) -> int:
     """Check the configuration, start the replicas, serve until SIGINT/SIGTERM."""
-    from ..cli import UserError
+    from ..errors import UserError
     from ..server.fleet_config import FleetConfigError, load_fleet_config
     from . import serve
 

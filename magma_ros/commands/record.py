@@ -37,7 +37,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Record and print the counts."""
-    from ..cli import UserError
+    from ..errors import UserError
     from ..eval.errors import BagError, RosSetupError
     from ..eval.record import record
     from ..eval.recorder import NODE_INPUT_TOPICS, NODE_OUTPUT_TOPICS, TopicSpec

@@ -51,7 +51,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Replay, record, and print what was published and recorded."""
-    from ..cli import UserError
+    from ..errors import UserError
     from ..eval.errors import BagError, RosSetupError
     from ..eval.recorder import NODE_OUTPUT_TOPICS, TopicSpec
     from ..eval.replay import ReplayOptions, replay

@@ -103,7 +103,7 @@ def build_app(args: argparse.Namespace) -> tuple[Any, Any]:
     """(the FastAPI app with its model loaded, its ``ServerSettings``) from serve's options;
     ``magma-ros fleet`` builds each Ray Serve replica with it."""
     from ..actions import TextTokenizer
-    from ..cli import UserError
+    from ..errors import UserError
     from ..server.app import create_app
     from ..server.decoding import ActionTokenService
 
@@ -131,7 +131,7 @@ def check_args(args: argparse.Namespace, read_token: bool = True) -> tuple[Any, 
     """(``ServerSettings``, ``BackendConfig``) from serve's options, before anything is loaded;
     ``UserError`` naming the option otherwise. ``read_token`` False skips reading the auth token
     (a fleet's replicas read it where they run)."""
-    from ..cli import UserError
+    from ..errors import UserError
     from ..policy.cli_options import backend_config_from_args
     from ..server.settings import ServerSettings, SettingsError
 
@@ -173,7 +173,7 @@ def _tokenizer_file(source: str, revision: str) -> Path:
     try:
         return Path(hf_hub_download(repo_id=source, filename="tokenizer.json", revision=revision or None))
     except (HfHubHTTPError, LocalEntryNotFoundError, OSError, ValueError) as exc:
-        from ..cli import UserError
+        from ..errors import UserError
 
         raise UserError(f"tokenizer: {source!r} is neither a local path nor a reachable Hugging Face model id "
                         f"with a tokenizer.json: {' '.join(str(exc).split())[:300]}") from None

@@ -41,7 +41,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     """Run the evaluation and print the Markdown report."""
     from ..actions.profiles import load_profile
-    from ..cli import UserError
+    from ..errors import UserError
     from ..policy.registry import create_policy
     from ..sim.controllers import ExpertController, PolicyController, ZeroController
     from ..sim.evaluation import evaluate, progress_bar, write_reports

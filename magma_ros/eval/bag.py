@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any, Iterator, Sequence
 
 from .errors import BagError
+from ..errors import one_line as _one_line
 
 STORAGES = ("mcap", "sqlite3")
 # What rosbags and the storage layers raise on bags that are damaged or cut short.
@@ -101,7 +102,3 @@ def open_writer(path: str | Path, storage: str = "mcap") -> Iterator[Any]:
         yield writer
     finally:
         writer.close()
-
-
-def _one_line(exc: BaseException) -> str:
-    return " ".join(str(exc).split()) or type(exc).__name__

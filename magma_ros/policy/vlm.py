@@ -14,6 +14,7 @@ from typing import Any, Iterator, Sequence
 import numpy as np
 
 from ..actions.tokenizer import ACTION_DIM, DEFAULT_N_BINS, LLAMA3_BASE_VOCAB
+from ..errors import one_line as _one_line
 from .base import PolicyConfigError, PolicyError, check_image
 from .config import BackendConfig
 from .hf_adapters import ADAPTERS, ModelAdapter
@@ -487,7 +488,3 @@ def _to_pil(image: np.ndarray) -> Any:
     from PIL import Image
 
     return Image.fromarray(np.ascontiguousarray(image), mode="RGB")
-
-
-def _one_line(exc: BaseException) -> str:
-    return " ".join(str(exc).split()) or type(exc).__name__
