@@ -14,7 +14,7 @@ from magma_ros.eval.sample_bag import ACTION_TOPIC, SampleSpec, write_sample_bag
 from magma_ros.policy import BackendConfig
 from magma_ros.policy.magma import MagmaPolicy
 from magma_ros.policy.vlm import VLMRunner
-from magma_ros.ros.images import image_to_rgb
+from magma_ros.image_msgs import image_to_rgb
 from node_support import assert_node_publishes, rgb_image
 from test_serve_support import CliServer, png_data_url
 from tiny_magma import BASE_VOCAB, build_tiny_magma

@@ -11,7 +11,7 @@ from test_serve_support import CliServer, png_data_url, tiny_model_dir
 
 from magma_ros.actions import ActionDecoder, ActionTokenizer, TextTokenizer, load_profile, text_ids_to_action_ids
 from magma_ros.policy.openai_backend import OpenAIPolicy
-from magma_ros.ros.images import image_to_rgb
+from magma_ros.image_msgs import image_to_rgb
 
 pytestmark = [pytest.mark.slow, pytest.mark.ros]
 TOKEN = "serve-node-token-42"

@@ -10,8 +10,8 @@ import numpy as np
 
 from ..actions.rotation import rotvec_to_euler_xyz
 from ..actions.tokenizer import ACTION_DIM
-from ..ros.images import ImageError, compressed_to_rgb
-from ..ros.images import image_to_rgb as raw_to_rgb
+from ..image_msgs import ImageError, compressed_to_rgb
+from ..image_msgs import image_to_rgb as raw_to_rgb
 
 IMAGE_TYPES = ("sensor_msgs/msg/Image", "sensor_msgs/msg/CompressedImage")
 INSTRUCTION_TYPES = ("std_msgs/msg/String",)

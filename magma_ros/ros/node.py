@@ -33,7 +33,7 @@ from ..policy.registry import create_policy
 from ..safety.conversion import ActionConverter
 from ..safety.supervisor import Command, SafetyState, SafetySupervisor
 from .diagnostics import NodeStats, build_diagnostics
-from .images import ImageError, compressed_to_rgb, image_to_rgb
+from ..image_msgs import ImageError, compressed_to_rgb, image_to_rgb
 from .inference import Frame, InferenceWorker
 from .params import declare_parameters
 from .periodic import PeriodicThread
