@@ -28,10 +28,12 @@ from rclpy.parameter import Parameter  # noqa: E402
 from sensor_msgs.msg import Image  # noqa: E402
 from geometry_msgs.msg import TwistStamped  # noqa: E402
 
+from magma_ros.interface import IMAGE, TWIST  # noqa: E402
 from magma_ros.policy.base import Prediction  # noqa: E402
 from magma_ros.ros.node import MagmaNode  # noqa: E402
 from magma_ros.ros.node_main import configure_process  # noqa: E402
-from magma_ros.ros.qos import COMMAND_QOS, IMAGE_QOS  # noqa: E402
+
+IMAGE_TOPIC, TWIST_TOPIC = f"/bench/{IMAGE.name}", f"/bench/{TWIST.name}"  # the node's, moved under /bench
 
 
 class SleepPolicy:
@@ -74,7 +76,7 @@ def main() -> int:
     policy = SleepPolicy(args.model_s)
     control_rate = 10.0
     node = MagmaNode(policy, parameter_overrides=[
-        Parameter("image_topic", value="/bench/image"), Parameter("twist_topic", value="/bench/twist"),
+        Parameter("image_topic", value=IMAGE_TOPIC), Parameter("twist_topic", value=TWIST_TOPIC),
         Parameter("enabled_on_start", value=True), Parameter("instruction", value="bench"),
         Parameter("control_rate_hz", value=control_rate), Parameter("max_linear_accel", value=1000.0),
         Parameter("image_timeout_s", value=5.0)])
@@ -83,10 +85,10 @@ def main() -> int:
     threading.Thread(target=executor.spin, daemon=True).start()
 
     probe = rclpy.create_node("bench_probe")
-    pub = probe.create_publisher(Image, "/bench/image", IMAGE_QOS)
+    pub = probe.create_publisher(Image, IMAGE_TOPIC, IMAGE.qos.profile())
     received: list[tuple[float, bool]] = []
-    probe.create_subscription(TwistStamped, "/bench/twist",
-                              lambda m: received.append((time.perf_counter(), m.twist.linear.x != 0.0)), COMMAND_QOS)
+    probe.create_subscription(TwistStamped, TWIST_TOPIC,
+                              lambda m: received.append((time.perf_counter(), m.twist.linear.x != 0.0)), TWIST.qos.profile())
     probe_exec = SingleThreadedExecutor()
     probe_exec.add_node(probe)
     threading.Thread(target=probe_exec.spin, daemon=True).start()

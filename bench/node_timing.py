@@ -21,10 +21,12 @@ from rclpy.executors import MultiThreadedExecutor, SingleThreadedExecutor  # noq
 from rclpy.parameter import Parameter  # noqa: E402
 from sensor_msgs.msg import Image  # noqa: E402
 
+from magma_ros.interface import IMAGE, TWIST  # noqa: E402
 from magma_ros.policy.base import Prediction  # noqa: E402
 from magma_ros.ros.node import MagmaNode  # noqa: E402
 from magma_ros.ros.node_main import configure_process  # noqa: E402
-from magma_ros.ros.qos import COMMAND_QOS, IMAGE_QOS  # noqa: E402
+
+IMAGE_TOPIC, TWIST_TOPIC = f"/timing/{IMAGE.name}", f"/timing/{TWIST.name}"  # the node's, moved under /timing
 
 ACTION = np.array([0.01, -0.02, 0.005, 0.0, 0.0, 0.1, 1.0])
 
@@ -53,7 +55,7 @@ class Bench:
         rclpy.init()
         self.policy = PacedPolicy()
         self.node = MagmaNode(self.policy, parameter_overrides=[
-            Parameter("image_topic", value="/timing/image"), Parameter("twist_topic", value="/timing/twist"),
+            Parameter("image_topic", value=IMAGE_TOPIC), Parameter("twist_topic", value=TWIST_TOPIC),
             Parameter("enabled_on_start", value=True), Parameter("instruction", value="timing"),
             Parameter("max_linear_accel", value=100.0), Parameter("max_angular_accel", value=100.0)])
         self.executor = MultiThreadedExecutor(num_threads=3)
@@ -61,9 +63,9 @@ class Bench:
         self.spinner = threading.Thread(target=self.executor.spin, daemon=True)
         self.spinner.start()
         self.probe = rclpy.create_node("timing_probe")
-        self.pub = self.probe.create_publisher(Image, "/timing/image", IMAGE_QOS)
+        self.pub = self.probe.create_publisher(Image, IMAGE_TOPIC, IMAGE.qos.profile())
         self.twists: list[tuple[float, bool]] = []
-        self.probe.create_subscription(TwistStamped, "/timing/twist", self._on_twist, COMMAND_QOS)
+        self.probe.create_subscription(TwistStamped, TWIST_TOPIC, self._on_twist, TWIST.qos.profile())
         self.probe_exec = SingleThreadedExecutor()
         self.probe_exec.add_node(self.probe)
         self.probe_spinner = threading.Thread(target=self.probe_exec.spin, daemon=True)

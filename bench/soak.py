@@ -52,7 +52,8 @@ from std_msgs.msg import Bool, String  # noqa: E402
 from std_srvs.srv import SetBool, Trigger  # noqa: E402
 
 from magma_ros.actions import load_profile  # noqa: E402
-from magma_ros.ros.qos import COMMAND_QOS, EVENT_QOS, IMAGE_QOS, INSTRUCTION_QOS  # noqa: E402
+from magma_ros.interface import (CLOCK, DIAGNOSTICS, ENABLE, ESTOP, GRIPPER, IMAGE, INSTRUCTION, RESET,  # noqa: E402
+                                 TWIST)
 
 NODE_SCRIPT = str(Path(sys.executable).parent / "magma_node")
 FIXED = (0.06, -0.02, 0.01, 0.0, 0.0, 0.2, 1.0)  # 0.3 m/s in x at 5 Hz: above both speed limits
@@ -64,9 +65,9 @@ INSTRUCTIONS = ["pick up the block", "move left", "open the drawer", "", "x" * 2
 
 
 def topics(prefix: str) -> dict[str, str]:
-    return {"image_topic": f"/{prefix}/camera", "instruction_topic": f"/{prefix}/instruction",
-            "estop_topic": f"/{prefix}/estop", "twist_topic": f"/{prefix}/twist",
-            "gripper_topic": f"/{prefix}/gripper"}
+    """Node parameters moving its topics under ``/prefix``."""
+    return {f"{key}_topic": f"/{prefix}/{topic.name}" for key, topic in
+            (("image", IMAGE), ("instruction", INSTRUCTION), ("estop", ESTOP), ("twist", TWIST), ("gripper", GRIPPER))}
 
 
 def start_node(name: str, params: dict[str, Any], log: Path) -> subprocess.Popen:
@@ -93,18 +94,18 @@ class Probe:
         self.target = node_name
         self.node = rclpy.create_node(f"soak_probe_{node_name}", context=self.context)
         n = self.node
-        self.image_pub = n.create_publisher(Image, names["image_topic"], IMAGE_QOS)
-        self.instruction_pub = n.create_publisher(String, names["instruction_topic"], INSTRUCTION_QOS)
-        self.estop_pub = n.create_publisher(Bool, names["estop_topic"], EVENT_QOS)
-        self.clock_pub = n.create_publisher(Clock, "/clock", 10)
+        self.image_pub = n.create_publisher(Image, names["image_topic"], IMAGE.qos.profile())
+        self.instruction_pub = n.create_publisher(String, names["instruction_topic"], INSTRUCTION.qos.profile())
+        self.estop_pub = n.create_publisher(Bool, names["estop_topic"], ESTOP.qos.profile())
+        self.clock_pub = n.create_publisher(Clock, CLOCK.name, CLOCK.qos.profile())
         self.on_twist = on_twist
         self.diagnostics: dict[str, str] = {}
         self.diagnostics_at = 0.0
         n.create_subscription(TwistStamped, names["twist_topic"], lambda m: self.on_twist(time.time(), m),
-                              COMMAND_QOS)
-        n.create_subscription(DiagnosticArray, "/diagnostics", self._on_diagnostics, COMMAND_QOS)
-        self.clients = {"enable": n.create_client(SetBool, f"/{node_name}/enable"),
-                        "reset": n.create_client(Trigger, f"/{node_name}/reset"),
+                              TWIST.qos.profile())
+        n.create_subscription(DiagnosticArray, DIAGNOSTICS.name, self._on_diagnostics, DIAGNOSTICS.qos.profile())
+        self.clients = {"enable": n.create_client(SetBool, f"/{node_name}/{ENABLE.name[2:]}"),
+                        "reset": n.create_client(Trigger, f"/{node_name}/{RESET.name[2:]}"),
                         "params": n.create_client(SetParameters, f"/{node_name}/set_parameters")}
         self.executor = SingleThreadedExecutor(context=self.context)
         self.executor.add_node(n)

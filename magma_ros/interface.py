@@ -95,9 +95,12 @@ SIM_RESET = Topic("sim/reset", "std_msgs/msg/Int64", LATCHED_QOS, "start a new e
 # bags
 TELEOP_ACTION = Topic("teleop/action", "std_msgs/msg/Float64MultiArray", RELIABLE_QOS,
                       "ground-truth 7-DoF actions in sample and user bags")
+TELEOP_TWIST = Topic("teleop/twist", TWIST.type, RELIABLE_QOS, "the same actions as twists, in sample bags")
+TELEOP_GRIPPER = Topic("teleop/gripper", GRIPPER.type, RELIABLE_QOS,
+                       "the same actions' gripper commands, in sample bags")
 
 TOPICS = (IMAGE, INSTRUCTION, ESTOP, EE_POSE, TWIST, GRIPPER, ACTION, NODE_ACTION, DIAGNOSTICS, CLOCK,
-          JOINT_STATES, SIM_STATUS, SIM_RESET, TELEOP_ACTION)
+          JOINT_STATES, SIM_STATUS, SIM_RESET, TELEOP_ACTION, TELEOP_TWIST, TELEOP_GRIPPER)
 SERVICES = (ENABLE, RESET)
 
 

@@ -16,6 +16,8 @@ from typing import Any, Callable, Iterator
 import numpy as np
 
 from magma_ros.actions import ActionDecoder
+from magma_ros.interface import (ACTION, COMPRESSED_SUFFIX, DIAGNOSTICS, EE_POSE, ENABLE, ESTOP, GRIPPER, IMAGE,
+                                 INSTRUCTION, RESET, TWIST, Service, Topic)
 from magma_ros.policy.base import PolicyError, Prediction, check_image
 
 TEST_DIR = Path(__file__).resolve().parent
@@ -162,25 +164,23 @@ class Probe:
         from sensor_msgs.msg import CompressedImage, Image
         from std_msgs.msg import Bool, Float64, Float64MultiArray, String
 
-        from magma_ros.ros.qos import COMMAND_QOS, EVENT_QOS, IMAGE_QOS, INSTRUCTION_QOS
-
         # a private context: nothing global is left initialized for other test modules
         self.context = rclpy.Context()
         rclpy.init(context=self.context)
         self.target = node_name
         self.node = rclpy.create_node(f"probe_{node_name}", context=self.context)
         n = self.node
-        image_type, image_topic = (CompressedImage, topics["image"] + "/compressed") if compressed else \
+        image_type, image_topic = (CompressedImage, topics["image"] + COMPRESSED_SUFFIX) if compressed else \
             (Image, topics["image"])
-        self.image_pub = n.create_publisher(image_type, image_topic, IMAGE_QOS)
-        self.instruction_pub = n.create_publisher(String, topics["instruction"], INSTRUCTION_QOS)
-        self.estop_pub = n.create_publisher(Bool, topics["estop"], EVENT_QOS)
-        self.pose_pub = n.create_publisher(PoseStamped, topics.get("ee_pose", "/unused_pose"), EVENT_QOS)
+        self.image_pub = n.create_publisher(image_type, image_topic, IMAGE.qos.profile())
+        self.instruction_pub = n.create_publisher(String, topics["instruction"], INSTRUCTION.qos.profile())
+        self.estop_pub = n.create_publisher(Bool, topics["estop"], ESTOP.qos.profile())
+        self.pose_pub = n.create_publisher(PoseStamped, topics.get("ee_pose", "/unused_pose"), EE_POSE.qos.profile())
         self.twists, self.grippers, self.actions, self.diagnostics = Received(), Received(), Received(), Received()
-        n.create_subscription(TwistStamped, topics["twist"], self.twists, COMMAND_QOS)
-        n.create_subscription(Float64, topics["gripper"], self.grippers, COMMAND_QOS)
-        n.create_subscription(Float64MultiArray, f"/{node_name}/action", self.actions, COMMAND_QOS)
-        n.create_subscription(DiagnosticArray, "/diagnostics", self._on_diagnostics, COMMAND_QOS)
+        n.create_subscription(TwistStamped, topics["twist"], self.twists, TWIST.qos.profile())
+        n.create_subscription(Float64, topics["gripper"], self.grippers, GRIPPER.qos.profile())
+        n.create_subscription(Float64MultiArray, private_name(node_name, ACTION), self.actions, ACTION.qos.profile())
+        n.create_subscription(DiagnosticArray, DIAGNOSTICS.name, self._on_diagnostics, DIAGNOSTICS.qos.profile())
         self._msg_types = {"String": String, "Bool": Bool, "PoseStamped": PoseStamped}
         self.executor = SingleThreadedExecutor(context=self.context)
         self.executor.add_node(n)
@@ -308,12 +308,12 @@ class Probe:
     def enable(self, value: bool):
         from std_srvs.srv import SetBool
 
-        return self.call(SetBool, f"/{self.target}/enable", SetBool.Request(data=value))
+        return self.call(SetBool, private_name(self.target, ENABLE), SetBool.Request(data=value))
 
     def reset(self):
         from std_srvs.srv import Trigger
 
-        return self.call(Trigger, f"/{self.target}/reset", Trigger.Request())
+        return self.call(Trigger, private_name(self.target, RESET), Trigger.Request())
 
     def set_params(self, **values: Any):
         from rcl_interfaces.srv import SetParameters
@@ -342,6 +342,20 @@ def jpeg_image(width: int = 64, height: int = 48):
     ok, data = cv2.imencode(".jpg", np.full((height, width, 3), 120, np.uint8))
     assert ok
     return CompressedImage(format="jpeg", data=data.tobytes())
+
+
+def topics_under(prefix: str, *, ee_pose: bool = False) -> dict[str, str]:
+    """The node's topics moved under ``/prefix`` (keys image/instruction/estop/twist/gripper, and
+    ee_pose if asked), so that each test module has topics of its own."""
+    topics = {"image": IMAGE, "instruction": INSTRUCTION, "estop": ESTOP, "twist": TWIST, "gripper": GRIPPER}
+    if ee_pose:
+        topics["ee_pose"] = EE_POSE
+    return {key: f"/{prefix}/{topic.name}" for key, topic in topics.items()}
+
+
+def private_name(node_name: str, entry: Topic | Service) -> str:
+    """A node's private ``~/name`` topic or service seen from outside: ``/node_name/name``."""
+    return f"/{node_name}/{entry.name.removeprefix('~/')}"
 
 
 def topic_params(topics: dict[str, str]) -> dict[str, str]:

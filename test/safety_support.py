@@ -8,6 +8,7 @@ from typing import Any, Callable
 
 import numpy as np
 
+from magma_ros.interface import CLOCK
 from magma_ros.policy.base import Prediction, check_image
 
 MOVE = (0.01, -0.02, 0.005, 0.0, 0.0, 0.1, 1.0)  # robot units per control step
@@ -26,7 +27,7 @@ class SimClock:
         from rosgraph_msgs.msg import Clock
 
         self._msg_type = Clock
-        self._pub = probe.node.create_publisher(Clock, "/clock", 10)
+        self._pub = probe.node.create_publisher(Clock, CLOCK.name, CLOCK.qos.profile())
         self._lock = threading.Lock()
         self._base, self._since = start, time.monotonic()
         self._stop = threading.Event()

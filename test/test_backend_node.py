@@ -10,11 +10,10 @@ from magma_ros.policy import BackendConfig
 from magma_ros.policy.magma import MagmaPolicy
 from magma_ros.policy.vlm import VLMRunner
 from magma_ros.image_msgs import image_to_rgb
-from node_support import assert_node_publishes, rgb_image
+from node_support import assert_node_publishes, rgb_image, topics_under
 from tiny_vlm import build_tiny_vlm
 
-TOPICS = {"image": "/tv/camera", "instruction": "/tv/instruction", "estop": "/tv/estop",
-          "twist": "/tv/twist", "gripper": "/tv/gripper"}
+TOPICS = topics_under("tv")
 INSTRUCTION = "put the spoon in the pot"
 
 

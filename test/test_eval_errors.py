@@ -19,6 +19,7 @@ from magma_ros.policy import PolicyError, Prediction
 
 T0 = 1_700_000_000_000_000_000
 STEP = 200_000_000  # 5 Hz
+MISSING = "/robot/teleop_action"  # a topic not in the sample bag
 
 
 class BagBuilder:
@@ -82,11 +83,11 @@ def good_bag(tmp_path_factory) -> Path:
 
 
 def test_missing_topic_is_named_with_the_topics_present(good_bag, tmp_path, capsys):
-    code = main(["eval", str(good_bag), "--action-topic", "/robot/action", "--backend", "fixed",
+    code = main(["eval", str(good_bag), "--action-topic", MISSING, "--backend", "fixed",
                  "--fixed-action", "0,0,0,0,0,0,1", "--out", str(tmp_path / "o"), "--quiet"])
     err = capsys.readouterr().err
     assert code == 2
-    assert "ground-truth topic /robot/action not found" in err
+    assert f"ground-truth topic {MISSING} not found" in err
     assert f"{ACTION_TOPIC} (std_msgs/msg/Float64MultiArray)" in err and len(err.strip().splitlines()) == 1
 
 

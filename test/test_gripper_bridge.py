@@ -12,6 +12,7 @@ import time
 
 import pytest
 
+from magma_ros.interface import GRIPPER
 from magma_ros.ros.gripper_bridge import BridgeError, BridgeSettings, gripper_output
 
 
@@ -86,7 +87,7 @@ def test_forward_position_bridge_in_a_namespace(console_script, tmp_path):
     received: list[list[float]] = []
     node.create_subscription(Float64MultiArray, "/wx_test/gripper_controller/commands",
                              lambda m: received.append(list(m.data)), 10)
-    pub = node.create_publisher(Float64, "/wx_test/magma/gripper_command", 10)
+    pub = node.create_publisher(Float64, f"/wx_test/{GRIPPER.name}", GRIPPER.qos.profile())
     executor = SingleThreadedExecutor(context=context)
     executor.add_node(node)
     spin = threading.Thread(target=executor.spin, daemon=True)
@@ -113,4 +114,4 @@ def test_forward_position_bridge_in_a_namespace(console_script, tmp_path):
         log.close()
     output = (tmp_path / "bridge.log").read_text()
     assert code == 0, output
-    assert "rejected command #1 on /wx_test/magma/gripper_command: gripper command must be a finite number" in output
+    assert f"rejected command #1 on /wx_test/{GRIPPER.name}: gripper command must be a finite number" in output

@@ -24,6 +24,7 @@ pytest.importorskip("launch", reason=REASON)
 pytest.importorskip("launch_ros", reason=REASON)
 
 from colcon_support import build, new_workspace  # noqa: E402
+from magma_ros.interface import GRIPPER, IMAGE, RELIABLE_QOS, SIM_STATUS, TWIST, Topic  # noqa: E402
 
 TEST_DIR = Path(__file__).resolve().parent
 FIXED_ACTION = [0.01, -0.02, 0.0, 0.0, 0.0, 0.1, 1.0]  # robot units per step; bridge_orig and wx250s run at 5 Hz
@@ -135,8 +136,6 @@ class Probe:
         from rclpy.executors import SingleThreadedExecutor
         from sensor_msgs.msg import Image
 
-        from magma_ros.ros.qos import IMAGE_QOS
-
         self.context = rclpy.Context()
         rclpy.init(context=self.context)
         self.node = rclpy.create_node("launch_probe", context=self.context)
@@ -144,7 +143,7 @@ class Probe:
         self._lock = threading.Lock()
         for topic, (msg_type, qos) in outputs.items():
             self.node.create_subscription(msg_type, topic, lambda m, t=topic: self._on(t, m), qos)
-        self._image_type, self._image_qos = Image, IMAGE_QOS
+        self._image_type, self._image_qos = Image, IMAGE.qos.profile()
         self.executor = SingleThreadedExecutor(context=self.context)
         self.executor.add_node(self.node)
         self._stop = threading.Event()
@@ -185,10 +184,13 @@ def command_topics(namespace: str) -> dict[str, tuple[type, object]]:
     from geometry_msgs.msg import TwistStamped
     from std_msgs.msg import Float64
 
-    from magma_ros.ros.qos import COMMAND_QOS
+    return {in_namespace(namespace, TWIST): (TwistStamped, TWIST.qos.profile()),
+            in_namespace(namespace, GRIPPER): (Float64, GRIPPER.qos.profile())}
 
-    return {f"/{namespace}/servo_node/delta_twist_cmds": (TwistStamped, COMMAND_QOS),
-            f"/{namespace}/magma/gripper_command": (Float64, COMMAND_QOS)}
+
+def in_namespace(namespace: str, topic: Topic) -> str:
+    """The absolute name of an interface topic for nodes started in ``namespace``."""
+    return f"/{namespace}/{topic.name}"
 
 
 def assert_moves_then_stops_cleanly(launch: Launch, probe: Probe, namespace: str, processes: list[str],
@@ -196,7 +198,7 @@ def assert_moves_then_stops_cleanly(launch: Launch, probe: Probe, namespace: str
     """A non-zero twist on the namespaced topic (with ``linear_xy``, one at that speed once the
     acceleration limit is through); then Ctrl-C: launch exits 0, every process finishes cleanly, and
     the last twist is zero."""
-    twists = f"/{namespace}/servo_node/delta_twist_cmds"
+    twists = in_namespace(namespace, TWIST)
 
     def moving(msg) -> bool:
         if linear_xy is None:
@@ -226,12 +228,12 @@ def test_magma_node_launch_arguments_and_params_file_reach_the_node(env, tmp_pat
                      "fixed_action": "[" + ",".join(map(str, FIXED_ACTION)) + "]"}, tmp_path / "launch.log")
     probe = Probe(command_topics("arm1"))
     try:
-        probe.stream_images("/arm1/camera/image_raw")
+        probe.stream_images(in_namespace("arm1", IMAGE))
 
         # fixed_action (an argument) at the profile's 5 Hz; frame_id from the params file
         assert_moves_then_stops_cleanly(launch, probe, "arm1", ["magma_node"], linear_xy=(0.05, -0.1))
-        assert {m.header.frame_id for m in probe.messages("/arm1/servo_node/delta_twist_cmds")} == {"arm1/base_link"}
-        assert probe.messages("/arm1/magma/gripper_command")[-1].data == 1.0
+        assert {m.header.frame_id for m in probe.messages(in_namespace("arm1", TWIST))} == {"arm1/base_link"}
+        assert probe.messages(in_namespace("arm1", GRIPPER))[-1].data == 1.0
     finally:
         probe.close()
         launch.kill()
@@ -242,16 +244,15 @@ def test_sim_demo_launch_runs_the_closed_loop_in_a_namespace(env, tmp_path):
     from sensor_msgs.msg import Image
     from std_msgs.msg import String
 
-    from magma_ros.ros.qos import IMAGE_QOS, INSTRUCTION_QOS
-
     launch = Launch(env["share"] / "launch/sim_demo.launch.py",
                     {"namespace": "sim1", "instruction": "reach the blue cube", "seed": "4"}, tmp_path / "launch.log")
-    probe = Probe({**command_topics("sim1"), "/sim1/camera/image_raw": (Image, IMAGE_QOS),
-                   "/sim1/sim/status": (String, INSTRUCTION_QOS)})
+    image, status = in_namespace("sim1", IMAGE), in_namespace("sim1", SIM_STATUS)
+    probe = Probe({**command_topics("sim1"), image: (Image, IMAGE.qos.profile()),
+                   status: (String, SIM_STATUS.qos.profile())})
     try:
-        wait_until(lambda: probe.messages("/sim1/camera/image_raw"), 120, what="a camera image from magma_sim")
-        status = wait_until(lambda: probe.messages("/sim1/sim/status"), 60, what="a status from magma_sim")
-        assert json.loads(status[-1].data)["seed"] == 4
+        wait_until(lambda: probe.messages(image), 120, what="a camera image from magma_sim")
+        received = wait_until(lambda: probe.messages(status), 60, what="a status from magma_sim")
+        assert json.loads(received[-1].data)["seed"] == 4
         assert_moves_then_stops_cleanly(launch, probe, "sim1", ["magma_sim", "magma_node"])
     finally:
         probe.close()
@@ -268,8 +269,6 @@ def servo_arguments(env, params: Path, **extra: str) -> dict[str, str]:
 def test_servo_robot_launch_gives_servo_its_moveit_parameters(env, tmp_path, monkeypatch):
     from std_msgs.msg import Float64MultiArray
 
-    from magma_ros.ros.qos import COMMAND_QOS
-
     report = tmp_path / "servo_report.json"
     monkeypatch.setenv("SERVO_DOUBLE_REPORT", str(report))
     params = tmp_path / "arm2.yaml"
@@ -279,13 +278,13 @@ def test_servo_robot_launch_gives_servo_its_moveit_parameters(env, tmp_path, mon
                                     fixed_action=",".join(map(str, FIXED_ACTION)), enabled_on_start="true",
                                     gripper_bridge="true", gripper_bridge_mode="forward_position"),
                     tmp_path / "launch.log")
-    probe = Probe({**command_topics("arm2"), "/arm2/gripper_controller/commands": (Float64MultiArray, COMMAND_QOS)})
+    probe = Probe({**command_topics("arm2"), "/arm2/gripper_controller/commands": (Float64MultiArray, RELIABLE_QOS.profile())})
     try:
-        probe.stream_images("/arm2/camera/image_raw")
+        probe.stream_images(in_namespace("arm2", IMAGE))
         started = json.loads(wait_until(lambda: report.exists() and report.read_text(), 120,
                                         what=f"the servo double's report; launch output:\n{launch.output()}"))
         p = started["parameters"]
-        assert started["name"] == "/arm2/servo_node" and started["twist_topic"] == "/arm2/servo_node/delta_twist_cmds"
+        assert started["name"] == "/arm2/servo_node" and started["twist_topic"] == in_namespace("arm2", TWIST)
         assert p["robot_description"] == URDF and p["robot_description_semantic"] == SRDF
         assert p["robot_description_kinematics.test_group.kinematics_solver"] == "kdl_kinematics_plugin/KDLKinematicsPlugin"
         assert p["robot_description_planning.joint_limits.joint1.max_velocity"] == 3.14
@@ -302,7 +301,7 @@ def test_servo_robot_launch_gives_servo_its_moveit_parameters(env, tmp_path, mon
         assert_moves_then_stops_cleanly(launch, probe, "arm2", ["servo_node", "magma_node", "interbotix_gripper_bridge"],
                                         linear_xy=(0.05, -0.1))
         # robot profile wx250s (an argument): its Interbotix base frame
-        assert {m.header.frame_id for m in probe.messages("/arm2/servo_node/delta_twist_cmds")} == {"wx250s/base_link"}
+        assert {m.header.frame_id for m in probe.messages(in_namespace("arm2", TWIST))} == {"wx250s/base_link"}
     finally:
         probe.close()
         launch.kill()

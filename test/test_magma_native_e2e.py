@@ -15,12 +15,11 @@ from magma_ros.policy import BackendConfig
 from magma_ros.policy.magma import MagmaPolicy
 from magma_ros.policy.vlm import VLMRunner
 from magma_ros.image_msgs import image_to_rgb
-from node_support import assert_node_publishes, rgb_image
+from node_support import assert_node_publishes, rgb_image, topics_under
 from test_serve_support import CliServer, png_data_url
 from tiny_magma import BASE_VOCAB, build_tiny_magma
 
-TOPICS = {"image": "/nm/camera", "instruction": "/nm/instruction", "estop": "/nm/estop",
-          "twist": "/nm/twist", "gripper": "/nm/gripper"}
+TOPICS = topics_under("nm")
 INSTRUCTION = "put the spoon in the pot"
 CPU = {"device": "cpu", "dtype": "float32"}
 

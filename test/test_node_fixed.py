@@ -9,12 +9,11 @@ import time
 import numpy as np
 import pytest
 
-from node_support import NodeProcess, Probe, is_zero, rgb_image, stamp_s, twist_values, wait_until
+from node_support import NodeProcess, Probe, is_zero, rgb_image, stamp_s, topics_under, twist_values, wait_until
 
 FIXED = (0.01, -0.02, 0.005, 0.0, 0.0, 0.1, 1.0)
 PERIOD = 1 / 5.0  # bridge_orig control period
-TOPICS = {"image": "/fx/camera", "instruction": "/fx/instruction", "estop": "/fx/estop",
-          "twist": "/fx/twist", "gripper": "/fx/gripper"}
+TOPICS = topics_under("fx")
 
 
 @pytest.fixture(scope="module")

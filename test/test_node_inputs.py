@@ -8,12 +8,11 @@ import time
 import numpy as np
 import pytest
 
-from node_support import (MOVE_ACTION, NodeProcess, Probe, is_zero, jpeg_image, run_node_expecting_exit,
+from node_support import (MOVE_ACTION, NodeProcess, Probe, is_zero, jpeg_image, run_node_expecting_exit, topics_under,
                           twist_values, wait_until)
 
 PERIOD = 0.2
-TOPICS = {"image": "/sc/camera", "instruction": "/sc/instruction", "estop": "/sc/estop", "twist": "/sc/twist",
-          "gripper": "/sc/gripper", "ee_pose": "/sc/ee_pose"}
+TOPICS = topics_under("sc", ee_pose=True)
 INSIDE = (0.3, 0.0, 0.2)  # inside bridge_orig's workspace box
 
 

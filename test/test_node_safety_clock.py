@@ -5,11 +5,10 @@ from __future__ import annotations
 
 import pytest
 
-from node_support import NodeProcess, Probe, is_zero, rgb_image, topic_params, wait_until
+from node_support import NodeProcess, Probe, is_zero, rgb_image, topic_params, topics_under, wait_until
 from safety_support import MOVE, SimClock, stamp_s
 
-TOPICS = {"image": "/sc_clk/camera", "instruction": "/sc_clk/instruction", "estop": "/sc_clk/estop",
-          "twist": "/sc_clk/twist", "gripper": "/sc_clk/gripper"}
+TOPICS = topics_under("sc_clk")
 IMAGE_TIMEOUT_S = 1.0
 
 

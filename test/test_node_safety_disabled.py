@@ -7,11 +7,10 @@ import time
 
 import pytest
 
-from node_support import NodeProcess, Probe, is_zero, rgb_image, topic_params, wait_until
+from node_support import NodeProcess, Probe, is_zero, rgb_image, topic_params, topics_under, wait_until
 from safety_support import MOVE, stamp_s
 
-TOPICS = {"image": "/sc_dis/camera", "instruction": "/sc_dis/instruction", "estop": "/sc_dis/estop",
-          "twist": "/sc_dis/twist", "gripper": "/sc_dis/gripper"}
+TOPICS = topics_under("sc_dis")
 ZERO_S = 0.5
 
 

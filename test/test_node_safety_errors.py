@@ -12,11 +12,10 @@ from typing import Callable
 
 import pytest
 
-from node_support import NodeProcess, Probe, rgb_image, topic_params, wait_until
+from node_support import NodeProcess, Probe, rgb_image, topic_params, topics_under, wait_until
 from safety_support import MOVE
 
-TOPICS = {"image": "/sc_err/camera", "instruction": "/sc_err/instruction", "estop": "/sc_err/estop",
-          "twist": "/sc_err/twist", "gripper": "/sc_err/gripper"}
+TOPICS = topics_under("sc_err")
 
 
 @pytest.fixture(scope="module")

@@ -8,11 +8,10 @@ import time
 import numpy as np
 import pytest
 
-from node_support import NodeProcess, Probe, is_zero, rgb_image, topic_params, twist_values, wait_until
+from node_support import NodeProcess, Probe, is_zero, rgb_image, topic_params, topics_under, twist_values, wait_until
 from safety_support import stamp_s
 
-TOPICS = {"image": "/sc_lim/camera", "instruction": "/sc_lim/instruction", "estop": "/sc_lim/estop",
-          "twist": "/sc_lim/twist", "gripper": "/sc_lim/gripper"}
+TOPICS = topics_under("sc_lim")
 RATE_HZ = 1.0  # each action held 1 s, a new one every second: a change lands in the middle of a hold
 ACTION = (0.04, 0.0, 0.0, 0.0, 0.0, 0.0, 1.0)  # 0.04 m/s in x at 1 Hz (per-axis limit 0.05 m/s)
 LINEAR_STEP = 0.05  # bridge_orig's max_linear_step (m): per-axis limit = step x control rate

@@ -9,7 +9,7 @@ import subprocess
 
 import pytest
 
-from node_support import NodeProcess, Probe, is_zero, rgb_image, topic_params, wait_until
+from node_support import NodeProcess, Probe, is_zero, rgb_image, topic_params, topics_under, wait_until
 from safety_support import MOVE, SimClock
 
 EXIT_DEADLINE_S = 20.0
@@ -19,7 +19,7 @@ EXIT_DEADLINE_S = 20.0
 @pytest.mark.parametrize("mode", ["wall", "sim_without_clock", "sim_with_clock"])
 def test_signal_ends_the_node_after_a_final_zero_twist(console_script, tmp_path, mode, signum):
     name = f"sd_{mode}_{signum.name.lower()}"
-    topics = {key: f"/{name}/{key}" for key in ("image", "instruction", "estop", "twist", "gripper")}
+    topics = topics_under(name)
     params = {"backend": "fixed", "fixed_action": MOVE, "enabled_on_start": True, "instruction": "shutdown test",
               "control_rate_hz": 0.5, "max_linear_accel": 100.0, "max_angular_accel": 100.0, **topic_params(topics)}
     if mode != "wall":

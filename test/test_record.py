@@ -13,8 +13,11 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
+from magma_ros.interface import DIAGNOSTICS, GRIPPER, NODE_ACTION, RELIABLE_QOS, TWIST
+
 pytestmark = pytest.mark.ros
 
+EXTRA = "/extra/note"  # a topic magma_node does not know
 ACTION = [0.01, -0.02, 0.03, 0.1, -0.1, 0.2, 1.0]
 # A domain of our own, so that nodes of other test modules cannot mix into the recordings.
 DOMAIN = (int(os.environ["ROS_DOMAIN_ID"]) + random.SystemRandom().randint(1, 99)) % 101 + 1
@@ -27,19 +30,18 @@ def node_outputs():
     import rclpy
     from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus
     from geometry_msgs.msg import TwistStamped
-    from rclpy.qos import QoSProfile, ReliabilityPolicy
     from std_msgs.msg import Float64, Float64MultiArray, String
 
     context = rclpy.Context()
     rclpy.init(context=context, domain_id=DOMAIN)
     node = rclpy.create_node("fake_magma_node", context=context)
-    qos = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
+    qos = RELIABLE_QOS.profile()
     pubs = {
-        "twist": node.create_publisher(TwistStamped, "/servo_node/delta_twist_cmds", qos),
-        "gripper": node.create_publisher(Float64, "/magma/gripper_command", qos),
-        "action": node.create_publisher(Float64MultiArray, "/magma_node/action", qos),
-        "diag": node.create_publisher(DiagnosticArray, "/diagnostics", qos),
-        "extra": node.create_publisher(String, "/extra/note", qos),
+        "twist": node.create_publisher(TwistStamped, TWIST.absolute, qos),
+        "gripper": node.create_publisher(Float64, GRIPPER.absolute, qos),
+        "action": node.create_publisher(Float64MultiArray, NODE_ACTION.absolute, qos),
+        "diag": node.create_publisher(DiagnosticArray, DIAGNOSTICS.absolute, qos),
+        "extra": node.create_publisher(String, EXTRA, qos),
     }
     stop = threading.Event()
     published = {"notes": 0}
@@ -87,20 +89,20 @@ def test_records_node_outputs_for_a_duration(node_outputs, tmp_path, console_scr
     assert result.returncode == 0, result.stderr
     assert (out / "metadata.yaml").is_file() and list(out.glob("*.mcap"))
     msgs = read_bag(out)
-    assert set(msgs) == {"/servo_node/delta_twist_cmds", "/magma/gripper_command", "/magma_node/action", "/diagnostics"}
+    assert set(msgs) == {TWIST.absolute, GRIPPER.absolute, NODE_ACTION.absolute, DIAGNOSTICS.absolute}
     for topic, items in msgs.items():
         assert len(items) >= 5, (topic, len(items), result.stderr)
-    assert msgs["/magma/gripper_command"][0].data == 0.25
-    assert msgs["/servo_node/delta_twist_cmds"][0].twist.linear.x == pytest.approx(0.05)
-    np.testing.assert_allclose(msgs["/magma_node/action"][-1].data, ACTION)
-    assert msgs["/diagnostics"][0].status[0].name == "magma_node"
-    assert "recorded" in result.stderr and "/magma/gripper_command" in result.stderr
+    assert msgs[GRIPPER.absolute][0].data == 0.25
+    assert msgs[TWIST.absolute][0].twist.linear.x == pytest.approx(0.05)
+    np.testing.assert_allclose(msgs[NODE_ACTION.absolute][-1].data, ACTION)
+    assert msgs[DIAGNOSTICS.absolute][0].status[0].name == "magma_node"
+    assert "recorded" in result.stderr and GRIPPER.absolute in result.stderr
 
 
 def test_sigint_leaves_a_complete_bag_with_extra_topics(node_outputs, tmp_path, console_script):
     out = tmp_path / "run"
     proc = subprocess.Popen([console_script("magma-ros"), "record", "--out", str(out), "--storage", "sqlite3",
-                             "--no-node-outputs", "--topic", "/extra/note", "--topic", "/magma_node/action"],
+                             "--no-node-outputs", "--topic", EXTRA, "--topic", NODE_ACTION.absolute],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=ENV)
     try:
         deadline = time.monotonic() + 60
@@ -121,9 +123,9 @@ def test_sigint_leaves_a_complete_bag_with_extra_topics(node_outputs, tmp_path, 
             proc.kill()
     assert proc.returncode == 0, err
     msgs = read_bag(out)
-    assert set(msgs) == {"/extra/note", "/magma_node/action"}
-    assert len(msgs["/extra/note"]) >= 5, err
-    assert msgs["/extra/note"][0].data.startswith("note ")
+    assert set(msgs) == {EXTRA, NODE_ACTION.absolute}
+    assert len(msgs[EXTRA]) >= 5, err
+    assert msgs[EXTRA][0].data.startswith("note ")
 
 
 def test_unknown_topic_without_type_times_out(tmp_path, capsys):

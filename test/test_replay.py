@@ -15,6 +15,7 @@ import pytest
 
 from magma_ros.actions import delta_to_twist, load_profile
 from magma_ros.eval.sample_bag import ACTION_TOPIC, SampleSpec, ground_truth, write_sample_bag
+from magma_ros.interface import DIAGNOSTICS, GRIPPER, IMAGE, INSTRUCTION, NODE_ACTION, TWIST
 
 pytestmark = pytest.mark.ros
 
@@ -67,32 +68,32 @@ def test_replay_through_the_node_then_eval(magma_node, tmp_path, console_script)
     profile = load_profile("bridge_orig")
     # inputs as published, and the copied ground truth (all of it: written directly, not sent over DDS)
     assert len(msgs[ACTION_TOPIC]) == 2 * FRAMES
-    assert [m.data for _, m in msgs["/magma/instruction"]] == ["put the block in bowl 0", "put the block in bowl 1"] * 2
-    images = msgs["/camera/image_raw"]
+    assert [m.data for _, m in msgs[INSTRUCTION.absolute]] == ["put the block in bowl 0", "put the block in bowl 1"] * 2
+    images = msgs[IMAGE.absolute]
     assert len(images) >= 0.8 * 2 * FRAMES  # best effort on localhost
     # paced, not dumped at once: the receive stamps span at least most of the scaled recording time
     # (only a lower bound: a busy machine can only stretch it; the achieved rate is bench/ material)
     span_s = (images[-1][0] - images[0][0]) / 1e9
     assert span_s > 0.6 * 2 * (FRAMES - 1) / RATE_HZ / SPEED
     # what the node published: the fixed action, its twist (after the acceleration ramp), the gripper
-    actions = msgs["/magma_node/action"]
+    actions = msgs[NODE_ACTION.absolute]
     assert len(actions) >= 5
     for _, m in actions:
         np.testing.assert_allclose(m.data, FIXED)
     expected = delta_to_twist(FIXED, profile.control_period_s)
     twists = np.array([[m.twist.linear.x, m.twist.linear.y, m.twist.linear.z,
-                        m.twist.angular.x, m.twist.angular.y, m.twist.angular.z] for _, m in msgs["/servo_node/delta_twist_cmds"]])
+                        m.twist.angular.x, m.twist.angular.y, m.twist.angular.z] for _, m in msgs[TWIST.absolute]])
     full = np.concatenate([expected.linear, expected.angular])
     assert np.isclose(twists, full, atol=1e-9).all(axis=1).sum() >= 5
     assert np.all(np.abs(twists) <= np.abs(full) + 1e-9)
-    assert {m.data for _, m in msgs["/magma/gripper_command"]} == {1.0}
-    assert msgs["/diagnostics"]
+    assert {m.data for _, m in msgs[GRIPPER.absolute]} == {1.0}
+    assert msgs[DIAGNOSTICS.absolute]
 
     # the node's decoded actions scored against the copied teleop actions
     report_dir = tmp_path / "eval"
     result = subprocess.run(
         [console_script("magma-ros"), "eval", str(out), "--action-topic", ACTION_TOPIC,
-         "--predicted-action-topic", "/magma_node/action", "--out", str(report_dir), "--quiet"],
+         "--predicted-action-topic", NODE_ACTION.absolute, "--out", str(report_dir), "--quiet"],
         capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr
     report = json.loads((report_dir / "report.json").read_text())
@@ -127,5 +128,5 @@ def test_replay_rejects_missing_topics(tmp_path, capsys):
     source = write_sample_bag(tmp_path / "teleop", SampleSpec(frames=3, episodes=1))
     assert main(["replay", str(source), "--out", str(tmp_path / "o"), "--copy-topic", "/not/there"]) == 2
     assert "copied topic /not/there not found" in capsys.readouterr().err
-    assert main(["replay", str(source), "--out", str(tmp_path / "o"), "--copy-topic", "/magma_node/action"]) == 2
+    assert main(["replay", str(source), "--out", str(tmp_path / "o"), "--copy-topic", NODE_ACTION.absolute]) == 2
     assert "would be both replayed and recorded" in capsys.readouterr().err

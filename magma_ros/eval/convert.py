@@ -12,12 +12,13 @@ from ..actions.rotation import rotvec_to_euler_xyz
 from ..actions.tokenizer import ACTION_DIM
 from ..image_msgs import ImageError, compressed_to_rgb
 from ..image_msgs import image_to_rgb as raw_to_rgb
+from ..interface import COMPRESSED_IMAGE_TYPE, GRIPPER, IMAGE, INSTRUCTION, TELEOP_ACTION, TWIST
 
-IMAGE_TYPES = ("sensor_msgs/msg/Image", "sensor_msgs/msg/CompressedImage")
-INSTRUCTION_TYPES = ("std_msgs/msg/String",)
-ARRAY_TYPES = ("std_msgs/msg/Float64MultiArray", "std_msgs/msg/Float32MultiArray")
-TWIST_TYPES = ("geometry_msgs/msg/TwistStamped",)
-GRIPPER_TYPES = ("std_msgs/msg/Float64", "std_msgs/msg/Float32")
+IMAGE_TYPES = (IMAGE.type, COMPRESSED_IMAGE_TYPE)
+INSTRUCTION_TYPES = (INSTRUCTION.type,)
+ARRAY_TYPES = (TELEOP_ACTION.type, "std_msgs/msg/Float32MultiArray")
+TWIST_TYPES = (TWIST.type,)
+GRIPPER_TYPES = (GRIPPER.type, "std_msgs/msg/Float32")
 MAX_ABS_VALUE = 1e6  # larger action values are not actions and would overflow the squared errors
 
 

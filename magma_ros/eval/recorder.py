@@ -2,7 +2,6 @@
 written with the ``rosbags`` writer. Imports rclpy; used by ``magma-ros record`` and ``replay``."""
 from __future__ import annotations
 
-import importlib
 import queue
 import threading
 import time
@@ -12,22 +11,17 @@ from pathlib import Path
 from typing import Any
 
 from rclpy.node import Node
-from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
+from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
 
+from .. import interface
+from ..interface import DIAGNOSTICS, GRIPPER, IMAGE, INSTRUCTION, NODE_ACTION, TWIST, Qos
 from .errors import BagError
 
-# What magma_node publishes (issue 3), and its inputs.
-NODE_OUTPUT_TOPICS: dict[str, str] = {
-    "/servo_node/delta_twist_cmds": "geometry_msgs/msg/TwistStamped",
-    "/magma/gripper_command": "std_msgs/msg/Float64",
-    "/magma_node/action": "std_msgs/msg/Float64MultiArray",
-    "/diagnostics": "diagnostic_msgs/msg/DiagnosticArray",
-}
-NODE_INPUT_TOPICS: dict[str, str] = {
-    "/camera/image_raw": "sensor_msgs/msg/Image",
-    "/magma/instruction": "std_msgs/msg/String",
-}
+# What magma_node publishes (issue 3), and its inputs, by their names in the root namespace.
+NODE_OUTPUT_TOPICS: dict[str, str] = {t.absolute: t.type for t in (TWIST, GRIPPER, NODE_ACTION, DIAGNOSTICS)}
+NODE_INPUT_TOPICS: dict[str, str] = {t.absolute: t.type for t in (IMAGE, INSTRUCTION)}
 KNOWN_TOPICS = {**NODE_OUTPUT_TOPICS, **NODE_INPUT_TOPICS}
+RECORD_DEPTH = 100  # messages a recording subscription queues
 
 
 @dataclass(frozen=True)
@@ -52,7 +46,7 @@ def message_class(msgtype: str) -> Any:
     """The rclpy message class for ``pkg/msg/Type``."""
     package, _, name = msgtype.split("/")
     try:
-        return getattr(importlib.import_module(f"{package}.msg"), name)
+        return interface.message_class(msgtype)
     except (ImportError, AttributeError):
         raise BagError(f"message type {msgtype}: not installed for rclpy (no module {package}.msg with {name})") from None
 
@@ -78,11 +72,7 @@ def subscription_qos(node: Node, topic: str) -> QoSProfile:
     infos = node.get_publishers_info_by_topic(topic)
     reliable = bool(infos) and all(i.qos_profile.reliability == ReliabilityPolicy.RELIABLE for i in infos)
     latched = bool(infos) and all(i.qos_profile.durability == DurabilityPolicy.TRANSIENT_LOCAL for i in infos)
-    return QoSProfile(
-        depth=100, history=HistoryPolicy.KEEP_LAST,
-        reliability=ReliabilityPolicy.RELIABLE if reliable else ReliabilityPolicy.BEST_EFFORT,
-        durability=DurabilityPolicy.TRANSIENT_LOCAL if latched else DurabilityPolicy.VOLATILE,
-    )
+    return Qos(depth=RECORD_DEPTH, reliable=reliable, latched=latched).profile()
 
 
 class BagRecorder:

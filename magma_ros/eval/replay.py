@@ -17,22 +17,15 @@ from typing import Any, TextIO
 from rclpy.exceptions import InvalidTopicNameException
 from rclpy.node import Node
 from rclpy.validate_topic_name import validate_topic_name
-from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
 from rclpy.serialization import deserialize_message, serialize_message
 
+from ..interface import IMAGE, INSTRUCTION, SENSOR_PUB_QOS
 from .bag import check_output_bag, open_bag, topic_connections
 from .convert import IMAGE_TYPES, INSTRUCTION_TYPES
 from .errors import BagError, RosSetupError
 from ..progress import Progress
 from .recorder import BagRecorder, TopicSpec, message_class
 from .ros_session import RosSession, ros_session
-
-# As a camera driver publishes (magma_node subscribes best effort).
-IMAGE_PUB_QOS = QoSProfile(depth=5, history=HistoryPolicy.KEEP_LAST, reliability=ReliabilityPolicy.BEST_EFFORT,
-                           durability=DurabilityPolicy.VOLATILE)
-# Latched, as magma_node expects for instructions.
-INSTRUCTION_PUB_QOS = QoSProfile(depth=1, history=HistoryPolicy.KEEP_LAST, reliability=ReliabilityPolicy.RELIABLE,
-                                 durability=DurabilityPolicy.TRANSIENT_LOCAL)
 
 
 @dataclass(frozen=True)
@@ -42,10 +35,10 @@ class ReplayOptions:
     bag: Path
     out: Path
     record_topics: tuple[TopicSpec, ...]
-    image_topic: str = "/camera/image_raw"
-    instruction_topic: str = "/magma/instruction"  # '' = the bag has none (node parameter instead)
-    publish_image_topic: str = "/camera/image_raw"
-    publish_instruction_topic: str = "/magma/instruction"
+    image_topic: str = IMAGE.absolute
+    instruction_topic: str = INSTRUCTION.absolute  # '' = the bag has none (node parameter instead)
+    publish_image_topic: str = IMAGE.absolute
+    publish_instruction_topic: str = INSTRUCTION.absolute
     copy_topics: tuple[str, ...] = ()
     rate: float = 1.0
     loops: int = 1  # 0 = until Ctrl-C
@@ -103,10 +96,10 @@ def _run(session: RosSession, reader: Any, connections: list[Any], types: dict[s
          opts: ReplayOptions, log: TextIO) -> ReplayResult:
     node = session.node
     publishers = {opts.image_topic: node.create_publisher(message_class(types[opts.image_topic]),
-                                                          opts.publish_image_topic, IMAGE_PUB_QOS)}
+                                                          opts.publish_image_topic, SENSOR_PUB_QOS.profile())}
     if opts.instruction_topic:
         publishers[opts.instruction_topic] = node.create_publisher(
-            message_class(types[opts.instruction_topic]), opts.publish_instruction_topic, INSTRUCTION_PUB_QOS)
+            message_class(types[opts.instruction_topic]), opts.publish_instruction_topic, INSTRUCTION.qos.profile())
     _wait_for_node(session, opts)
     record = list(opts.record_topics) + [TopicSpec(opts.publish_image_topic, types[opts.image_topic])]
     if opts.instruction_topic:

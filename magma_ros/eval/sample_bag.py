@@ -19,13 +19,15 @@ import numpy as np
 from ..actions.gripper import GripperConverter
 from ..actions.profiles import RobotProfile, load_profile
 from ..actions.twist import delta_to_twist
+from ..interface import IMAGE, INSTRUCTION, TELEOP_ACTION, TELEOP_GRIPPER, TELEOP_TWIST
 from .bag import STORAGES, open_writer, typestore
 
-IMAGE_TOPIC = "/camera/image_raw"
-INSTRUCTION_TOPIC = "/magma/instruction"
-ACTION_TOPIC = "/teleop/action"
-TWIST_TOPIC = "/teleop/twist"
-GRIPPER_TOPIC = "/teleop/gripper"
+# the bag's topics, in the root namespace as a recording has them
+IMAGE_TOPIC = IMAGE.absolute
+INSTRUCTION_TOPIC = INSTRUCTION.absolute
+ACTION_TOPIC = TELEOP_ACTION.absolute
+TWIST_TOPIC = TELEOP_TWIST.absolute
+GRIPPER_TOPIC = TELEOP_GRIPPER.absolute
 START_NS = 1_700_000_000_000_000_000
 ACTION_DELAY_NS = 20_000_000  # actions are recorded 20 ms after their image
 
@@ -78,13 +80,13 @@ def write_sample_bag(path: str | Path, spec: SampleSpec = SampleSpec()) -> Path:
     gripper = GripperConverter(profile.gripper)
     with open_writer(path, spec.storage) as writer:
         conn = {
-            "image": writer.add_connection(IMAGE_TOPIC, "sensor_msgs/msg/Image", typestore=ts),
-            "instruction": writer.add_connection(INSTRUCTION_TOPIC, "std_msgs/msg/String", typestore=ts),
-            "action": writer.add_connection(ACTION_TOPIC, "std_msgs/msg/Float64MultiArray", typestore=ts),
+            "image": writer.add_connection(IMAGE_TOPIC, IMAGE.type, typestore=ts),
+            "instruction": writer.add_connection(INSTRUCTION_TOPIC, INSTRUCTION.type, typestore=ts),
+            "action": writer.add_connection(ACTION_TOPIC, TELEOP_ACTION.type, typestore=ts),
         }
         if spec.twist:
-            conn["twist"] = writer.add_connection(TWIST_TOPIC, "geometry_msgs/msg/TwistStamped", typestore=ts)
-            conn["gripper"] = writer.add_connection(GRIPPER_TOPIC, "std_msgs/msg/Float64", typestore=ts)
+            conn["twist"] = writer.add_connection(TWIST_TOPIC, TELEOP_TWIST.type, typestore=ts)
+            conn["gripper"] = writer.add_connection(GRIPPER_TOPIC, TELEOP_GRIPPER.type, typestore=ts)
 
         def write(key: str, t_ns: int, msg: Any) -> None:
             writer.write(conn[key], t_ns, ts.serialize_cdr(msg, conn[key].msgtype))

@@ -34,10 +34,11 @@ from ..safety.conversion import ActionConverter
 from ..safety.supervisor import Command, SafetyState, SafetySupervisor
 from .diagnostics import NodeStats, build_diagnostics
 from ..image_msgs import ImageError, compressed_to_rgb, image_to_rgb
+from ..interface import (ACTION, COMPRESSED_SUFFIX, DIAGNOSTICS, EE_POSE, ENABLE, ESTOP, GRIPPER, IMAGE, INSTRUCTION,
+                         NODE_NAME, RESET, TWIST)
 from .inference import Frame, InferenceWorker
 from .params import declare_parameters
 from .periodic import PeriodicThread
-from .qos import COMMAND_QOS, EVENT_QOS, IMAGE_QOS, INSTRUCTION_QOS
 from .settings import NODE_PARAMETERS, NodeSettings, SettingsError, build_settings
 
 THROTTLE_S = 2.0  # bad-input warnings are logged at most this often per kind
@@ -53,7 +54,7 @@ class MagmaNode(Node):
     simulator); otherwise one is created from the backend parameters. ``clock`` (seconds) drives
     every safety decision; by default the monotonic clock, or ROS time with use_sim_time."""
 
-    def __init__(self, policy: Policy | None = None, *, node_name: str = "magma_node",
+    def __init__(self, policy: Policy | None = None, *, node_name: str = NODE_NAME,
                  clock: Callable[[], float] | None = None, **node_kwargs: Any) -> None:
         super().__init__(node_name, **node_kwargs)
         try:
@@ -100,33 +101,33 @@ class MagmaNode(Node):
         control = MutuallyExclusiveCallbackGroup()
         services = MutuallyExclusiveCallbackGroup()
         s = self.settings
-        self.twist_pub = self.create_publisher(TwistStamped, s["twist_topic"], COMMAND_QOS)
-        self.gripper_pub = self.create_publisher(Float64, s["gripper_topic"], COMMAND_QOS)
-        self.action_pub = self.create_publisher(Float64MultiArray, "~/action", COMMAND_QOS)
-        self.diag_pub = self.create_publisher(DiagnosticArray, "/diagnostics", COMMAND_QOS)
+        self.twist_pub = self.create_publisher(TwistStamped, s["twist_topic"], TWIST.qos.profile())
+        self.gripper_pub = self.create_publisher(Float64, s["gripper_topic"], GRIPPER.qos.profile())
+        self.action_pub = self.create_publisher(Float64MultiArray, ACTION.name, ACTION.qos.profile())
+        self.diag_pub = self.create_publisher(DiagnosticArray, DIAGNOSTICS.name, DIAGNOSTICS.qos.profile())
         if s["compressed_image"]:
             try:
                 import cv2  # noqa: F401  (fail at start-up, not on the first frame)
             except ImportError:
                 raise SettingsError("compressed_image: needs OpenCV (pip install 'magma_ros[compressed]' "
                                     "or the python3-opencv package)") from None
-            image_topic = s["image_topic"].rstrip("/") + "/compressed"
+            image_topic = s["image_topic"].rstrip("/") + COMPRESSED_SUFFIX
             self.create_subscription(CompressedImage, image_topic, self._guard("image", self._on_compressed),
-                                     IMAGE_QOS, callback_group=inputs)
+                                     IMAGE.qos.profile(), callback_group=inputs)
         else:
             image_topic = s["image_topic"]
-            self.create_subscription(Image, image_topic, self._guard("image", self._on_image), IMAGE_QOS,
+            self.create_subscription(Image, image_topic, self._guard("image", self._on_image), IMAGE.qos.profile(),
                                      callback_group=inputs)
         self.create_subscription(String, s["instruction_topic"], self._guard("instruction", self._on_instruction),
-                                 INSTRUCTION_QOS, callback_group=inputs)
-        self.create_subscription(Bool, s["estop_topic"], self._guard("e-stop", self._on_estop), EVENT_QOS,
+                                 INSTRUCTION.qos.profile(), callback_group=inputs)
+        self.create_subscription(Bool, s["estop_topic"], self._guard("e-stop", self._on_estop), ESTOP.qos.profile(),
                                  callback_group=inputs)
         if s["ee_pose_topic"]:
             self.create_subscription(PoseStamped, s["ee_pose_topic"], self._guard("ee_pose", self._on_ee_pose),
-                                     EVENT_QOS, callback_group=inputs)
-        self.create_service(SetBool, "~/enable", self._guard("~/enable", self._on_enable, _service_failed),
+                                     EE_POSE.qos.profile(), callback_group=inputs)
+        self.create_service(SetBool, ENABLE.name, self._guard(ENABLE.name, self._on_enable, _service_failed),
                             callback_group=services)
-        self.create_service(Trigger, "~/reset", self._guard("~/reset", self._on_reset, _service_failed),
+        self.create_service(Trigger, RESET.name, self._guard(RESET.name, self._on_reset, _service_failed),
                             callback_group=services)
         # validate in the on-set callback, apply in the post-set one (rclpy >= Iron; Humble: on-set applies)
         self._post_set = hasattr(self, "add_post_set_parameters_callback")

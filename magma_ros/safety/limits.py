@@ -62,6 +62,12 @@ class SafetyLimits:
         )
 
 
+# magma_node's default speed and acceleration limits (its parameters of these names); the simulator's
+# in-process controllers clamp with them too
+DEFAULT_MOTION_LIMITS: dict[str, float] = {"max_linear_speed": 0.25, "max_angular_speed": 1.0,
+                                           "max_linear_accel": 2.5, "max_angular_accel": 10.0}
+
+
 @dataclass(frozen=True)
 class WatchdogTiming:
     """Periods and timeouts (seconds) of the watchdog and of command holding."""

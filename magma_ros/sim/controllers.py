@@ -6,16 +6,12 @@ import numpy as np
 from ..actions.profiles import RobotProfile
 from ..actions.twist import Twist, delta_to_twist
 from ..policy.base import Policy
-from ..ros.settings import default_values
 from ..safety.conversion import ActionConverter
-from ..safety.limits import SafetyLimits
+from ..safety.limits import DEFAULT_MOTION_LIMITS, SafetyLimits
 from ..safety.rules import clamp_twist
 from .expert import expert_action
 from .tasks import parse_instruction
 from .world import SimWorld
-
-# magma_node's default speed limits (its parameters max_linear_speed and max_angular_speed)
-NODE_DEFAULTS = default_values()
 
 
 class PolicyController:
@@ -28,10 +24,7 @@ class PolicyController:
     def __init__(self, policy: Policy, profile: RobotProfile) -> None:
         self.policy = policy
         self.converter = ActionConverter(profile, policy.vocab_size)
-        self.limits = SafetyLimits.from_profile(
-            profile, profile.control_rate_hz, max_linear_speed=NODE_DEFAULTS["max_linear_speed"],
-            max_angular_speed=NODE_DEFAULTS["max_angular_speed"], max_linear_accel=NODE_DEFAULTS["max_linear_accel"],
-            max_angular_accel=NODE_DEFAULTS["max_angular_accel"])
+        self.limits = SafetyLimits.from_profile(profile, profile.control_rate_hz, **DEFAULT_MOTION_LIMITS)
 
     def reset(self) -> None:
         """New episode: the gripper convention starts over."""
