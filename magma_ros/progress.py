@@ -10,19 +10,22 @@ from tqdm import tqdm
 
 # e.g. "eval  25.0% [######------------------] 50/200  5.00 frames/s ETA 00:30"
 BAR_FORMAT = "{desc} {percentage:5.1f}% [{bar:24}] {n_fmt}/{total_fmt} {rate_noinv_fmt} ETA {remaining}"
+# without a total (replay looping forever), e.g. "replay 57 frames 20.00 frames/s elapsed 00:03"
+COUNT_FORMAT = "{desc} {n_fmt}{unit} {rate_noinv_fmt} elapsed {elapsed}"
 TTY_INTERVAL_S = 0.2
 LOG_INTERVAL_S = 5.0
 
 
 class Progress:
-    """Shows ``done/total`` units, the rate and the time left; ``total`` 0 means not known yet."""
+    """Shows ``done/total`` units, the rate and the time left; with ``total`` 0 (not known, or no
+    end) the units done, the rate and the time elapsed."""
 
     def __init__(self, total: int, label: str, unit: str = "frames", stream: TextIO | None = None,
                  enabled: bool = True) -> None:
         stream = stream or sys.stderr
         tty = bool(getattr(stream, "isatty", lambda: False)())
         self._label = label
-        self._bar = tqdm(total=max(total, 0) or None, desc=label, unit=f" {unit}", bar_format=BAR_FORMAT,
+        self._bar = tqdm(total=max(total, 0) or None, desc=label, unit=f" {unit}", bar_format=_format(total),
                          ascii="-#", file=stream if tty else _Lines(stream), disable=not enabled, miniters=1,
                          mininterval=TTY_INTERVAL_S if tty else LOG_INTERVAL_S)
 
@@ -34,6 +37,7 @@ class Progress:
     @total.setter
     def total(self, value: int) -> None:
         self._bar.total = max(value, 0) or None
+        self._bar.bar_format = _format(value)
 
     @property
     def label(self) -> str:
@@ -57,6 +61,10 @@ class Progress:
     def close(self) -> None:
         """Draw the final state and end the line."""
         self._bar.close()
+
+
+def _format(total: int) -> str:
+    return BAR_FORMAT if total > 0 else COUNT_FORMAT
 
 
 class _Lines:

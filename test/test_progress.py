@@ -58,6 +58,15 @@ def test_total_and_label_set_once_known():
     assert " 6/6 " in log.getvalue()
 
 
+def test_without_a_total_counts_units_with_rate_and_elapsed_time():
+    """replay looping until stopped has no total."""
+    log = io.StringIO()
+    bar = Progress(0, "replay", stream=log)
+    bar.update(57)
+    bar.close()
+    assert re.fullmatch(r"replay 57 frames +[\d.]+ frames/s elapsed [\d:]+", log.getvalue().splitlines()[-1])
+
+
 def test_disabled_bar_writes_nothing():
     log = io.StringIO()
     bar = Progress(10, "eval", stream=log, enabled=False)
