@@ -5,18 +5,21 @@ scipy is imported on first use: ``scipy.spatial`` takes the better part of a sec
 cost every user of the action layer (``magma-ros --help``, ``decode``) would otherwise pay."""
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING
 
 import numpy as np
 from numpy.typing import ArrayLike
 
+if TYPE_CHECKING:
+    from scipy.spatial.transform import Rotation
+
 EXTRINSIC_XYZ = "xyz"  # scipy's lower-case axes are extrinsic (fixed frame) rotations
 
 
-def _rotation() -> Any:
-    from scipy.spatial.transform import Rotation
+def _rotation() -> type[Rotation]:
+    from scipy.spatial import transform
 
-    return Rotation
+    return transform.Rotation
 
 
 def _stacked(values: ArrayLike) -> tuple[np.ndarray, tuple[int, ...]]:
