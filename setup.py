@@ -40,6 +40,8 @@ setup(
         "tokenizers>=0.15",
         "httpx>=0.24",
         "pillow>=9",  # JPEG encoding for the openai backend
+        "scipy>=1.8",  # rotation conventions (scipy.spatial.transform); Humble ships 1.8
+        "tqdm>=4.57",  # the tools' progress bar; Humble ships 4.57
     ],
     extras_require={
         "magma": [  # the native Magma implementation (tested on transformers 4.55.4 and 5.24.0)

@@ -7,26 +7,23 @@ Arguments left empty keep the value from ``params_file`` (default: the package's
 config/magma_node.yaml, every parameter with its default and a comment). Topic names are relative,
 so ``namespace:=arm1`` moves all of them under /arm1.
 """
-import os
-
-from ament_index_python.packages import get_package_share_directory
 from launch import LaunchDescription
 from launch.actions import DeclareLaunchArgument, OpaqueFunction
 from launch.substitutions import LaunchConfiguration
 from launch_ros.actions import Node
 
-from magma_ros.ros.launch_support import MAGMA_OVERRIDES, magma_overrides
+from magma_ros.interface import NODE_NAME
+from magma_ros.ros.launch_support import MAGMA_OVERRIDES, default_params_file, magma_overrides
 
 PACKAGE = "magma_ros"
 
 
 def generate_launch_description() -> LaunchDescription:
     """Declare the arguments; the node is built once they are known."""
-    default_params = os.path.join(get_package_share_directory(PACKAGE), "config", "magma_node.yaml")
     arguments = [
-        DeclareLaunchArgument("params_file", default_value=default_params,
+        DeclareLaunchArgument("params_file", default_value=default_params_file(),
                               description="magma_node parameters YAML (ros__parameters)"),
-        DeclareLaunchArgument("node_name", default_value="magma_node", description="node name"),
+        DeclareLaunchArgument("node_name", default_value=NODE_NAME, description="node name"),
         DeclareLaunchArgument("namespace", default_value="", description="namespace of the node and its topics"),
     ]
     arguments += [DeclareLaunchArgument(name, default_value="", description=f"{text}; empty = params_file's value")

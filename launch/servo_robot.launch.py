@@ -17,16 +17,15 @@ File arguments are paths relative to the MoveIt config package's share directory
 layout: config/<robot_name>.urdf.xacro, config/<robot_name>.srdf, config/kinematics.yaml,
 config/joint_limits.yaml. ``use_sim_time`` is false; pass true under Gazebo (then /clock must run).
 """
-import os
-
 from ament_index_python.packages import get_package_share_directory
 from launch import LaunchDescription
 from launch.actions import DeclareLaunchArgument, OpaqueFunction
 from launch.substitutions import LaunchConfiguration
 from launch_ros.actions import Node
 
-from magma_ros.ros.launch_support import (MAGMA_OVERRIDES, LaunchArgumentError, magma_overrides, moveit_parameters,
-                                          parse_bool, servo_parameters)
+from magma_ros.interface import NODE_NAME
+from magma_ros.ros.launch_support import (MAGMA_OVERRIDES, LaunchArgumentError, default_params_file, magma_overrides,
+                                          moveit_parameters, parse_bool, servo_parameters)
 
 PACKAGE = "magma_ros"
 ARGUMENTS = {  # name: (default, description)
@@ -73,15 +72,14 @@ def _nodes(context):
     servo = [servo_parameters(value["servo_params"]), *moveit, use_sim_time]
     if value["planning_group"]:
         servo.append({"planning_group_name": value["planning_group"]})
-    params_file = value["params_file"] or os.path.join(get_package_share_directory(PACKAGE), "config",
-                                                       "magma_node.yaml")
-    magma = [params_file, {**magma_overrides(value), **use_sim_time,
-                           "enabled_on_start": parse_bool("enabled_on_start", value["enabled_on_start"])}]
+    magma = [value["params_file"] or default_params_file(),
+             {**magma_overrides(value), **use_sim_time,
+              "enabled_on_start": parse_bool("enabled_on_start", value["enabled_on_start"])}]
     namespace = value["namespace"]
     nodes = [
         Node(package="moveit_servo", executable="servo_node", name="servo_node", namespace=namespace,
              parameters=servo, output="screen"),
-        Node(package=PACKAGE, executable="magma_node", name="magma_node", namespace=namespace,
+        Node(package=PACKAGE, executable="magma_node", name=NODE_NAME, namespace=namespace,
              parameters=magma, output="screen", emulate_tty=True),
     ]
     if parse_bool("gripper_bridge", value["gripper_bridge"]):

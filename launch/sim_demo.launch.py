@@ -11,6 +11,8 @@ from launch.actions import DeclareLaunchArgument
 from launch.substitutions import LaunchConfiguration
 from launch_ros.actions import Node
 
+from magma_ros.interface import EE_POSE, NODE_NAME, SIM_NODE_NAME
+
 
 def generate_launch_description() -> LaunchDescription:
     arg = LaunchConfiguration
@@ -21,10 +23,10 @@ def generate_launch_description() -> LaunchDescription:
         DeclareLaunchArgument("robot", default_value="sim_panda", description="magma_node's robot profile"),
         DeclareLaunchArgument("real_time_factor", default_value="1.0", description="simulated s per wall-clock s"),
         DeclareLaunchArgument("namespace", default_value="", description="namespace of both nodes and their topics"),
-        Node(package="magma_ros", executable="magma_sim", name="magma_sim", namespace=arg("namespace"),
+        Node(package="magma_ros", executable="magma_sim", name=SIM_NODE_NAME, namespace=arg("namespace"),
              output="screen", parameters=[{"seed": arg("seed"), "instruction": arg("instruction"),
                                            "real_time_factor": arg("real_time_factor")}]),
-        Node(package="magma_ros", executable="magma_node", name="magma_node", namespace=arg("namespace"),
+        Node(package="magma_ros", executable="magma_node", name=NODE_NAME, namespace=arg("namespace"),
              output="screen", parameters=[{"robot": arg("robot"), "backend": arg("backend"), "enabled_on_start": True,
-                                           "ee_pose_topic": "sim/ee_pose", "instruction": arg("instruction")}]),
+                                           "ee_pose_topic": EE_POSE.name, "instruction": arg("instruction")}]),
     ])

@@ -1,63 +1,83 @@
-"""A one-line progress bar with rate and ETA on stderr (a line every few seconds when not a TTY),
-shared by the tools (eval, replay, sim-eval)."""
+"""The tools' progress bar (eval, replay, sim-eval), drawn by tqdm on stderr: redrawn in place on a
+terminal; in a log or CI output, where a carriage return does not redraw, one whole line every
+few seconds and a final one."""
 from __future__ import annotations
 
 import sys
-import time
 from typing import TextIO
 
+from tqdm import tqdm
 
-def format_duration(seconds: float) -> str:
-    """``H:MM:SS`` for an ETA."""
-    seconds = max(0, int(round(seconds)))
-    return f"{seconds // 3600}:{seconds // 60 % 60:02d}:{seconds % 60:02d}"
+# e.g. "eval  25.0% [######------------------] 50/200  5.00 frames/s ETA 00:30"
+BAR_FORMAT = "{desc} {percentage:5.1f}% [{bar:24}] {n_fmt}/{total_fmt} {rate_noinv_fmt} ETA {remaining}"
+# without a total (replay looping forever), e.g. "replay 57 frames 20.00 frames/s elapsed 00:03"
+COUNT_FORMAT = "{desc} {n_fmt}{unit} {rate_noinv_fmt} elapsed {elapsed}"
+TTY_INTERVAL_S = 0.2
+LOG_INTERVAL_S = 5.0
 
 
 class Progress:
-    """Shows ``done/total`` units, the rate and the time left."""
+    """Shows ``done/total`` units, the rate and the time left; with ``total`` 0 (not known, or no
+    end) the units done, the rate and the time elapsed."""
 
     def __init__(self, total: int, label: str, unit: str = "frames", stream: TextIO | None = None,
-                 enabled: bool = True, width: int = 24) -> None:
-        self.total, self.label, self.unit, self.width = max(total, 0), label, unit, width
-        self.stream = stream or sys.stderr
-        self.enabled = enabled
-        self.tty = bool(getattr(self.stream, "isatty", lambda: False)())
-        self.interval = 0.2 if self.tty else 5.0
-        self.start = time.monotonic()
-        self._last = -float("inf")
-        self.done = 0
+                 enabled: bool = True) -> None:
+        stream = stream or sys.stderr
+        tty = bool(getattr(stream, "isatty", lambda: False)())
+        self._label = label
+        self._bar = tqdm(total=max(total, 0) or None, desc=label, unit=f" {unit}", bar_format=_format(total),
+                         ascii="-#", file=stream if tty else _Lines(stream), disable=not enabled, miniters=1,
+                         mininterval=TTY_INTERVAL_S if tty else LOG_INTERVAL_S)
+
+    @property
+    def total(self) -> int:
+        """Units in all; may be set once known."""
+        return self._bar.total or 0
+
+    @total.setter
+    def total(self, value: int) -> None:
+        self._bar.total = max(value, 0) or None
+        self._bar.bar_format = _format(value)
+
+    @property
+    def label(self) -> str:
+        """The text before the bar; may change between updates."""
+        return self._label
+
+    @label.setter
+    def label(self, text: str) -> None:
+        self._label = text
+        self._bar.set_description_str(text, refresh=False)
 
     def update(self, done: int) -> None:
-        """Record progress; redraws at most every ``interval`` seconds."""
-        self.done = done
-        now = time.monotonic()
-        if self.enabled and now - self._last >= self.interval:
-            self._last = now
-            self._draw(now, final=False)
+        """Record that ``done`` units are finished; redrawn at most every few tenths of a second
+        (terminal) or seconds (log)."""
+        self._bar.update(done - self._bar.n)
+
+    def line(self) -> str:
+        """The bar's current text."""
+        return str(self._bar)
 
     def close(self) -> None:
         """Draw the final state and end the line."""
-        if self.enabled:
-            self._draw(time.monotonic(), final=True)
+        self._bar.close()
 
-    def line(self, now: float) -> str:
-        """The text of the bar at time ``now``."""
-        elapsed = max(now - self.start, 1e-9)
-        rate = self.done / elapsed
-        if self.total:
-            frac = min(self.done / self.total, 1.0)
-            filled = int(frac * self.width)
-            bar = "#" * filled + "-" * (self.width - filled)
-            eta = (self.total - self.done) / rate if rate > 0 else float("nan")
-            eta_text = format_duration(eta) if eta == eta else "?"
-            return (f"{self.label} {frac * 100:5.1f}% [{bar}] {self.done}/{self.total} {self.unit} "
-                    f"{rate:.1f}/s ETA {eta_text}")
-        return f"{self.label} {self.done} {self.unit} {rate:.1f}/s elapsed {format_duration(elapsed)}"
 
-    def _draw(self, now: float, final: bool) -> None:
-        text = self.line(now)
-        if self.tty:
-            self.stream.write("\r\x1b[2K" + text + ("\n" if final else ""))
-        else:
-            self.stream.write(text + "\n")
+def _format(total: int) -> str:
+    return BAR_FORMAT if total > 0 else COUNT_FORMAT
+
+
+class _Lines:
+    """A non-terminal stream for tqdm: each redraw (tqdm starts it with a carriage return) becomes a
+    line of its own, so a log holds whole lines."""
+
+    def __init__(self, stream: TextIO) -> None:
+        self.stream = stream
+
+    def write(self, text: str) -> None:
+        for part in text.split("\r"):
+            if part.strip():
+                self.stream.write(part.rstrip() + "\n")
+
+    def flush(self) -> None:
         self.stream.flush()

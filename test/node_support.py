@@ -19,6 +19,7 @@ from magma_ros.actions import ActionDecoder
 from magma_ros.interface import (ACTION, COMPRESSED_SUFFIX, DIAGNOSTICS, EE_POSE, ENABLE, ESTOP, GRIPPER, IMAGE,
                                  INSTRUCTION, RESET, TWIST, Service, Topic)
 from magma_ros.policy.base import PolicyError, Prediction, check_image
+from waiting import wait_until
 
 TEST_DIR = Path(__file__).resolve().parent
 MOVE_ACTION = (0.01, -0.02, 0.005, 0.0, 0.0, 0.1, 1.0)  # robot units per control step
@@ -109,17 +110,6 @@ def run_node_expecting_exit(script: str, params: dict[str, Any], timeout: float 
         args += ["-p", f"{key}:={ros_value(value)}"]
     env = dict(os.environ, PYTHONPATH=str(TEST_DIR))
     return subprocess.run(args, capture_output=True, text=True, timeout=timeout, env=env)
-
-
-def wait_until(condition: Callable[[], Any], timeout: float = 20.0, interval: float = 0.02, what: str = "") -> Any:
-    """Poll ``condition`` until it returns something truthy; fail after ``timeout``."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        result = condition()
-        if result:
-            return result
-        time.sleep(interval)
-    raise AssertionError(f"timed out after {timeout} s waiting for {what or condition}")
 
 
 # --- the probe: the test's side of the topics ---------------------------------------------------

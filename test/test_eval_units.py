@@ -1,7 +1,6 @@
-"""Units of the evaluator: message conversions, the twist inverse, the progress bar, flat memory."""
+"""Units of the evaluator: message conversions, the twist inverse, flat memory."""
 from __future__ import annotations
 
-import io
 import tracemalloc
 from pathlib import Path
 from types import SimpleNamespace
@@ -11,7 +10,6 @@ import pytest
 
 from magma_ros.actions import delta_to_twist, euler_xyz_to_rotvec, load_profile, rotvec_to_euler_xyz
 from magma_ros.eval.convert import ConversionError, array_to_action, image_to_rgb, twist_to_delta
-from magma_ros.progress import Progress, format_duration
 from magma_ros.eval.runner import EvalOptions, Evaluator
 from magma_ros.eval.sample_bag import ACTION_TOPIC, IMAGE_TOPIC, INSTRUCTION_TOPIC, SampleSpec, write_sample_bag
 from magma_ros.eval.stream import ActionSource
@@ -83,19 +81,6 @@ def test_twist_to_delta_inverts_delta_to_twist():
     v3 = lambda v: SimpleNamespace(x=v[0], y=v[1], z=v[2])  # noqa: E731
     msg = SimpleNamespace(twist=SimpleNamespace(linear=v3(tw.linear), angular=v3(tw.angular)))
     np.testing.assert_allclose(twist_to_delta(msg, dt), delta[:6], atol=1e-12)
-
-
-def test_progress_line_has_rate_and_eta():
-    stream = io.StringIO()
-    bar = Progress(200, "eval", stream=stream)
-    bar.start -= 10.0  # 10 s elapsed
-    bar.done = 50
-    line = bar.line(bar.start + 10.0)
-    assert line.startswith("eval  25.0% [######------------------] 50/200 frames 5.0/s ETA 0:00:30")
-    bar.update(200)
-    bar.close()
-    assert stream.getvalue().count("\n") == 2 and "100.0%" in stream.getvalue()
-    assert format_duration(3725) == "1:02:05"
 
 
 def peak_bytes(bag: Path, out: Path) -> int:

@@ -12,7 +12,6 @@ import signal
 import subprocess
 import sys
 import threading
-import time
 from pathlib import Path
 
 import numpy as np
@@ -25,6 +24,7 @@ pytest.importorskip("launch_ros", reason=REASON)
 
 from colcon_support import build, new_workspace  # noqa: E402
 from magma_ros.interface import GRIPPER, IMAGE, RELIABLE_QOS, SIM_STATUS, TWIST, Topic  # noqa: E402
+from waiting import wait_until  # noqa: E402
 
 TEST_DIR = Path(__file__).resolve().parent
 FIXED_ACTION = [0.01, -0.02, 0.0, 0.0, 0.0, 0.1, 1.0]  # robot units per step; bridge_orig and wx250s run at 5 Hz
@@ -102,16 +102,6 @@ class Launch:
             os.killpg(self.proc.pid, signal.SIGKILL)
             self.proc.wait()
         self._log.close()
-
-
-def wait_until(condition, timeout: float, what: str):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        result = condition()
-        if result:
-            return result
-        time.sleep(0.05)
-    raise AssertionError(f"timed out after {timeout} s waiting for {what}")
 
 
 def unhandled_tracebacks(output: str) -> list[str]:

@@ -9,11 +9,11 @@ import signal
 import socket
 import subprocess
 import threading
-import time
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import httpx
+from waiting import wait_until
 
 
 def png_bytes(width: int = 32, height: int = 32, color: tuple[int, int, int] = (200, 30, 30)) -> bytes:
@@ -65,17 +65,6 @@ class ServerThread:
         self._server.should_exit = True
         self._thread.join(30)
         self._sock.close()
-
-
-def wait_until(condition: Callable[[], Any], timeout_s: float, message: str) -> Any:
-    """Poll ``condition`` until truthy; fail with ``message`` after ``timeout_s``."""
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        value = condition()
-        if value:
-            return value
-        time.sleep(0.05)
-    raise AssertionError(f"{message} (after {timeout_s} s)")
 
 
 class CliServer:

@@ -5,6 +5,7 @@ import math
 from dataclasses import dataclass
 from typing import Any, Literal, Mapping
 
+from ..finite import finite_float
 from .errors import ProfileError
 
 GripperMode = Literal["binary", "continuous", "relative"]
@@ -44,10 +45,7 @@ class GripperConfig:
         values: dict[str, Any] = {"mode": mode}
         for key in ("threshold", "open_value", "closed_value", "initial"):
             if key in data:
-                value = data[key]
-                if isinstance(value, bool) or not isinstance(value, (int, float)) or not _finite(value):
-                    raise ProfileError(f"{where}.{key}: expected a finite number, got {value!r:.60}")
-                values[key] = float(value)
+                values[key] = finite_float(data[key], f"{where}.{key}", ProfileError)
         if "sticky_repeats" in data:
             value = data["sticky_repeats"]
             if isinstance(value, bool) or not isinstance(value, int) or value < 0:
@@ -104,10 +102,3 @@ class GripperConverter:
         if change < -cfg.threshold:
             return OPEN
         return self.command
-
-
-def _finite(value: int | float) -> bool:
-    try:
-        return math.isfinite(value)
-    except OverflowError:  # an int too large for a float
-        return False

@@ -9,6 +9,8 @@ from typing import Any, Mapping
 
 import yaml
 
+from ..errors import one_line
+from ..finite import finite_float
 from .errors import ProfileError, StatsError
 from .gripper import GripperConfig
 from .stats import NormalizationStats
@@ -122,7 +124,7 @@ def load_profile(name_or_path: str | Path) -> RobotProfile:
     except UnicodeDecodeError as exc:
         raise ProfileError(f"{path}: not UTF-8 text (byte {exc.start})") from None
     except yaml.YAMLError as exc:
-        raise ProfileError(f"{path}: not valid YAML: {' '.join(str(exc).split())[:300]}") from None
+        raise ProfileError(f"{path}: not valid YAML: {one_line(exc)[:300]}") from None
     except RecursionError:
         raise ProfileError(f"{path}: YAML nested too deeply to be a robot profile") from None
     return profile_from_mapping(data, str(path))
@@ -171,20 +173,8 @@ def _string(data: Mapping, key: str, source: str) -> str:
     return value
 
 
-def _number(value: Any, where: str) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise ProfileError(f"{where}: expected a finite number, got {value!r:.60}")
-    try:
-        number = float(value)
-    except OverflowError:
-        raise ProfileError(f"{where}: number too large for a float ({int(value).bit_length()} bits)") from None
-    if not math.isfinite(number):
-        raise ProfileError(f"{where}: expected a finite number, got {value!r}")
-    return number
-
-
 def _positive(data: Mapping, key: str, source: str) -> float:
-    value = _number(data[key], f"{source}: {key}")
+    value = finite_float(data[key], f"{source}: {key}", ProfileError)
     if value <= 0 or not math.isfinite(1.0 / value):
         raise ProfileError(f"{source}: {key}: must be positive (and its inverse finite), got {value!r}")
     return value
@@ -204,7 +194,7 @@ def _limits(value: Any, source: str) -> StepLimits:
     for key in ("max_linear_step", "max_angular_step"):
         if key not in value:
             raise ProfileError(f"{source}: limits.{key}: required key missing")
-        out[key] = _number(value[key], f"{source}: limits.{key}")
+        out[key] = finite_float(value[key], f"{source}: limits.{key}", ProfileError)
         if out[key] <= 0:
             raise ProfileError(f"{source}: limits.{key}: must be positive, got {out[key]!r}")
     extra = sorted(set(value) - set(out))
@@ -221,7 +211,8 @@ def _workspace(value: Any, source: str) -> Workspace:
         v = value.get(key)
         if not isinstance(v, (list, tuple)) or len(v) != 3:
             raise ProfileError(f"{source}: workspace.{key}: expected [x, y, z], got {v!r}")
-        corners[key] = tuple(_number(x, f"{source}: workspace.{key}[{i}]") for i, x in enumerate(v))
+        corners[key] = tuple(finite_float(x, f"{source}: workspace.{key}[{i}]", ProfileError)
+                             for i, x in enumerate(v))
     for i in range(3):
         if corners["min"][i] >= corners["max"][i]:
             raise ProfileError(f"{source}: workspace.min[{i}]: must be below workspace.max[{i}]")

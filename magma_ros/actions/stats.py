@@ -11,6 +11,8 @@ import numpy as np
 import yaml
 from numpy.typing import ArrayLike
 
+from ..errors import one_line
+from ..finite import finite_float
 from .errors import StatsError
 from .tokenizer import ACTION_DIM
 
@@ -56,7 +58,7 @@ class NormalizationStats:
         try:
             data = json.loads(text) if kind == "JSON" else yaml.safe_load(text)
         except (json.JSONDecodeError, yaml.YAMLError) as exc:
-            raise StatsError(f"{path}: not valid {kind}: {' '.join(str(exc).split())[:300]}") from None
+            raise StatsError(f"{path}: not valid {kind}: {one_line(exc)[:300]}") from None
         except RecursionError:
             raise StatsError(f"{path}: {kind} nested too deeply to be a stats file") from None
         if isinstance(data, Mapping) and "normalization" in data and "q01" not in data:
@@ -93,18 +95,7 @@ def _sequence(value: Any, where: str) -> list:
 
 
 def _floats(value: Any, where: str) -> tuple[float, ...]:
-    out = []
-    for i, item in enumerate(_sequence(value, where)):
-        if isinstance(item, bool) or not isinstance(item, (int, float, np.integer, np.floating)):
-            raise StatsError(f"{where}[{i}]: expected a number, got {item!r:.60}")
-        try:
-            value = float(item)
-        except OverflowError:
-            raise StatsError(f"{where}[{i}]: number too large for a float ({int(item).bit_length()} bits)") from None
-        if not math.isfinite(value):
-            raise StatsError(f"{where}[{i}]: must be finite, got {item!r}")
-        out.append(value)
-    return tuple(out)
+    return tuple(finite_float(item, f"{where}[{i}]", StatsError) for i, item in enumerate(_sequence(value, where)))
 
 
 def _bools(value: Any, where: str) -> tuple[bool, ...]:

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..errors import one_line
 from .errors import ActionTokenError, TokenizerError
 
 REPLACEMENT_CHAR = "\ufffd"
@@ -34,7 +35,7 @@ class TextTokenizer:
         try:
             self._tok = Tokenizer.from_file(str(file))
         except Exception as exc:  # tokenizers raises a bare Exception on malformed files
-            raise TokenizerError(f"{file}: not a readable tokenizer.json: {' '.join(str(exc).split())}") from None
+            raise TokenizerError(f"{file}: not a readable tokenizer.json: {one_line(exc)}") from None
         self.path = file
         self._piece_tables: dict[tuple[int, int], dict[int, list[tuple[int, bytes]]]] = {}
         self._table_lock = threading.Lock()

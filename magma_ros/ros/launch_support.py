@@ -32,6 +32,13 @@ class LaunchArgumentError(ValueError):
     """A launch argument with a value the launch cannot use; the message names the argument."""
 
 
+def default_params_file() -> str:
+    """The installed config/magma_node.yaml: every magma_node parameter with its default."""
+    from ament_index_python.packages import get_package_share_directory
+
+    return str(Path(get_package_share_directory("magma_ros")) / "config" / "magma_node.yaml")
+
+
 def magma_overrides(given: Mapping[str, str]) -> dict[str, Any]:
     """The magma_node parameters set by non-empty ``MAGMA_OVERRIDES`` arguments, typed."""
     overrides: dict[str, Any] = {name: given[name] for name in MAGMA_OVERRIDES if given.get(name)}

@@ -1,11 +1,11 @@
 """Validated numbers the safety layer works with: speed/acceleration limits, workspace, timeouts."""
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from typing import Sequence
 
 from ..actions.profiles import RobotProfile
+from ..finite import finite_float, is_finite_number
 
 Vector3 = tuple[float, float, float]
 
@@ -28,11 +28,8 @@ class SafetyLimits:
     workspace_max: Vector3
 
     def __post_init__(self) -> None:
-        for name in ("max_linear_speed", "max_angular_speed", "max_linear_axis_speed", "max_angular_axis_speed",
-                     "max_linear_accel", "max_angular_accel"):
-            value = getattr(self, name)
-            if not isinstance(value, (int, float)) or not math.isfinite(value) or value <= 0:
-                raise SafetyConfigError(f"{name}: must be a finite number > 0, got {value!r}")
+        _require_positive(self, ("max_linear_speed", "max_angular_speed", "max_linear_axis_speed",
+                                 "max_angular_axis_speed", "max_linear_accel", "max_angular_accel"))
         lo = _vector3(self.workspace_min, "workspace_min")
         hi = _vector3(self.workspace_max, "workspace_max")
         for i, axis in enumerate("xyz"):
@@ -48,7 +45,7 @@ class SafetyLimits:
                      workspace_min: Sequence[float] = (), workspace_max: Sequence[float] = ()) -> "SafetyLimits":
         """Per-axis limits from the profile's per-step limits at ``control_rate_hz``; an empty
         workspace corner means the profile's."""
-        if not math.isfinite(control_rate_hz) or control_rate_hz <= 0:
+        if not is_finite_number(control_rate_hz) or control_rate_hz <= 0:
             raise SafetyConfigError(f"control_rate_hz: must be > 0, got {control_rate_hz!r}")
         return cls(
             max_linear_speed=max_linear_speed,
@@ -81,11 +78,8 @@ class WatchdogTiming:
     disabled_zero_s: float = 1.0  # disabled: zero twists this long after the stop, then silence
 
     def __post_init__(self) -> None:
-        for name in ("control_period_s", "publish_period_s", "image_timeout_s", "action_timeout_s",
-                     "ee_pose_timeout_s", "disabled_zero_s"):
-            value = getattr(self, name)
-            if not isinstance(value, (int, float)) or not math.isfinite(value) or value <= 0:
-                raise SafetyConfigError(f"{name}: must be a finite number > 0, got {value!r}")
+        _require_positive(self, ("control_period_s", "publish_period_s", "image_timeout_s", "action_timeout_s",
+                                 "ee_pose_timeout_s", "disabled_zero_s"))
 
     @property
     def max_clock_step_s(self) -> float:
@@ -98,11 +92,17 @@ class WatchdogTiming:
         return max(min(timeouts), 2.0 * self.publish_period_s)
 
 
+def _require_positive(config: object, names: tuple[str, ...]) -> None:
+    """Each named field of ``config`` must be a finite number > 0."""
+    for name in names:
+        value = getattr(config, name)
+        if not is_finite_number(value) or value <= 0:
+            raise SafetyConfigError(f"{name}: must be a finite number > 0, got {value!r}")
+
+
 def _vector3(value: Sequence[float], name: str) -> Vector3:
     values = tuple(value)
     if len(values) != 3:
         raise SafetyConfigError(f"{name}: expected [x, y, z] (3 values), got {len(values)}")
-    for i, v in enumerate(values):
-        if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v):
-            raise SafetyConfigError(f"{name}[{i}]: expected a finite number, got {v!r}")
-    return (float(values[0]), float(values[1]), float(values[2]))
+    x, y, z = (finite_float(v, f"{name}[{i}]", SafetyConfigError) for i, v in enumerate(values))
+    return (x, y, z)
