@@ -1,12 +1,13 @@
-"""Declare the node's parameters (its own table plus every backend option) with descriptors."""
+"""ROS parameter declarations from ``Option`` tables (the node, the gripper bridge, the simulator)."""
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Iterable
 
 from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor, ParameterType
 from rclpy.node import Node
 from rclpy.parameter import Parameter
 
+from ..options import Option
 from ..policy.config import BACKEND_OPTIONS
 from .settings import NODE_PARAMETERS
 
@@ -15,33 +16,40 @@ _TYPES = {bool: ParameterType.PARAMETER_BOOL, int: ParameterType.PARAMETER_INTEG
           list: ParameterType.PARAMETER_DOUBLE_ARRAY}
 
 
-def _descriptor(name: str, kind: type, description: str, value_range: tuple[float, float] | None = None,
-                read_only: bool = False, choices: tuple[str, ...] = ()) -> ParameterDescriptor:
-    descriptor = ParameterDescriptor(name=name, type=_TYPES[kind], description=description, read_only=read_only)
-    if choices:
-        descriptor.additional_constraints = "one of: " + ", ".join(choices)
-    if value_range is not None and kind is float:
-        descriptor.floating_point_range = [FloatingPointRange(from_value=float(value_range[0]),
-                                                              to_value=float(value_range[1]))]
-    elif value_range is not None and kind is int:
-        descriptor.integer_range = [IntegerRange(from_value=int(value_range[0]), to_value=int(value_range[1]))]
-    return descriptor
+def descriptor(option: Option, read_only: bool = False) -> ParameterDescriptor:
+    """The ``ParameterDescriptor`` of ``option``: type, description, range or choices, read-only."""
+    if option.repeated:
+        raise TypeError(f"option {option.name}: a repeated option is a command-line flag, not a ROS parameter")
+    result = ParameterDescriptor(name=option.name, type=_TYPES[option.type], description=option.description,
+                                 read_only=read_only or option.read_only)
+    if option.choices:
+        result.additional_constraints = option.constraint()
+    if option.range is not None and option.type is float:
+        result.floating_point_range = [FloatingPointRange(from_value=float(option.range[0]),
+                                                          to_value=float(option.range[1]))]
+    elif option.range is not None and option.type is int:
+        result.integer_range = [IntegerRange(from_value=int(option.range[0]), to_value=int(option.range[1]))]
+    return result
+
+
+def declare_options(node: Node, options: Iterable[Option], read_only_all: bool = False) -> dict[str, Any]:
+    """Declare one ROS parameter per option (overrides from ``--ros-args`` / params files apply; a
+    value outside the range raises rclpy's ``InvalidParameterValueException``) and return
+    ``{name: value}``; ``list`` options come back as lists of floats. ``read_only_all`` makes every
+    one read-only."""
+    values: dict[str, Any] = {}
+    for option in options:
+        if option.type is list:
+            # an empty list would be typed as a byte array: declare the type, then use the default if not overridden
+            param = node.declare_parameter(option.name, Parameter.Type.DOUBLE_ARRAY, descriptor(option, read_only_all))
+            values[option.name] = list(param.value) if param.value is not None else list(option.default)
+        else:
+            values[option.name] = node.declare_parameter(option.name, option.default,
+                                                         descriptor(option, read_only_all)).value
+    return values
 
 
 def declare_parameters(node: Node) -> dict[str, Any]:
-    """Declare all parameters once (overrides from --ros-args / params files apply) and return
-    their values. Backend options are read-only: the policy is built once at start-up."""
-    specs = [(p.name, list if p.array else type(p.default), p.default, p.description, p.range, p.read_only, ())
-             for p in NODE_PARAMETERS]
-    specs += [(s.name, s.type, s.default, s.description, None, True, s.choices) for s in BACKEND_OPTIONS]
-    values: dict[str, Any] = {}
-    for name, kind, default, description, value_range, read_only, choices in specs:
-        descriptor = _descriptor(name, kind, description, value_range, read_only, choices)
-        if kind is list:
-            # an empty list would be typed as a byte array: declare the type, then set [] if not overridden
-            param = node.declare_parameter(name, Parameter.Type.DOUBLE_ARRAY, descriptor)
-            value = list(param.value) if param.value is not None else list(default)
-        else:
-            value = node.declare_parameter(name, default, descriptor).value
-        values[name] = value
-    return values
+    """magma_node's parameters: its own table, then every backend option, read-only (the policy is
+    built once at start-up)."""
+    return declare_options(node, NODE_PARAMETERS) | declare_options(node, BACKEND_OPTIONS, read_only_all=True)
