@@ -18,7 +18,8 @@ _KINDS = (bool, int, float, str, list)
 
 @dataclass(frozen=True)
 class Option:
-    """One setting. ``type`` defaults to the type of ``default``; ``list`` means a list of floats."""
+    """One setting. ``type`` defaults to the type of ``default``; ``list`` means a list of floats.
+    A default of None (give ``type``) is a command-line flag's "not given"; ROS parameters need a value."""
 
     name: str
     default: Any
@@ -85,7 +86,7 @@ def add_arguments(parser: argparse.ArgumentParser | argparse._ArgumentGroup, opt
             parser.add_argument(option.flag, dest=option.name, action=action, default=bool(default),
                                 help=option.description)
         else:
-            shown = f" (default: {default!r})" if default != "" else ""
+            shown = f" (default: {default!r})" if default not in ("", None) else ""  # None: not given
             parser.add_argument(option.flag, dest=option.name, type=option.type, default=default, metavar=metavar,
                                 choices=list(option.choices) or None, help=option.description + shown)
 

@@ -6,7 +6,7 @@ import re
 from dataclasses import dataclass, fields
 from typing import Any
 
-from ..options import Option, defaults
+from ..options import Option
 from .base import PolicyConfigError
 
 BACKEND_NAMES = ("magma", "openai", "fixed", "demo")
@@ -36,27 +36,26 @@ BACKEND_OPTIONS: tuple[Option, ...] = (
     Option("fixed_action", [], "constant 7-DoF action in robot units for the fixed backend", type=list,
            metavar="X,Y,Z,R,P,YAW,G"),
 )
-_DEFAULT = defaults(BACKEND_OPTIONS)
 
 
 @dataclass(frozen=True)
 class BackendConfig:
-    """Validated backend options (see ``BACKEND_OPTIONS`` for meanings and defaults)."""
+    """Validated backend options (see ``BACKEND_OPTIONS`` for meanings; test_policy_config checks the defaults agree)."""
 
-    backend: str = _DEFAULT["backend"]
-    model: str = _DEFAULT["model"]
-    revision: str = _DEFAULT["revision"]
-    trust_remote_code: bool = _DEFAULT["trust_remote_code"]
-    device: str = _DEFAULT["device"]
-    dtype: str = _DEFAULT["dtype"]
-    attn_implementation: str = _DEFAULT["attn_implementation"]
-    endpoint_url: str = _DEFAULT["endpoint_url"]
-    api_key_env: str = _DEFAULT["api_key_env"]
-    tokenizer: str = _DEFAULT["tokenizer"]
-    temperature: float = _DEFAULT["temperature"]
-    request_timeout_s: float = _DEFAULT["request_timeout_s"]
-    robot_id: str = _DEFAULT["robot_id"]
-    fixed_action: tuple[float, ...] = ()  # the table's [] as a tuple
+    backend: str = "magma"
+    model: str = "microsoft/Magma-8B"
+    revision: str = ""
+    trust_remote_code: bool = False
+    device: str = "cuda"
+    dtype: str = "bfloat16"
+    attn_implementation: str = "sdpa"
+    endpoint_url: str = ""
+    api_key_env: str = ""
+    tokenizer: str = ""
+    temperature: float = 0.0
+    request_timeout_s: float = 10.0
+    robot_id: str = ""
+    fixed_action: tuple[float, ...] = ()
 
     def __post_init__(self) -> None:
         if self.backend not in BACKEND_NAMES and not _is_factory_path(self.backend):
