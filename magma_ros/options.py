@@ -132,12 +132,16 @@ def parameter_help(prog: str, summary: str, options: Iterable[Option], example: 
     return "\n".join(lines)
 
 
-def markdown_table(options: Iterable[Option]) -> str:
-    """A Markdown table (name, type, default, range/choices, read-only, description) of ``options``."""
+def markdown_table(options: Iterable[Option], flags: bool = False) -> str:
+    """A Markdown table (name, type, default, range/choices, read-only, description) of ``options``;
+    ``flags`` names them as command-line flags (``--kebab-case``) and drops the read-only column."""
     rows = ["| name | type | default | range / choices | read-only | description |",
             "|---|---|---|---|---|---|"]
+    if flags:
+        rows = ["| flag | type | default | range / choices | description |", "|---|---|---|---|---|"]
     for o in options:
-        description = o.description.replace("|", "\\|")
-        rows.append(f"| `{o.name}` | {o.type_name()} | `{_cell(o.default)}` | {o.constraint()} | "
-                    f"{'yes' if o.read_only else ''} | {description} |")
+        cells = [f"`{o.flag if flags else o.name}`", o.type_name(), f"`{_cell(o.default)}`", o.constraint()]
+        cells += [] if flags else ["yes" if o.read_only else ""]
+        cells.append(o.description.replace("|", "\\|").replace("<", "&lt;").replace(">", "&gt;"))
+        rows.append("| " + " | ".join(cells) + " |")
     return "\n".join(rows) + "\n"

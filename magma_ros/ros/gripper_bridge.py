@@ -31,7 +31,7 @@ MODES = ("pwm", "position", "forward_position")
 # the bridge's parameters (declared in this order); BridgeSettings checks their values
 BRIDGE_PARAMETERS: tuple[Option, ...] = (
     Option("mode", "pwm", "pwm | position (interbotix_xs_msgs/JointSingleCommand) | forward_position "
-           "(std_msgs/Float64MultiArray)", choices=MODES),
+           "(std_msgs/Float64MultiArray [position])", choices=MODES),
     Option("input_topic", interface.GRIPPER.name, "magma_node's gripper command (std_msgs/Float64, 1.0 open, "
            "0.0 closed)"),
     Option("output_topic", "", "where the command goes; empty = commands/joint_single (pwm, position) or "

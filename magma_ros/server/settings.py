@@ -13,11 +13,13 @@ LOG_LEVELS = ("debug", "info", "warning", "error")
 NETWORK_OPTIONS: tuple[Option, ...] = (
     Option("host", "127.0.0.1", "address to listen on; 0.0.0.0 for all interfaces: then set --auth-token-env"),
     Option("port", 8000, "TCP port", range=(1, 65535)),
-    Option("served_model_name", "", "model name in /v1/models and in responses; empty = the --model value"),
+    Option("served_model_name", "", "model name in /v1/models and in responses (requests may name any model); "
+           "empty = the --model value"),
     Option("no_model", False, "load no model: serve only /v1/action-tokens, /v1/models and /health (needs "
            "--tokenizer)"),
     Option("action_prompt", [], "prompt template marking an action request, with {instruction} exactly once; "
-           "default: the built-in robot profiles' 'What action should the robot take to {instruction}?'",
+           "default: the built-in robot profiles' 'What action should the robot take to {instruction}?' (add your robot "
+           "profile's prompt_template here if it differs)",
            type=str, repeated=True, metavar="TEMPLATE"),
     Option("log_level", "info", "log level; access logs are JSON lines at info", choices=LOG_LEVELS),
 )
@@ -25,8 +27,8 @@ LIMIT_OPTIONS: tuple[Option, ...] = (
     Option("auth_token_env", "", "require 'Authorization: Bearer <token>' on /v1/*, the token being the value of "
            "environment variable NAME; empty = no auth", metavar="NAME"),
     Option("max_body_bytes", 8 * 1024 * 1024, "largest request body accepted, else 413"),
-    Option("queue_depth", 8, "requests that may wait for the model (not counting the one running); more get "
-           "503 + Retry-After"),
+    Option("queue_depth", 8, "requests that may wait for the model (at least 1; not counting the ones running); "
+           "more get 503 + Retry-After"),
     Option("max_batch_size", 8, "action requests decoded together in one batch; 1 turns batching off",
            range=(1, 256)),
     Option("batch_window_ms", 5.0, "how long the first action request of a batch waits for others to join it, "
@@ -34,7 +36,8 @@ LIMIT_OPTIONS: tuple[Option, ...] = (
            "--max-batch-size requests are waiting", range=(0.0, 1000.0)),
     Option("timeout_s", 60.0, "per-request limit from arrival to answer, else 504; a request still waiting is "
            "dropped, a running generation is stopped"),
-    Option("max_tokens_limit", 1024, "largest max_tokens a client may request"),
+    Option("max_tokens_limit", 1024, "largest max_tokens a client may request (a request without one gets 256, "
+           "or this limit if lower)"),
     Option("max_text_chars", 65536, "characters of message text a chat request may carry, checked before "
            "tokenizing; the prompt's tokens plus max_tokens must also fit the model's context, else 400"),
     Option("max_json_depth", 32, "nesting levels a request body may have, else 400"),
