@@ -135,7 +135,7 @@ def main(args: Sequence[str] | None = None) -> int:
     if wants_help(argv):
         print(parameter_help("interbotix_gripper_bridge", SUMMARY,
                              BRIDGE_PARAMETERS, "interbotix_gripper_bridge --ros-args -r __ns:=/wx250s "
-                             "-p input_topic:=/magma/gripper_command"))
+                             f"-p input_topic:={interface.GRIPPER.absolute}"))
         return 0
     import rclpy
     from rclpy.exceptions import ParameterException
