@@ -40,7 +40,8 @@ BACKEND_OPTIONS: tuple[Option, ...] = (
 
 @dataclass(frozen=True)
 class BackendConfig:
-    """Validated backend options (see ``BACKEND_OPTIONS`` for meanings; test_policy_config checks the defaults agree)."""
+    """Validated backend options (meanings: ``BACKEND_OPTIONS``, whose defaults test_policy_config checks
+    against these)."""
 
     backend: str = "magma"
     model: str = "microsoft/Magma-8B"

@@ -28,20 +28,22 @@ from ..options import Option, parameter_help, wants_help
 SUMMARY = ("Turns magma_node's gripper command (std_msgs/Float64, 1.0 open, 0.0 closed) into an Interbotix "
            "X-Series gripper command (xs_sdk JointSingleCommand) or a ros2_control forward command.")
 MODES = ("pwm", "position", "forward_position")
-# the bridge's parameters (declared in this order); BridgeSettings checks their values
+# the bridge's parameters, read once at start-up (declared in this order); BridgeSettings checks their values
 BRIDGE_PARAMETERS: tuple[Option, ...] = (
     Option("mode", "pwm", "pwm | position (interbotix_xs_msgs/JointSingleCommand) | forward_position "
-           "(std_msgs/Float64MultiArray [position])", choices=MODES),
+           "(std_msgs/Float64MultiArray [position])", choices=MODES, read_only=True),
     Option("input_topic", interface.GRIPPER.name, "magma_node's gripper command (std_msgs/Float64, 1.0 open, "
-           "0.0 closed)"),
+           "0.0 closed)", read_only=True),
     Option("output_topic", "", "where the command goes; empty = commands/joint_single (pwm, position) or "
-           "gripper_controller/commands (forward_position)"),
-    Option("joint_name", "gripper", "name in JointSingleCommand (the gripper joint of the Interbotix motor config)"),
-    Option("threshold", 0.5, "pwm mode: a command >= threshold opens, below it closes; in [0, 1]"),
+           "gripper_controller/commands (forward_position)", read_only=True),
+    Option("joint_name", "gripper", "name in JointSingleCommand (the gripper joint of the Interbotix motor "
+           "config)", read_only=True),
+    Option("threshold", 0.5, "pwm mode: a command >= threshold opens, below it closes; in [0, 1]", read_only=True),
     Option("pwm", 250.0, "pwm mode: PWM magnitude sent (+ opens, - closes), in (0, 885] (the Dynamixel limit); "
-           "Interbotix range 150-350"),
-    Option("open_position", 1.5, "position modes: command for a fully open gripper (motor or controller units)"),
-    Option("closed_position", 0.0, "position modes: command for a closed gripper"),
+           "Interbotix range 150-350", read_only=True),
+    Option("open_position", 1.5, "position modes: command for a fully open gripper (motor or controller units)",
+           read_only=True),
+    Option("closed_position", 0.0, "position modes: command for a closed gripper", read_only=True),
 )
 DEFAULT_OUTPUT = {"pwm": "commands/joint_single", "position": "commands/joint_single",
                   "forward_position": "gripper_controller/commands"}

@@ -19,7 +19,8 @@ _TYPES = {bool: ParameterType.PARAMETER_BOOL, int: ParameterType.PARAMETER_INTEG
 def descriptor(option: Option, read_only: bool = False) -> ParameterDescriptor:
     """The ``ParameterDescriptor`` of ``option``: type, description, range or choices, read-only."""
     if option.repeated or option.default is None:
-        raise TypeError(f"option {option.name}: repeated or without a default, a command-line flag, not a ROS parameter")
+        raise TypeError(f"option {option.name}: repeated or without a default: a command-line flag, "
+                        "not a ROS parameter")
     result = ParameterDescriptor(name=option.name, type=_TYPES[option.type], description=option.description,
                                  read_only=read_only or option.read_only)
     if option.choices:

@@ -18,8 +18,8 @@ NETWORK_OPTIONS: tuple[Option, ...] = (
     Option("no_model", False, "load no model: serve only /v1/action-tokens, /v1/models and /health (needs "
            "--tokenizer)"),
     Option("action_prompt", [], "prompt template marking an action request, with {instruction} exactly once; "
-           "default: the built-in robot profiles' 'What action should the robot take to {instruction}?' (add your robot "
-           "profile's prompt_template here if it differs)",
+           "default: the built-in robot profiles' 'What action should the robot take to {instruction}?' (add "
+           "your robot profile's prompt_template here if it differs)",
            type=str, repeated=True, metavar="TEMPLATE"),
     Option("log_level", "info", "log level; access logs are JSON lines at info", choices=LOG_LEVELS),
 )
