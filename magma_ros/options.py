@@ -1,10 +1,10 @@
 """One declaration for every option of the package: node and simulator parameters, CLI flags, docs.
 
 An :class:`Option` names a setting once (type, default, range or choices, read-only, description).
-``magma_ros.ros.params`` turns a table of them into ROS parameter declarations, :func:`add_arguments`
+:func:`declare_options` turns a table of them into ROS parameters of a node, :func:`add_arguments`
 into ``argparse`` flags (``--kebab-case``), :func:`parameter_help` into a ROS console script's
 ``--help`` and :func:`markdown_table` into the tables under ``docs/reference/``.
-Pure Python: no ROS, no torch.
+Pure Python: rclpy is imported only by :func:`declare_options` and :func:`descriptor`; no torch.
 """
 from __future__ import annotations
 
@@ -89,6 +89,48 @@ def add_arguments(parser: argparse.ArgumentParser | argparse._ArgumentGroup, opt
             shown = f" (default: {default!r})" if default not in ("", None) else ""  # None: not given
             parser.add_argument(option.flag, dest=option.name, type=option.type, default=default, metavar=metavar,
                                 choices=list(option.choices) or None, help=option.description + shown)
+
+
+def descriptor(option: Option, read_only: bool = False) -> Any:
+    """The ``rcl_interfaces`` ``ParameterDescriptor`` of ``option``: type, description, range, choices
+    (as additional constraints: not enforced by ROS, the option's user checks them), read-only."""
+    from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor, ParameterType
+
+    if option.repeated or option.default is None:
+        raise TypeError(f"option {option.name}: repeated or without a default: a command-line flag, "
+                        "not a ROS parameter")
+    kinds = {bool: ParameterType.PARAMETER_BOOL, int: ParameterType.PARAMETER_INTEGER,
+             float: ParameterType.PARAMETER_DOUBLE, str: ParameterType.PARAMETER_STRING,
+             list: ParameterType.PARAMETER_DOUBLE_ARRAY}
+    result = ParameterDescriptor(name=option.name, type=kinds[option.type], description=option.description,
+                                 read_only=read_only or option.read_only)
+    if option.choices:
+        result.additional_constraints = option.constraint()
+    if option.range is not None and option.type is float:
+        result.floating_point_range = [FloatingPointRange(from_value=float(option.range[0]),
+                                                          to_value=float(option.range[1]))]
+    elif option.range is not None and option.type is int:
+        result.integer_range = [IntegerRange(from_value=int(option.range[0]), to_value=int(option.range[1]))]
+    return result
+
+
+def declare_options(node: Any, options: Iterable[Option], read_only_all: bool = False) -> dict[str, Any]:
+    """Declare one ROS parameter per option on ``node`` (an ``rclpy`` Node; overrides from
+    ``--ros-args`` / params files apply, a value outside the range raises rclpy's
+    ``InvalidParameterValueException``) and return ``{name: value}``, ``list`` options as lists of
+    floats. ``read_only_all`` makes every one read-only."""
+    from rclpy.parameter import Parameter
+
+    values: dict[str, Any] = {}
+    for option in options:
+        if option.type is list:
+            # an empty list would be typed as a byte array: declare the type, then use the default if not overridden
+            param = node.declare_parameter(option.name, Parameter.Type.DOUBLE_ARRAY, descriptor(option, read_only_all))
+            values[option.name] = list(param.value) if param.value is not None else list(option.default)
+        else:
+            values[option.name] = node.declare_parameter(option.name, option.default,
+                                                         descriptor(option, read_only_all)).value
+    return values
 
 
 def float_list(text: str) -> list[float]:

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from typing import Any, Callable, Sequence
 
 from .. import interface
-from ..options import Option, parameter_help, wants_help
+from ..options import Option, declare_options, parameter_help, wants_help
 
 SUMMARY = ("Turns magma_node's gripper command (std_msgs/Float64, 1.0 open, 0.0 closed) into an Interbotix "
            "X-Series gripper command (xs_sdk JointSingleCommand) or a ros2_control forward command.")
@@ -99,8 +99,6 @@ def message_factory(mode: str, joint_name: str) -> tuple[type, Callable[[float],
 def _make_node():
     from rclpy.node import Node
     from std_msgs.msg import Float64
-
-    from .params import declare_options
 
     class GripperBridge(Node):
         def __init__(self) -> None:
