@@ -56,8 +56,9 @@ class Option:
         return ""
 
     def type_name(self) -> str:
-        """``float``, ``list`` (of floats), ``str (repeatable)``, ..."""
-        return self.type.__name__ + (" (repeatable)" if self.repeated else "")
+        """``float``, ``list of float``, ``str (repeatable)``, ..."""
+        kind = "list of float" if self.type is list else self.type.__name__
+        return kind + (" (repeatable)" if self.repeated else "")
 
 
 def defaults(options: Iterable[Option]) -> dict[str, Any]:
@@ -168,7 +169,7 @@ def parameter_help(prog: str, summary: str, options: Iterable[Option], example: 
         facts = [o.type_name(), f"default {_cell(o.default)}"]
         facts += [o.constraint()] if o.constraint() else []
         facts += ["read-only"] if o.read_only else []
-        lines.append(f"  {o.name} ({', '.join(facts)})")
+        lines.append(f"  {o.name} ({'; '.join(facts)})")
         lines.extend(textwrap.wrap(o.description, width=92, initial_indent="      ", subsequent_indent="      "))
     lines += ["", "example:", f"  {example}"]
     return "\n".join(lines)
