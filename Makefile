@@ -30,6 +30,11 @@ test: install
 demo: install
 	$(BIN)/python -m magma_ros.demo
 
+.PHONY: docs
+# docs/reference/*.md from the option declarations (test/test_docs_reference.py checks they are current)
+docs: install
+	$(BIN)/python tools/docs_reference.py
+
 bench: install
 	for b in bench/*.py; do echo "== $$b"; $(BIN)/python $$b || exit 1; done
 

@@ -13,19 +13,26 @@ import json
 
 import numpy as np
 
+from ..options import Option, add_arguments as add_options
+
 HELP = "decode action token text or ids into robot units"
+IDS = Option("ids", None, "seven comma-separated action token ids instead of TEXT", type=str)
+STATS_SOURCES: tuple[Option, ...] = (  # one or the other
+    Option("robot", None, "built-in robot profile (bridge_orig, google_robot) or a profile YAML path", type=str),
+    Option("stats", None, "YAML or JSON file with mask, q01, q99 (instead of --robot)", type=str),
+)
+VOCABULARY_OPTIONS: tuple[Option, ...] = (
+    Option("tokenizer", None, "tokenizer.json or model directory (needed for TEXT)", type=str),
+    Option("vocab_size", None, "base vocabulary size (default: the tokenizer's, or 128000 for Llama-3)", type=int),
+)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Options of ``magma-ros decode``."""
     parser.add_argument("text", nargs="?", help="action token text as the model generated it")
-    parser.add_argument("--ids", help="seven comma-separated action token ids instead of TEXT")
-    source = parser.add_mutually_exclusive_group()
-    source.add_argument("--robot", help="built-in robot profile (bridge_orig, google_robot) or a profile YAML path")
-    source.add_argument("--stats", help="YAML or JSON file with mask, q01, q99 (instead of --robot)")
-    parser.add_argument("--tokenizer", help="tokenizer.json or model directory (needed for TEXT)")
-    parser.add_argument("--vocab-size", type=int, default=None,
-                        help="base vocabulary size (default: the tokenizer's, or 128000 for Llama-3)")
+    add_options(parser, (IDS,))
+    add_options(parser.add_mutually_exclusive_group(), STATS_SOURCES)
+    add_options(parser, VOCABULARY_OPTIONS)
 
 
 def run(args: argparse.Namespace) -> int:

@@ -19,45 +19,53 @@ import argparse
 import math
 from pathlib import Path
 
+from ..interface import GRIPPER, IMAGE, INSTRUCTION, NODE_ACTION, TWIST
+from ..options import Option, add_arguments as add_options
 from ..policy.cli_options import add_backend_arguments, backend_config_from_args
 
 HELP = "evaluate a backend on a recorded bag: metrics, per-frame CSV and plots"
+INPUT_OPTIONS: tuple[Option, ...] = (
+    Option("image_topic", IMAGE.absolute, "sensor_msgs/Image or CompressedImage"),
+    Option("instruction_topic", INSTRUCTION.absolute, "std_msgs/String"),
+    Option("instruction", None, "use this instruction for every frame instead of --instruction-topic", type=str),
+)
+TRUTH_OPTIONS: tuple[Option, ...] = (
+    Option("action_topic", None, "std_msgs/Float64MultiArray 7-vectors (x y z roll pitch yaw gripper, robot units)",
+           type=str),
+    Option("twist_topic", None, "geometry_msgs/TwistStamped; deltas = twist * control period", type=str),
+    Option("gripper_topic", None, "std_msgs/Float64 gripper command in [0, 1] (with --twist-topic)", type=str),
+    Option("control_period", None, "seconds per control step for twists (default: the robot profile's)", type=float),
+)
+RECORDED_OPTIONS: tuple[Option, ...] = (
+    Option("predicted_action_topic", None, f"Float64MultiArray (e.g. {NODE_ACTION.absolute})", type=str),
+    Option("predicted_twist_topic", None, f"TwistStamped (e.g. {TWIST.absolute})", type=str),
+    Option("predicted_gripper_topic", None, f"Float64 gripper command (e.g. {GRIPPER.absolute}), with "
+           "--predicted-twist-topic", type=str),
+)
+RUN_OPTIONS: tuple[Option, ...] = (
+    Option("every", 1, "evaluate every k-th image frame"),
+    Option("max_delay", 1.0, "seconds after a frame within which its recorded action must arrive"),
+    Option("no_plots", False, "skip actions.png"),
+    Option("quiet", False, "no progress bar"),
+)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Options of ``magma-ros eval``."""
     parser.add_argument("bag", type=Path, help="rosbag2 directory (MCAP or sqlite3), or one .mcap/.db3 file")
-    parser.add_argument("--robot", default="bridge_orig",
-                        help="robot profile name or YAML path (normalization, gripper, control period)")
+    add_options(parser, (Option("robot", "bridge_orig", "robot profile name or YAML path (normalization, gripper, "
+                                "control period)"),))
     parser.add_argument("--out", type=Path, default=None,
                         help="output directory for report.json, frames.csv, actions.png (default: eval_<bag name>)")
-    topics = parser.add_argument_group("input topics")
-    topics.add_argument("--image-topic", default="/camera/image_raw", help="sensor_msgs/Image or CompressedImage")
-    topics.add_argument("--instruction-topic", default="/magma/instruction", help="std_msgs/String")
-    topics.add_argument("--instruction", default=None,
-                        help="use this instruction for every frame instead of --instruction-topic")
-    truth = parser.add_argument_group("ground truth (one form)")
-    truth.add_argument("--action-topic", default=None,
-                       help="std_msgs/Float64MultiArray 7-vectors (x y z roll pitch yaw gripper, robot units)")
-    truth.add_argument("--twist-topic", default=None,
-                       help="geometry_msgs/TwistStamped; deltas = twist * control period")
-    truth.add_argument("--gripper-topic", default=None, help="std_msgs/Float64 gripper command in [0, 1] (with --twist-topic)")
-    truth.add_argument("--control-period", type=float, default=None,
-                       help="seconds per control step for twists (default: the robot profile's)")
-    recorded = parser.add_argument_group("recorded predictions instead of a backend (e.g. a replay output bag)")
-    recorded.add_argument("--predicted-action-topic", default=None, help="Float64MultiArray (e.g. /magma_node/action)")
-    recorded.add_argument("--predicted-twist-topic", default=None, help="TwistStamped (e.g. /servo_node/delta_twist_cmds)")
-    recorded.add_argument("--predicted-gripper-topic", default=None,
-                          help="Float64 gripper command (e.g. /magma/gripper_command), with --predicted-twist-topic")
-    parser.add_argument("--every", type=int, default=1, help="evaluate every k-th image frame")
-    parser.add_argument("--max-delay", type=float, default=1.0,
-                        help="seconds after a frame within which its recorded action must arrive")
-    parser.add_argument("--no-plots", action="store_true", help="skip actions.png")
-    parser.add_argument("--quiet", action="store_true", help="no progress bar")
+    add_options(parser.add_argument_group("input topics"), INPUT_OPTIONS)
+    add_options(parser.add_argument_group("ground truth (one form)"), TRUTH_OPTIONS)
+    add_options(parser.add_argument_group("recorded predictions instead of a backend (e.g. a replay output bag)"),
+                RECORDED_OPTIONS)
+    add_options(parser, RUN_OPTIONS)
     add_backend_arguments(parser, backend=None)  # None: not given (magma), checked against --predicted-...
     for action in parser._actions:
         if action.dest == "backend":
-            action.help = (action.help or "").replace("(default: None)", "(default: magma; not with --predicted-...)")
+            action.help = f"{action.help} (default: magma; not with --predicted-...)"
 
 
 def run(args: argparse.Namespace) -> int:

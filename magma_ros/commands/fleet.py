@@ -27,32 +27,27 @@ import logging
 import signal
 import threading
 
+from ..options import Option, add_arguments as add_options
+from ..server.settings import LOG_LEVELS
+
 HELP = "serve the model from several replicas on Ray Serve behind one OpenAI-compatible endpoint"
+FLEET_OPTIONS: tuple[Option, ...] = (
+    Option("check", False, "validate the configuration and exit"),
+    Option("log_level", "info", "log level of this command", choices=LOG_LEVELS),
+)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Options of ``magma-ros fleet``."""
     parser.add_argument("config", help="fleet configuration file (YAML; see above and config/fleet/)")
-    parser.add_argument("--check", action="store_true", help="validate the configuration and exit")
-    parser.add_argument("--log-level", default="info", choices=("debug", "info", "warning", "error"),
-                        help="log level of this command (default: info)")
-
-
-def parse_serve_args(argv: list[str]) -> argparse.Namespace:
-    """``magma-ros serve`` options as serve parses them (``FleetConfigError`` on bad ones)."""
-    from ..server.fleet_config import RaisingParser
-    from . import serve
-
-    parser = RaisingParser(prog="magma-ros serve", add_help=False)
-    serve.add_arguments(parser)
-    return parser.parse_args(argv)
+    add_options(parser, FLEET_OPTIONS)
 
 
 def run(args: argparse.Namespace) -> int:
     """Check the configuration, start the replicas, serve until SIGINT/SIGTERM."""
     from ..errors import UserError
     from ..server.fleet_config import FleetConfigError, load_fleet_config
-    from . import serve
+    from ..server.startup import check_serve_args, parse_serve_args
 
     logging.basicConfig(level=args.log_level.upper(), format="%(message)s")
     try:
@@ -60,7 +55,7 @@ def run(args: argparse.Namespace) -> int:
     except FleetConfigError as exc:
         raise UserError(str(exc)) from None
     try:
-        serve.check_args(parse_serve_args(list(config.serve_argv)), read_token=False)
+        check_serve_args(parse_serve_args(list(config.serve_argv)), read_token=False)
     except UserError as exc:
         raise UserError(f"{args.config}: serve: {exc}") from None
     if args.check:

@@ -16,21 +16,25 @@ import argparse
 import math
 from pathlib import Path
 
+from ..interface import IMAGE, INSTRUCTION
+from ..options import Option, add_arguments as add_options
+
 HELP = "record magma_node's topics into an MCAP bag (no ros2cli needed)"
+RECORD_OPTIONS: tuple[Option, ...] = (
+    Option("storage", "mcap", "bag storage format", choices=("mcap", "sqlite3")),
+    Option("duration", None, "seconds to record (default: until Ctrl-C)", type=float),
+    Option("topic", [], "also record this topic (type looked up in the graph when omitted)", type=str,
+           repeated=True, metavar="NAME[:pkg/msg/Type]"),
+    Option("inputs", False, f"also record the node's inputs {IMAGE.absolute} and {INSTRUCTION.absolute}"),
+    Option("no_node_outputs", False, "record only the --topic/--inputs topics"),
+    Option("discovery_timeout", 10.0, "seconds to wait for topics given without a type to appear"),
+)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Options of ``magma-ros record``."""
     parser.add_argument("--out", type=Path, required=True, help="bag directory to create (must not exist)")
-    parser.add_argument("--storage", choices=("mcap", "sqlite3"), default="mcap", help="bag storage format")
-    parser.add_argument("--duration", type=float, default=None, help="seconds to record (default: until Ctrl-C)")
-    parser.add_argument("--topic", action="append", default=[], metavar="NAME[:pkg/msg/Type]",
-                        help="also record this topic (type looked up in the graph when omitted); repeatable")
-    parser.add_argument("--inputs", action="store_true",
-                        help="also record the node's inputs /camera/image_raw and /magma/instruction")
-    parser.add_argument("--no-node-outputs", action="store_true", help="record only the --topic/--inputs topics")
-    parser.add_argument("--discovery-timeout", type=float, default=10.0,
-                        help="seconds to wait for topics given without a type to appear")
+    add_options(parser, RECORD_OPTIONS)
     parser.add_argument("--ros-args", nargs=argparse.REMAINDER, default=[],
                         help="ROS arguments for the recorder node (remappings, parameters); must come last")
 

@@ -18,33 +18,36 @@ import argparse
 import math
 from pathlib import Path
 
+from ..interface import IMAGE, INSTRUCTION
+from ..options import Option, add_arguments as add_options
+
 HELP = "replay a bag through magma_node and record its outputs"
+REPLAY_OPTIONS: tuple[Option, ...] = (
+    Option("storage", "mcap", "output bag format", choices=("mcap", "sqlite3")),
+    Option("image_topic", IMAGE.absolute, "camera topic in the source bag"),
+    Option("instruction_topic", INSTRUCTION.absolute, "instruction topic in the source bag ('' if it has none)"),
+    Option("publish_image_topic", IMAGE.absolute, "topic to publish images on"),
+    Option("publish_instruction_topic", INSTRUCTION.absolute,
+           "topic to publish instructions on (reliable, transient local)"),
+    Option("copy_topic", [], "copy this source topic into the output bag (not published)", type=str,
+           repeated=True, metavar="TOPIC"),
+    Option("rate", 1.0, "playback speed factor (2 = twice as fast)"),
+    Option("keep_stamps", False, "publish images with their recorded header stamps (default: stamped now)"),
+    Option("wait_node", 30.0, "seconds to wait for magma_node"),
+    Option("tail", 2.0, "seconds (at --rate) to keep recording after the last message"),
+    Option("topic", [], "also record this topic (a known magma topic, or with its type)", type=str, repeated=True,
+           metavar="NAME[:pkg/msg/Type]"),
+    Option("quiet", False, "no progress bar"),
+)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Options of ``magma-ros replay``."""
     parser.add_argument("bag", type=Path, help="source rosbag2 directory (MCAP or sqlite3) or .mcap/.db3 file")
     parser.add_argument("--out", type=Path, required=True, help="bag directory to create for the recording")
-    parser.add_argument("--storage", choices=("mcap", "sqlite3"), default="mcap", help="output bag format")
-    parser.add_argument("--image-topic", default="/camera/image_raw", help="camera topic in the source bag")
-    parser.add_argument("--instruction-topic", default="/magma/instruction",
-                        help="instruction topic in the source bag ('' if it has none)")
-    parser.add_argument("--publish-image-topic", default="/camera/image_raw", help="topic to publish images on")
-    parser.add_argument("--publish-instruction-topic", default="/magma/instruction",
-                        help="topic to publish instructions on (reliable, transient local)")
-    parser.add_argument("--copy-topic", action="append", default=[], metavar="TOPIC",
-                        help="copy this source topic into the output bag (not published); repeatable")
-    parser.add_argument("--rate", type=float, default=1.0, help="playback speed factor (2 = twice as fast)")
+    add_options(parser, REPLAY_OPTIONS)
     parser.add_argument("--loop", type=int, nargs="?", const=0, default=1, metavar="N",
                         help="play N times (--loop alone: until Ctrl-C)")
-    parser.add_argument("--keep-stamps", action="store_true",
-                        help="publish images with their recorded header stamps (default: stamped now)")
-    parser.add_argument("--wait-node", type=float, default=30.0, help="seconds to wait for magma_node")
-    parser.add_argument("--tail", type=float, default=2.0,
-                        help="seconds (at --rate) to keep recording after the last message")
-    parser.add_argument("--topic", action="append", default=[], metavar="NAME[:pkg/msg/Type]",
-                        help="also record this topic (a known magma topic, or with its type); repeatable")
-    parser.add_argument("--quiet", action="store_true", help="no progress bar")
     parser.add_argument("--ros-args", nargs=argparse.REMAINDER, default=[],
                         help="ROS arguments for the replay node; must come last")
 

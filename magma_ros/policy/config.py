@@ -6,51 +6,42 @@ import re
 from dataclasses import dataclass, fields
 from typing import Any
 
+from ..options import Option
 from .base import PolicyConfigError
 
 BACKEND_NAMES = ("magma", "openai", "fixed", "demo")
 _ROBOT_ID = re.compile(r"[A-Za-z0-9_./:@-]{1,128}")  # what magma-ros serve accepts in X-Robot-Id
 
-
-@dataclass(frozen=True)
-class OptionSpec:
-    """One backend option: its name (node parameter; ``--kebab-case`` on the command line)."""
-
-    name: str
-    type: type
-    default: Any
-    description: str
-    choices: tuple[str, ...] = ()
-
-
-BACKEND_OPTIONS: tuple[OptionSpec, ...] = (
-    OptionSpec("backend", str, "magma",
-               "policy backend: magma, openai, fixed, demo, or a custom factory as 'package.module:function'"),
-    OptionSpec("model", str, "microsoft/Magma-8B",
-               "model id or local directory (magma); model name sent to the endpoint (openai)"),
-    OptionSpec("revision", str, "", "model revision (commit hash) to take from the local Hugging Face cache; empty = default branch"),
-    OptionSpec("trust_remote_code", bool, False,
-               "magma: run Magma's own model code from the checkpoint instead of the native implementation (opt-in; "
-               "executes downloaded code and needs transformers<4.56)"),
-    OptionSpec("device", str, "cuda", "torch device for the magma backend (cuda, cuda:1, cpu)"),
-    OptionSpec("dtype", str, "bfloat16", "torch dtype for the magma backend", ("bfloat16", "float16", "float32")),
-    OptionSpec("attn_implementation", str, "sdpa", "attention kernel for the magma backend",
-               ("sdpa", "eager", "flash_attention_2")),
-    OptionSpec("endpoint_url", str, "", "base URL of an OpenAI-compatible endpoint (openai), e.g. http://gpu-box:8000"),
-    OptionSpec("api_key_env", str, "", "name of the environment variable holding the endpoint's bearer token (never the token)"),
-    OptionSpec("tokenizer", str, "", "tokenizer.json or model directory used to turn action text into ids (openai)"),
-    OptionSpec("temperature", float, 0.0, "sampling temperature; 0 = greedy"),
-    OptionSpec("request_timeout_s", float, 10.0, "per-request timeout for remote backends (s)"),
-    OptionSpec("robot_id", str, "",
-               "this robot's name sent to the endpoint (openai) as X-Robot-Id and user, for its logs and per-robot "
-               "metrics; empty = magma_node's fully qualified name (none from CLIs)"),
-    OptionSpec("fixed_action", list, [], "constant 7-DoF action in robot units for the fixed backend"),
+BACKEND_OPTIONS: tuple[Option, ...] = (
+    Option("backend", "magma",
+           "policy backend: magma, openai, fixed, demo, or a custom factory as 'package.module:function'"),
+    Option("model", "microsoft/Magma-8B",
+           "model id or local directory (magma); model name sent to the endpoint (openai)"),
+    Option("revision", "", "model revision (commit hash) to take from the local Hugging Face cache; empty = default branch"),
+    Option("trust_remote_code", False,
+           "magma: run Magma's own model code from the checkpoint instead of the native implementation (opt-in; "
+           "executes downloaded code and needs transformers<4.56)"),
+    Option("device", "cuda", "torch device for the magma backend (cuda, cuda:1, cpu)"),
+    Option("dtype", "bfloat16", "torch dtype for the magma backend", choices=("bfloat16", "float16", "float32")),
+    Option("attn_implementation", "sdpa", "attention kernel for the magma backend",
+           choices=("sdpa", "eager", "flash_attention_2")),
+    Option("endpoint_url", "", "base URL of an OpenAI-compatible endpoint (openai), e.g. http://gpu-box:8000"),
+    Option("api_key_env", "", "name of the environment variable holding the endpoint's bearer token (never the token)"),
+    Option("tokenizer", "", "tokenizer.json or model directory used to turn action text into ids (openai)"),
+    Option("temperature", 0.0, "sampling temperature; 0 = greedy"),
+    Option("request_timeout_s", 10.0, "per-request timeout for remote backends (s)"),
+    Option("robot_id", "",
+           "this robot's name sent to the endpoint (openai) as X-Robot-Id and user, for its logs and per-robot "
+           "metrics; empty = magma_node's fully qualified name (none from CLIs)"),
+    Option("fixed_action", [], "constant 7-DoF action in robot units for the fixed backend", type=list,
+           metavar="X,Y,Z,R,P,YAW,G"),
 )
 
 
 @dataclass(frozen=True)
 class BackendConfig:
-    """Validated backend options (see ``BACKEND_OPTIONS`` for meanings and defaults)."""
+    """Validated backend options (meanings: ``BACKEND_OPTIONS``, whose defaults test_policy_config checks
+    against these)."""
 
     backend: str = "magma"
     model: str = "microsoft/Magma-8B"

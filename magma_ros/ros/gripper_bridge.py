@@ -22,23 +22,28 @@ import sys
 from dataclasses import dataclass
 from typing import Any, Callable, Sequence
 
-from .script_help import parameter_help, wants_help
+from .. import interface
+from ..options import Option, declare_options, parameter_help, wants_help
 
 SUMMARY = ("Turns magma_node's gripper command (std_msgs/Float64, 1.0 open, 0.0 closed) into an Interbotix "
            "X-Series gripper command (xs_sdk JointSingleCommand) or a ros2_control forward command.")
 MODES = ("pwm", "position", "forward_position")
-# name, default, description: the bridge's parameters (declared in this order)
-BRIDGE_PARAMETERS: tuple[tuple[str, Any, str], ...] = (
-    ("mode", "pwm", "pwm | position (interbotix_xs_msgs/JointSingleCommand) | forward_position "
-                    "(std_msgs/Float64MultiArray)"),
-    ("input_topic", "magma/gripper_command", "magma_node's gripper command (std_msgs/Float64, 1.0 open, 0.0 closed)"),
-    ("output_topic", "", "where the command goes; empty = commands/joint_single (pwm, position) or "
-                         "gripper_controller/commands (forward_position)"),
-    ("joint_name", "gripper", "name in JointSingleCommand (the gripper joint of the Interbotix motor config)"),
-    ("threshold", 0.5, "pwm mode: a command >= threshold opens, below it closes"),
-    ("pwm", 250.0, "pwm mode: PWM magnitude sent (+ opens, - closes), Interbotix range 150-350"),
-    ("open_position", 1.5, "position modes: command for a fully open gripper (motor or controller units)"),
-    ("closed_position", 0.0, "position modes: command for a closed gripper"),
+# the bridge's parameters, read once at start-up (declared in this order); BridgeSettings checks their values
+BRIDGE_PARAMETERS: tuple[Option, ...] = (
+    Option("mode", "pwm", "pwm | position (interbotix_xs_msgs/JointSingleCommand) | forward_position "
+           "(std_msgs/Float64MultiArray [position])", choices=MODES, read_only=True),
+    Option("input_topic", interface.GRIPPER.name, "magma_node's gripper command (std_msgs/Float64, 1.0 open, "
+           "0.0 closed)", read_only=True),
+    Option("output_topic", "", "where the command goes; empty = commands/joint_single (pwm, position) or "
+           "gripper_controller/commands (forward_position)", read_only=True),
+    Option("joint_name", "gripper", "name in JointSingleCommand (the gripper joint of the Interbotix motor "
+           "config)", read_only=True),
+    Option("threshold", 0.5, "pwm mode: a command >= threshold opens, below it closes; in [0, 1]", read_only=True),
+    Option("pwm", 250.0, "pwm mode: PWM magnitude sent (+ opens, - closes), in (0, 885] (the Dynamixel limit); "
+           "Interbotix range 150-350", read_only=True),
+    Option("open_position", 1.5, "position modes: command for a fully open gripper (motor or controller units)",
+           read_only=True),
+    Option("closed_position", 0.0, "position modes: command for a closed gripper", read_only=True),
 )
 DEFAULT_OUTPUT = {"pwm": "commands/joint_single", "position": "commands/joint_single",
                   "forward_position": "gripper_controller/commands"}
@@ -98,14 +103,15 @@ def _make_node():
     class GripperBridge(Node):
         def __init__(self) -> None:
             super().__init__("interbotix_gripper_bridge")
-            values = {name: self.declare_parameter(name, default).value for name, default, _ in BRIDGE_PARAMETERS}
+            values = declare_options(self, BRIDGE_PARAMETERS)
             self.settings = BridgeSettings(mode=values["mode"], threshold=values["threshold"], pwm=values["pwm"],
                                            open_position=values["open_position"],
                                            closed_position=values["closed_position"])
             msg_type, self.build = message_factory(self.settings.mode, values["joint_name"])
             output = values["output_topic"] or DEFAULT_OUTPUT[self.settings.mode]
             self.pub = self.create_publisher(msg_type, output, 10)
-            self.sub = self.create_subscription(Float64, values["input_topic"], self._on_command, 10)
+            self.sub = self.create_subscription(Float64, values["input_topic"], self._on_command,
+                                                interface.GRIPPER.qos.profile())
             self.rejected = 0
             self.get_logger().info(f"gripper bridge ready: {self.sub.topic_name} -> {self.pub.topic_name} "
                                    f"({self.settings.mode})")
@@ -129,7 +135,7 @@ def main(args: Sequence[str] | None = None) -> int:
     if wants_help(argv):
         print(parameter_help("interbotix_gripper_bridge", SUMMARY,
                              BRIDGE_PARAMETERS, "interbotix_gripper_bridge --ros-args -r __ns:=/wx250s "
-                             "-p input_topic:=/magma/gripper_command"))
+                             f"-p input_topic:={interface.GRIPPER.absolute}"))
         return 0
     import rclpy
     from rclpy.exceptions import ParameterException

@@ -9,23 +9,19 @@ from typing import Any, Mapping
 
 import yaml
 
-# launch argument -> meaning; each overrides the magma_node parameter of the same name when non-empty
-MAGMA_OVERRIDES: dict[str, str] = {
-    "robot": "robot profile: built-in name (bridge_orig, wx250s, ...) or path to a profile YAML",
-    "backend": "policy backend: magma, openai, fixed, demo or package.module:function",
-    "model": "model id or directory (magma), model name (openai)",
-    "endpoint_url": "OpenAI-compatible endpoint (openai backend), e.g. http://gpu-box:8000",
-    "api_key_env": "environment variable holding the endpoint's token (openai backend)",
-    "tokenizer": "tokenizer.json or model directory for the openai backend",
-    "device": "torch device for the magma backend (cuda, cpu)",
-    "fixed_action": "7 numbers in robot units for the fixed backend, e.g. [0.01,0,0,0,0,0,1]",
-    "image_topic": "camera topic (sensor_msgs/Image)",
-    "instruction_topic": "instruction topic (std_msgs/String)",
-    "estop_topic": "e-stop topic (std_msgs/Bool)",
-    "ee_pose_topic": "end-effector pose topic for workspace limits",
-    "twist_topic": "TwistStamped output topic (default servo_node/delta_twist_cmds)",
-    "gripper_topic": "gripper command output topic (std_msgs/Float64)",
-}
+from ..policy.config import BACKEND_OPTIONS
+from .settings import NODE_PARAMETERS
+
+# magma_node parameters that the launch files take as arguments of the same name; a non-empty one
+# overrides the parameter. Their descriptions are the parameters'.
+OVERRIDDEN_PARAMETERS = ("robot", "backend", "model", "endpoint_url", "api_key_env", "tokenizer", "device",
+                         "fixed_action", "image_topic", "instruction_topic", "estop_topic", "ee_pose_topic",
+                         "twist_topic", "gripper_topic")
+_DECLARED = {option.name: option for option in NODE_PARAMETERS + BACKEND_OPTIONS}
+_LAUNCH_FORM = {"fixed_action": ", as 7 numbers like [0.01,0,0,0,0,0,1]"}
+# launch argument -> meaning
+MAGMA_OVERRIDES: dict[str, str] = {name: _DECLARED[name].description + _LAUNCH_FORM.get(name, "")
+                                   for name in OVERRIDDEN_PARAMETERS}
 
 
 class LaunchArgumentError(ValueError):

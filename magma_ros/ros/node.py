@@ -395,7 +395,7 @@ class MagmaNode(Node):
     def _settings_with(self, params: list[Parameter]) -> NodeSettings:
         """The settings with ``params`` changed; raises ``ValueError`` naming a bad value."""
         values = dict(self.settings.values)
-        arrays = {p.name for p in NODE_PARAMETERS if p.array}
+        arrays = {p.name for p in NODE_PARAMETERS if p.type is list}
         for param in params:
             if param.name in values:
                 values[param.name] = list(param.value) if param.name in arrays else param.value

@@ -4,6 +4,7 @@ from __future__ import annotations
 import signal
 import sys
 import threading
+from dataclasses import replace
 from typing import TYPE_CHECKING, Sequence
 
 import rclpy
@@ -11,11 +12,11 @@ from rclpy.exceptions import InvalidParameterValueException
 from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor
 from rclpy.signals import SignalHandlerOptions
 
+from ..options import parameter_help, wants_help
 from ..policy.base import PolicyError
 
 if TYPE_CHECKING:
     from .node import MagmaNode
-from .script_help import parameter_help, wants_help
 
 EXECUTOR_THREADS = 3  # inputs, services, the publish timer with use_sim_time (inference and, on
 #                       the monotonic clock, publishing have threads of their own)
@@ -100,8 +101,7 @@ def _help() -> str:
     from ..policy.config import BACKEND_OPTIONS
     from .settings import NODE_PARAMETERS
 
-    params = [(p.name, p.default, p.description) for p in NODE_PARAMETERS]
-    params += [(o.name, o.default, o.description) for o in BACKEND_OPTIONS]
+    params = NODE_PARAMETERS + tuple(replace(o, read_only=True) for o in BACKEND_OPTIONS)
     return parameter_help(
         "magma_node", "Camera + instruction in, safe TwistStamped and gripper commands out (starts disabled: "
         "call ~/enable). Exit status: 0 on Ctrl-C/SIGTERM, 2 for bad parameters, 1 if the backend cannot start.",

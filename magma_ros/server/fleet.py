@@ -28,8 +28,7 @@ class MagmaReplica:
         self._serve_argv = list(serve_argv)
 
     def __serve_build_asgi_app__(self) -> Any:
-        from ..commands.serve import build_app
-        from ..commands.fleet import parse_serve_args
+        from .startup import build_app, parse_serve_args
 
         args = parse_serve_args(self._serve_argv)
         logging.getLogger("magma_ros").setLevel(args.log_level.upper())

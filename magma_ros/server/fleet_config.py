@@ -98,7 +98,7 @@ def fleet_config_from_mapping(data: Any, where: str, parse_serve: Any) -> FleetC
 def serve_argv(options: dict[str, Any], where: str) -> list[str]:
     """``magma-ros serve`` arguments from a mapping: ``key: value`` -> ``--key value``, ``true`` ->
     ``--key``, lists -> the option repeated (``action_prompt``, ``allow_image_host``) or its values
-    (``fixed_action``)."""
+    comma-separated (``fixed_action``)."""
     argv: list[str] = []
     for key, value in options.items():
         flag = "--" + str(key).replace("_", "-")
@@ -108,7 +108,7 @@ def serve_argv(options: dict[str, Any], where: str) -> list[str]:
             argv.append(flag)
         elif isinstance(value, list):
             if key.replace("-", "_") == "fixed_action":
-                argv += [flag, *map(str, value)]
+                argv += [flag, ",".join(map(str, value))]
             else:
                 for item in value:
                     argv += [flag, str(item)]

@@ -1,8 +1,62 @@
-"""Server options that are not backend options: network, auth, limits, queue, image fetching."""
+"""Server options that are not backend options (network, auth, limits, queue, image fetching): the
+option tables of ``magma-ros serve`` and the validated ``ServerSettings`` they make."""
 from __future__ import annotations
 
+import argparse
 import math
 from dataclasses import dataclass
+
+from ..options import Option, add_arguments, defaults
+from ..policy.cli_options import add_backend_arguments
+
+LOG_LEVELS = ("debug", "info", "warning", "error")
+NETWORK_OPTIONS: tuple[Option, ...] = (
+    Option("host", "127.0.0.1", "address to listen on; 0.0.0.0 for all interfaces: then set --auth-token-env"),
+    Option("port", 8000, "TCP port", range=(1, 65535)),
+    Option("served_model_name", "", "model name in /v1/models and in responses (requests may name any model); "
+           "empty = the --model value"),
+    Option("no_model", False, "load no model: serve only /v1/action-tokens, /v1/models and /health (needs "
+           "--tokenizer)"),
+    Option("action_prompt", [], "prompt template marking an action request, with {instruction} exactly once; "
+           "default: the built-in robot profiles' 'What action should the robot take to {instruction}?' (add "
+           "your robot profile's prompt_template here if it differs)",
+           type=str, repeated=True, metavar="TEMPLATE"),
+    Option("log_level", "info", "log level; access logs are JSON lines at info", choices=LOG_LEVELS),
+)
+LIMIT_OPTIONS: tuple[Option, ...] = (
+    Option("auth_token_env", "", "require 'Authorization: Bearer <token>' on /v1/*, the token being the value of "
+           "environment variable NAME; empty = no auth", metavar="NAME"),
+    Option("max_body_bytes", 8 * 1024 * 1024, "largest request body accepted, else 413"),
+    Option("queue_depth", 8, "requests that may wait for the model (at least 1; not counting the ones running); "
+           "more get 503 + Retry-After"),
+    Option("max_batch_size", 8, "action requests decoded together in one batch; 1 turns batching off",
+           range=(1, 256)),
+    Option("batch_window_ms", 5.0, "how long the first action request of a batch waits for others to join it, "
+           "when others are in flight (being prepared, or the last batch had several); no wait once "
+           "--max-batch-size requests are waiting", range=(0.0, 1000.0)),
+    Option("timeout_s", 60.0, "per-request limit from arrival to answer, else 504; a request still waiting is "
+           "dropped, a running generation is stopped"),
+    Option("max_tokens_limit", 1024, "largest max_tokens a client may request (a request without one gets 256, "
+           "or this limit if lower)"),
+    Option("max_text_chars", 65536, "characters of message text a chat request may carry, checked before "
+           "tokenizing; the prompt's tokens plus max_tokens must also fit the model's context, else 400"),
+    Option("max_json_depth", 32, "nesting levels a request body may have, else 400"),
+    Option("max_image_pixels", 4096 * 4096, "largest image (width x height) decoded, else 400"),
+    Option("allow_image_host", [], "fetch http(s) image URLs from this host; by default only data: URLs are "
+           "accepted, as fetching would let any client make the server request any address",
+           type=str, repeated=True, metavar="HOST[:PORT]"),
+    Option("image_fetch_max_bytes", 8 * 1024 * 1024, "largest image fetched from an allowed host"),
+    Option("image_fetch_timeout_s", 5.0, "time limit for fetching one image (s)"),
+)
+SERVE_OPTIONS = NETWORK_OPTIONS + LIMIT_OPTIONS  # plus the backend options
+_DEFAULT = defaults(SERVE_OPTIONS)
+
+
+def add_serve_arguments(parser: argparse.ArgumentParser) -> None:
+    """The options of ``magma-ros serve``: network, security and limits, policy backend."""
+    add_arguments(parser.add_argument_group("network"), NETWORK_OPTIONS)
+    add_arguments(parser.add_argument_group("security and limits"), LIMIT_OPTIONS)
+    add_backend_arguments(parser)
 
 
 class SettingsError(ValueError):
@@ -11,25 +65,25 @@ class SettingsError(ValueError):
 
 @dataclass(frozen=True)
 class ServerSettings:
-    """Validated options of ``magma-ros serve`` (see ``commands/serve.py`` for the help text)."""
+    """Validated options of ``magma-ros serve`` (meanings and defaults: ``SERVE_OPTIONS``)."""
 
-    host: str = "127.0.0.1"
-    port: int = 8000
-    served_model_name: str = "magma"
+    host: str = _DEFAULT["host"]
+    port: int = _DEFAULT["port"]
+    served_model_name: str = "magma"       # the command passes --served-model-name or --model
     auth_token: str | None = None          # the bearer token itself (read from --auth-token-env)
-    max_body_bytes: int = 8 * 1024 * 1024
-    queue_depth: int = 8                   # requests waiting for the model, not counting the one running
-    timeout_s: float = 60.0                # per request, from arrival to the last byte of the answer
-    max_tokens_limit: int = 1024           # largest max_tokens a client may ask for
-    allowed_image_hosts: tuple[str, ...] = ()   # http(s) image URLs are fetched only from these hosts
-    image_fetch_max_bytes: int = 8 * 1024 * 1024
-    image_fetch_timeout_s: float = 5.0
-    max_image_pixels: int = 4096 * 4096
-    max_text_chars: int = 65536            # characters of message text per chat request, checked before tokenizing
-    max_json_depth: int = 32               # nesting levels of a request body
-    action_prompts: tuple[str, ...] = ()   # templates with {instruction} marking action requests; empty = built-in profiles'
-    max_batch_size: int = 8                # action requests decoded together; 1 = no batching
-    batch_window_ms: float = 5.0           # how long the first action request waits for others to join its batch
+    max_body_bytes: int = _DEFAULT["max_body_bytes"]
+    queue_depth: int = _DEFAULT["queue_depth"]
+    timeout_s: float = _DEFAULT["timeout_s"]
+    max_tokens_limit: int = _DEFAULT["max_tokens_limit"]
+    allowed_image_hosts: tuple[str, ...] = ()   # --allow-image-host: http(s) image URLs are fetched only from these
+    image_fetch_max_bytes: int = _DEFAULT["image_fetch_max_bytes"]
+    image_fetch_timeout_s: float = _DEFAULT["image_fetch_timeout_s"]
+    max_image_pixels: int = _DEFAULT["max_image_pixels"]
+    max_text_chars: int = _DEFAULT["max_text_chars"]
+    max_json_depth: int = _DEFAULT["max_json_depth"]
+    action_prompts: tuple[str, ...] = ()   # --action-prompt templates; empty = the built-in profiles'
+    max_batch_size: int = _DEFAULT["max_batch_size"]
+    batch_window_ms: float = _DEFAULT["batch_window_ms"]
 
     def __post_init__(self) -> None:
         if not 0 < self.port < 65536:

@@ -83,11 +83,11 @@ def main(argv: list[str] | None = None) -> int:
         from rclpy.executors import SingleThreadedExecutor
         from rclpy.signals import SignalHandlerOptions
 
-        from ..ros.script_help import parameter_help, wants_help
+        from ..options import Option, parameter_help, wants_help
 
         argv = list(argv) if argv is not None else sys.argv
         if wants_help(argv):
-            print(parameter_help("magma_sim", (__doc__ or "").strip(), SIM_PARAMETERS,
+            print(parameter_help("magma_sim", (__doc__ or "").strip(), [Option(*p) for p in SIM_PARAMETERS],
                                  "magma_sim --ros-args -p seed:=3 -p instruction:='reach the red cube'"))
             return 0
         rclpy.init(args=argv, signal_handler_options=SignalHandlerOptions.NO)
