@@ -34,16 +34,17 @@ def start_sim(*params: str, log: Path) -> subprocess.Popen:
 def real_time_factor(rtf: float, seconds: float, log: Path) -> float:
     """Simulated seconds per wall-clock second over ``seconds``, read from /sim/status."""
     import rclpy
-    from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
     from std_msgs.msg import String
+
+    from magma_ros.interface import SIM_STATUS
 
     proc = start_sim("-p", f"real_time_factor:={rtf}", "-p", "camera_rate_hz:=2.0", log=log)
     rclpy.init()
     node = rclpy.create_node("rtf_probe")
     seen: list[tuple[float, float]] = []
-    qos = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.TRANSIENT_LOCAL)
-    node.create_subscription(String, "/sim/status", lambda m: seen.append((time.monotonic(), json.loads(m.data)["time"])),
-                             qos)
+    node.create_subscription(String, SIM_STATUS.absolute,
+                             lambda m: seen.append((time.monotonic(), json.loads(m.data)["time"])),
+                             SIM_STATUS.qos.profile())
     try:
         end = time.monotonic() + 60
         while time.monotonic() < end and (not seen or seen[-1][0] - seen[0][0] < seconds):

@@ -20,6 +20,8 @@ import random
 import sys
 from pathlib import Path
 
+from .interface import EE_POSE
+
 
 def main(argv: list[str] | None = None) -> int:
     """Run the demo; exit 0 when every episode reaches its target."""
@@ -46,7 +48,7 @@ def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("AMENT_PREFIX_PATH", sys.prefix)
 
     from .actions.profiles import load_profile
-    from .sim.demo_runner import run_episodes
+    from .sim.demo_episodes import run_episodes
     from .sim.report import command_plot, frame_strip
     from .sim.tasks import INSTRUCTIONS, TaskError, parse_instruction
     from .sim.world import SimConfig
@@ -97,7 +99,7 @@ def main(argv: list[str] | None = None) -> int:
 
 def node_parameters(out_dir: Path) -> tuple[dict, str]:
     """magma_node parameters: the demo backend, or Magma when MAGMA_MODEL is set and a GPU exists."""
-    common = {"enabled_on_start": True, "ee_pose_topic": "/sim/ee_pose"}
+    common = {"enabled_on_start": True, "ee_pose_topic": EE_POSE.absolute}
     model = os.environ.get("MAGMA_MODEL", "")
     if not model:
         return {**common, "robot": "sim_panda", "backend": "demo"}, "demo (trained in this simulator)"

@@ -10,13 +10,13 @@ import pytest
 
 from magma_ros.policy.config import BACKEND_OPTIONS
 from magma_ros.ros.settings import NODE_PARAMETERS
-from magma_ros.sim.sim_main import SIM_PARAMETERS
+from magma_ros.sim.parameters import SIM_PARAMETERS
 
 
 @pytest.mark.colcon_smoke
 @pytest.mark.parametrize("script, names", [
     ("magma_node", [p.name for p in NODE_PARAMETERS] + [o.name for o in BACKEND_OPTIONS]),
-    ("magma_sim", [name for name, _, _ in SIM_PARAMETERS]),
+    ("magma_sim", [o.name for o in SIM_PARAMETERS]),
 ])
 def test_help_lists_every_parameter_and_starts_nothing(console_script, script, names):
     result = subprocess.run([console_script(script), "--help"], capture_output=True, text=True, timeout=60)

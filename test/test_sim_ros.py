@@ -9,10 +9,13 @@ import time
 import numpy as np
 import pytest
 
+from magma_ros.interface import (CLOCK, EE_POSE, IMAGE, INSTRUCTION, JOINT_STATES, NODE_ACTION, SENSOR_PUB_QOS,
+                                 SIM_RESET, SIM_STATUS, TWIST)
 from node_support import NodeProcess
 
 DEADLINE_S = 60.0
-REPLY_TOPIC = "/sim_probe/reply"
+PROBE_NAME = "sim_probe"
+REPLY_TOPIC = f"/{PROBE_NAME}/reply"  # not magma_node's: the reply_topic parameter is followed
 TICK_S = 5 / 240  # magma_sim's tick
 
 
@@ -25,7 +28,6 @@ class SimProbe:
         import rclpy
         from geometry_msgs.msg import PoseStamped, TwistStamped
         from rclpy.executors import SingleThreadedExecutor
-        from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
         from rosgraph_msgs.msg import Clock
         from sensor_msgs.msg import Image, JointState
         from std_msgs.msg import Float64MultiArray, Int64, String
@@ -33,21 +35,19 @@ class SimProbe:
         self.rclpy = rclpy
         self.context = rclpy.Context()
         rclpy.init(context=self.context)
-        self.node = rclpy.create_node("sim_probe", context=self.context)
-        latched = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE,
-                             durability=DurabilityPolicy.TRANSIENT_LOCAL)
+        self.node = rclpy.create_node(PROBE_NAME, context=self.context)
         self.latest: dict[str, object] = {}
         self.command: tuple[list[float], str] | None = None  # (linear m/s, frame) sent on every tick
-        for name, kind, topic, qos in (("pose", PoseStamped, "/sim/ee_pose", 10),
-                                       ("joints", JointState, "/joint_states", 10),
-                                       ("status", String, "/sim/status", latched)):
-            self.node.create_subscription(kind, topic, lambda msg, n=name: self.latest.__setitem__(n, msg), qos)
-        self.node.create_subscription(Clock, "/clock", self._on_clock, 10)
-        self.node.create_subscription(Image, "/camera/image_raw", self._on_image, qos_profile_sensor_data)
-        self.twist_pub = self.node.create_publisher(TwistStamped, "/servo_node/delta_twist_cmds", 10)
-        self.reply_pub = self.node.create_publisher(Float64MultiArray, REPLY_TOPIC, 10)
-        self.reset_pub = self.node.create_publisher(Int64, "/sim/reset", latched)
-        self.instruction_pub = self.node.create_publisher(String, "/magma/instruction", latched)
+        for name, kind, topic in (("pose", PoseStamped, EE_POSE), ("joints", JointState, JOINT_STATES),
+                                  ("status", String, SIM_STATUS)):
+            self.node.create_subscription(kind, topic.absolute, lambda msg, n=name: self.latest.__setitem__(n, msg),
+                                          topic.qos.profile())
+        self.node.create_subscription(Clock, CLOCK.absolute, self._on_clock, CLOCK.qos.profile())
+        self.node.create_subscription(Image, IMAGE.absolute, self._on_image, SENSOR_PUB_QOS.profile())
+        self.twist_pub = self.node.create_publisher(TwistStamped, TWIST.absolute, TWIST.qos.profile())
+        self.reply_pub = self.node.create_publisher(Float64MultiArray, REPLY_TOPIC, NODE_ACTION.qos.profile())
+        self.reset_pub = self.node.create_publisher(Int64, SIM_RESET.absolute, SIM_RESET.qos.profile())
+        self.instruction_pub = self.node.create_publisher(String, INSTRUCTION.absolute, INSTRUCTION.qos.profile())
         self.TwistStamped, self.Int64, self.String, self.Reply = TwistStamped, Int64, String, Float64MultiArray
         self.executor = SingleThreadedExecutor(context=self.context)
         self.executor.add_node(self.node)
