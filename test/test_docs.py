@@ -12,16 +12,6 @@ from magma_ros.cli import build_parser
 
 REPO = Path(__file__).resolve().parents[1]
 README_MAX_LINES = 200
-# Generated parameter/option tables that land at the merge of issue 15 (engineer B, the simulator):
-# links to them are accepted while they are missing. The integrator removes this list after the merge.
-COMING = frozenset({
-    "docs/reference/node_parameters.md",
-    "docs/reference/backend_options.md",
-    "docs/reference/gripper_bridge_parameters.md",
-    "docs/reference/serve_options.md",
-    "docs/reference/cli.md",
-    "docs/reference/sim_parameters.md",
-})
 
 FENCE = re.compile(r"^(```|~~~).*?^\1[^\n]*$", re.MULTILINE | re.DOTALL)
 CODE_SPAN = re.compile(r"(`+)(.+?)\1", re.DOTALL)
@@ -63,7 +53,7 @@ def anchors(markdown: str) -> set[str]:
     return result
 
 
-def broken_links(root: Path, coming: frozenset[str] = frozenset()) -> list[str]:
+def broken_links(root: Path) -> list[str]:
     """Relative links and #anchors of README.md and docs/ that resolve to nothing."""
     problems = []
     for page in markdown_files(root):
@@ -80,8 +70,7 @@ def broken_links(root: Path, coming: frozenset[str] = frozenset()) -> list[str]:
                 problems.append(f"{where}: outside the repository")
                 continue
             if not dest.exists():
-                if rel not in coming:
-                    problems.append(f"{where}: no file {rel}")
+                problems.append(f"{where}: no file {rel}")
                 continue
             if anchor and dest.suffix == ".md" and anchor not in anchors(dest.read_text(encoding="utf-8")):
                 problems.append(f"{where}: no heading #{anchor} in {rel}")
@@ -179,7 +168,7 @@ def topic_table_mismatches(markdown: str, topics: list) -> list[str]:
 # --- the repository ---------------------------------------------------------------------------
 
 def test_every_relative_link_and_anchor_resolves():
-    assert broken_links(REPO, COMING) == []
+    assert broken_links(REPO) == []
 
 
 def test_every_image_under_docs_is_shown():
@@ -236,18 +225,17 @@ def test_link_checker_finds_missing_files_and_anchors(tmp_path):
         "README.md": "[ok](docs/a.md#second-part) [img](docs/p.png) [web](https://x.invalid/#nope)\n"
                      "[gone](docs/gone.md) [bad anchor](docs/a.md#first) [self](#top) [self bad](#nowhere)\n"
                      "```\n[in code](docs/nothing.md)\n```\n`[span](docs/nothing.md)`\n# Top\n",
-        "docs/a.md": "# First part\n## Second part\n[up](../README.md#top) [coming](reference/x.md#any)\n"
+        "docs/a.md": "# First part\n## Second part\n[up](../README.md#top)\n"
                      "[out](../../elsewhere.md)\n",
         "docs/p.png": "",
         "docs/unshown.png": "",
     })
-    problems = broken_links(root, frozenset({"docs/reference/x.md"}))
+    problems = broken_links(root)
     assert len(problems) == 4, problems
     assert any("no file docs/gone.md" in p for p in problems)
     assert any("no heading #first in docs/a.md" in p for p in problems)
     assert any("no heading #nowhere in README.md" in p for p in problems)
     assert any("outside the repository" in p for p in problems)
-    assert any("no file docs/reference/x.md" in p for p in broken_links(root))  # not coming: missing
     assert unlinked_images(root) == ["docs/unshown.png"]
 
 

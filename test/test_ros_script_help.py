@@ -40,3 +40,15 @@ def test_magma_sim_exits_cleanly_on_sigterm(console_script):
     rest, _ = proc.communicate(timeout=30)
     assert proc.returncode == 0, output + rest
     assert "Traceback" not in rest, rest
+
+
+@pytest.mark.parametrize("value, message", [
+    ("-1.0", "real_time_factor out of range"),  # rejected by the parameter's declared range
+    ("0.0", "parameter real_time_factor must be > 0, got 0.0"),  # in range, rejected by the settings check
+])
+def test_magma_sim_rejects_a_bad_parameter_in_one_line(console_script, value, message):
+    result = subprocess.run([console_script("magma_sim"), "--ros-args", "-p", f"real_time_factor:={value}"],
+                            capture_output=True, text=True, timeout=60, env=os.environ.copy())
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert "Traceback" not in result.stderr, result.stderr
+    assert result.stderr.startswith("magma_sim: error: ") and message in result.stderr, result.stderr

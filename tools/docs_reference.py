@@ -59,6 +59,10 @@ TABLES: tuple[Table, ...] = (
           "([backend_options.md](backend_options.md)); `--backend` must be `magma`. In a `magma-ros fleet` "
           "file the same names (without `host` and `port`) go under `serve:`. Invalid values exit with status "
           "2 and one line naming the option.", flags=True),
+    Table("sim_parameters.md", "magma_sim parameters", "magma_ros.sim.parameters:SIM_PARAMETERS",
+          "Read once at start-up (read-only). `magma_sim --help` lists them; a value that is not > 0 where "
+          "the range says so exits with status 2 naming the parameter. With `lockstep` run magma_node with "
+          "`use_sim_time:=true`; see [the simulator page](../sim.md).", read_only_all=True),
 )
 
 

@@ -55,5 +55,5 @@ class SimSettings:
             if option.range is _POSITIVE:
                 value = getattr(settings, option.name)
                 if not math.isfinite(value) or value <= 0.0:
-                    raise ValueError(f"magma_sim: parameter {option.name} must be > 0, got {value!r}")
+                    raise ValueError(f"parameter {option.name} must be > 0, got {value!r}")
         return settings

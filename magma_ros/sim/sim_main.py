@@ -43,7 +43,7 @@ class _StopRequest:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Run the simulator node until Ctrl-C or SIGTERM (exit 0)."""
+    """Run the simulator node until Ctrl-C or SIGTERM (exit 0); bad parameters exit 2 with one line."""
     stop = _StopRequest()
     signal.signal(signal.SIGINT, stop)
     signal.signal(signal.SIGTERM, stop)
@@ -55,6 +55,7 @@ def main(argv: list[str] | None = None) -> int:
                                  "magma_sim --ros-args -p seed:=3 -p instruction:='reach the red cube'"))
             return 0
         import rclpy
+        from rclpy.exceptions import InvalidParameterValueException
         from rclpy.executors import SingleThreadedExecutor
         from rclpy.signals import SignalHandlerOptions
 
@@ -62,7 +63,11 @@ def main(argv: list[str] | None = None) -> int:
         from .stepping import run
 
         rclpy.init(args=argv, signal_handler_options=SignalHandlerOptions.NO)
-        node = SimNode()
+        try:
+            node = SimNode()
+        except (ValueError, InvalidParameterValueException) as exc:
+            print(f"magma_sim: error: {exc}", file=sys.stderr)
+            return 2
         executor = SingleThreadedExecutor()
         executor.add_node(node)
         stop.interrupt = False  # from here on a signal only ends the loop
