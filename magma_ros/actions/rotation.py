@@ -22,6 +22,11 @@ def _rotation() -> type[Rotation]:
     return transform.Rotation
 
 
+def load() -> None:
+    """Import scipy now, so that a control loop's first conversion does not pay for it."""
+    _rotation()
+
+
 def _stacked(values: ArrayLike) -> tuple[np.ndarray, tuple[int, ...]]:
     """(..., 3) values as (N, 3) rows for scipy, and the leading shape to restore."""
     a = np.asarray(values, dtype=np.float64)

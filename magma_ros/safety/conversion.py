@@ -6,6 +6,7 @@ import numpy as np
 from ..actions.decoder import ActionDecoder
 from ..actions.gripper import GripperConverter
 from ..actions.profiles import RobotProfile
+from ..actions.rotation import load as load_rotations
 from ..actions.tokenizer import ActionTokenizer
 from ..actions.twist import Twist, delta_to_twist
 from ..policy.base import Prediction
@@ -19,6 +20,7 @@ class ActionConverter:
         self.profile = profile
         self.decoder = ActionDecoder(profile.stats, ActionTokenizer(vocab_size=vocab_size))
         self.gripper = GripperConverter(profile.gripper)
+        load_rotations()  # at start-up, not in the first action's control period
 
     def action(self, prediction: Prediction) -> np.ndarray:
         """Token ids are decoded with the profile's statistics; an ``action`` is already in robot
