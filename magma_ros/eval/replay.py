@@ -19,6 +19,7 @@ from rclpy.node import Node
 from rclpy.validate_topic_name import validate_topic_name
 from rclpy.serialization import deserialize_message, serialize_message
 
+from ..errors import one_line
 from ..interface import IMAGE, INSTRUCTION, SENSOR_PUB_QOS
 from .bag import check_output_bag, open_bag, topic_connections
 from .convert import IMAGE_TYPES, INSTRUCTION_TYPES
@@ -72,7 +73,7 @@ def replay(options: ReplayOptions, ros_args: tuple[str, ...] = (), log: TextIO |
         try:
             validate_topic_name(topic)
         except InvalidTopicNameException as exc:
-            raise RosSetupError(f"{option} {topic!r}: {' '.join(str(exc).split())}") from None
+            raise RosSetupError(f"{option} {topic!r}: {one_line(exc)}") from None
     recorded_names = {t.name for t in opts.record_topics}
     clashes = sorted(recorded_names & ({opts.publish_image_topic, opts.publish_instruction_topic} | set(opts.copy_topics)))
     if clashes:

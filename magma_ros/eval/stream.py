@@ -17,6 +17,7 @@ from typing import Any, Callable, Iterator, Literal
 import numpy as np
 
 from ..actions.tokenizer import ACTION_DIM
+from ..errors import one_line
 from .bag import READ_ERRORS, format_time, message_count, topic_connections
 from .convert import (
     ARRAY_TYPES, GRIPPER_TYPES, IMAGE_TYPES, INSTRUCTION_TYPES, TWIST_TYPES, ConversionError, array_to_action,
@@ -146,7 +147,7 @@ class FrameStream:
                 break
             except READ_ERRORS as exc:
                 where = f" after t={format_time(self.last_t_ns)}" if self.last_t_ns is not None else ""
-                raise BagError(f"bag {self.bag}: read failed{where}: {' '.join(str(exc).split())} "
+                raise BagError(f"bag {self.bag}: read failed{where}: {one_line(exc)} "
                                f"(truncated or corrupt)") from None
             self.last_t_ns = t_ns
             topic = conn.topic

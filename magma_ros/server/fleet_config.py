@@ -9,6 +9,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ..errors import one_line
+
 SECTIONS = ("serve", "deployment", "http", "ray")
 # Ray Serve deployment options passed through as given (see Ray Serve's ``serve.deployment``)
 DEPLOYMENT_KEYS = ("num_replicas", "max_ongoing_requests", "max_queued_requests", "autoscaling_config",
@@ -43,7 +45,7 @@ def load_fleet_config(path: str | Path, parse_serve: Any) -> FleetConfig:
     except OSError as exc:
         raise FleetConfigError(f"{where}: cannot read: {exc.strerror or exc}") from None
     except (yaml.YAMLError, UnicodeDecodeError, RecursionError) as exc:
-        raise FleetConfigError(f"{where}: not a valid YAML file: {' '.join(str(exc).split())[:200]}") from None
+        raise FleetConfigError(f"{where}: not a valid YAML file: {one_line(exc)[:200]}") from None
     return fleet_config_from_mapping(data, where, parse_serve)
 
 

@@ -15,6 +15,7 @@ import anyio
 import httpx
 import numpy as np
 
+from ..errors import one_line
 from .errors import ApiError
 from .settings import ServerSettings
 
@@ -130,7 +131,7 @@ def _decode_image(data: bytes, where: str, max_pixels: int) -> np.ndarray:
         raise
     except Exception as exc:  # decoders raise many types on malformed client data: all are the client's image
         raise ApiError(400, f"{where}: cannot decode the image: {type(exc).__name__}: "
-                            f"{' '.join(str(exc).split())[:200]}", param=where) from None
+                            f"{one_line(exc)[:200]}", param=where) from None
     if rgb.ndim != 3 or rgb.shape[0] == 0 or rgb.shape[1] == 0:
         raise ApiError(400, f"{where}: image is empty", param=where)
     return rgb

@@ -8,7 +8,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from ..errors import UserError
+from ..errors import UserError, one_line
 from ..policy.cli_options import backend_config_from_args
 from ..policy.config import BackendConfig
 from .fleet_config import RaisingParser
@@ -91,4 +91,4 @@ def _tokenizer_file(source: str, revision: str) -> Path:
         return Path(hf_hub_download(repo_id=source, filename="tokenizer.json", revision=revision or None))
     except (HfHubHTTPError, LocalEntryNotFoundError, OSError, ValueError) as exc:
         raise UserError(f"tokenizer: {source!r} is neither a local path nor a reachable Hugging Face model id "
-                        f"with a tokenizer.json: {' '.join(str(exc).split())[:300]}") from None
+                        f"with a tokenizer.json: {one_line(exc)[:300]}") from None
