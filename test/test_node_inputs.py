@@ -102,6 +102,32 @@ def test_backend_failures_stop_the_robot_until_a_good_action(streaming, instruct
     node.wait_motion()
 
 
+def test_a_frame_published_again_is_not_a_new_frame(node):
+    """Same stamp as the frame before: counted as repeated, not given to the model (magma_sim resends
+    a lockstep frame whose reply is late, since camera frames are best effort)."""
+    msg = jpeg_image()
+    msg.header.stamp = node.node.get_clock().now().to_msg()
+
+    def quiet() -> dict[str, str] | None:  # two diagnostics in a row without a new frame: no stream left
+        last_two = [values for _, (_, values) in list(node.diagnostics.items)[-2:]]
+        if len(last_two) == 2 and last_two[0]["images_received"] == last_two[1]["images_received"]:
+            return last_two[1]
+        return None
+
+    start = wait_until(quiet, 60, what="the camera topic quiet")
+    received, repeated = int(start["images_received"]), int(start["images_repeated"])
+
+    def settled() -> bool:
+        state = node.state()
+        new = int(state.get("images_received", 0)) - received
+        if new < 3:
+            node.image_pub.publish(msg)  # best effort, newest frame only: send until three arrived
+            return False
+        return int(state.get("images_repeated", 0)) - repeated == new - 1  # all but the first are repeats
+
+    wait_until(settled, 60, what=f"three copies of one frame received, all but one counted as repeated: {node.state()}")
+
+
 def test_bad_jpeg_stops_until_a_good_image(node):
     from sensor_msgs.msg import CompressedImage
 

@@ -49,3 +49,34 @@ def test_timeouts_are_counted_and_disengage_until_the_controller_is_back():
     assert gate.timeouts == 3 and not gate.engaged and gate.tick_answered(10 * TICK)
     gate.on_twist(10 * TICK + ENGAGE_WINDOW_NS, 10 * TICK)  # within the window: back in lockstep
     assert gate.engaged and gate.tick_answered(10 * TICK)
+
+
+class _WaitingSim:
+    """Just what ``stepping._wait`` uses of the node: settings, /clock and the frame resend."""
+
+    def __init__(self, timeout_s: float) -> None:
+        self.settings = type("Settings", (), {"lockstep_timeout_s": timeout_s})()
+        self.clocks = self.resent = 0
+
+    def publish_clock(self) -> None:
+        self.clocks += 1
+
+    def resend_frame(self) -> None:
+        self.resent += 1
+
+
+class _Executor:
+    def spin_once(self, timeout_sec: float) -> None:
+        import time
+        time.sleep(min(timeout_sec, 0.01))
+
+
+def test_a_frame_without_a_reply_is_resent_while_waiting_then_the_wait_times_out():
+    from magma_ros.sim.stepping import FRAME_RESEND_S, _wait
+
+    sim = _WaitingSim(timeout_s=FRAME_RESEND_S * 2.5)
+    assert _wait(sim, _Executor(), lambda: False, lambda: False, resend=sim.resend_frame) is False
+    assert sim.resent >= 1 and sim.clocks >= 1  # a best-effort frame may have been lost: it is sent again
+    answered = _WaitingSim(timeout_s=60.0)
+    assert _wait(answered, _Executor(), lambda: False, lambda: True, resend=answered.resend_frame) is True
+    assert answered.resent == 0  # a reply that is there needs no resend

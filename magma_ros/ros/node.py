@@ -134,6 +134,7 @@ class MagmaNode(Node):
         self.add_on_set_parameters_callback(self._guard("parameters", self._on_set_parameters, _parameters_failed))
         if self._post_set:
             self.add_post_set_parameters_callback(self._guard("parameters", self._apply_parameters))
+        self._last_image_stamp: tuple[int, int] | None = None  # a frame published again is not a new one
         self.worker = InferenceWorker(self._infer, lambda: self.supervisor.timing.control_period_s,
                                       self._on_inference_error, clock)
         self.worker.start()
@@ -202,11 +203,16 @@ class MagmaNode(Node):
     def _accept_image(self, convert: Callable[[Any], Any], msg: Any) -> None:
         arrived = self._now()
         self.stats.count("images_received")
+        stamp = (msg.header.stamp.sec, msg.header.stamp.nanosec)
+        if stamp != (0, 0) and stamp == self._last_image_stamp:
+            self.stats.count("images_repeated")  # e.g. magma_sim resending a frame it fears was lost
+            return
         try:
             image = convert(msg)
         except ImageError as exc:
             self._reject("image", "images_rejected", f"image rejected: {exc}")
             return
+        self._last_image_stamp = stamp
         self.stats.image_rate.mark()
         epoch = self.supervisor.image_ok()
         self.worker.submit(Frame(image=image, arrived=arrived, epoch=epoch))

@@ -57,6 +57,8 @@ class SimNode(Node):
                                  SIM_RESET.qos.profile())
         self.rejected_twists = 0
         self.stale_twists = 0
+        self.frames_resent = 0
+        self._last_image: Any = None
         self.ticks = 0
         self.episodes = -1  # resets applied (the first is the start)
         self.pending_reset: int | None = None
@@ -173,14 +175,22 @@ class SimNode(Node):
         self.pub_joints.publish(messages.joint_state_msg(stamp, *self.world.joint_state()))
         self.pub_status.publish(messages.status_msg(self._status(position)))
         if image:
-            self.pub_image.publish(messages.image_msg(stamp, self.world.render()))
+            self._last_image = messages.image_msg(stamp, self.world.render())
+            self.pub_image.publish(self._last_image)
+
+    def resend_frame(self) -> None:
+        """Publish the last camera frame again, same stamp (camera frames are best effort: one can be
+        lost; magma_node ignores a frame whose stamp it has already seen)."""
+        if self._last_image is not None:
+            self.frames_resent += 1
+            self.pub_image.publish(self._last_image)
 
     def _status(self, position: np.ndarray) -> dict[str, Any]:
         status = {"seed": self.seed, "episode": self.episodes, "time": round(self.world.time, 3), "instruction": None,
                   "distance": None, "success": None, "ee_position": [round(float(v), 4) for v in position],
                   "gripper": self._gripper, "actions": self.actions, "rejected_twists": self.rejected_twists,
                   "stale_twists": self.stale_twists, "lockstep": self.lockstep,
-                  "lockstep_timeouts": self.gate.timeouts}
+                  "lockstep_timeouts": self.gate.timeouts, "frames_resent": self.frames_resent}
         if self.task is not None:
             cube = self.world.cube_position(self.task.colour)
             status.update(instruction=self.instruction, distance=round(self.task.distance(position, cube), 4),

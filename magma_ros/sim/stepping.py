@@ -10,6 +10,7 @@ from .node import TICKS_PER_S, SimNode
 
 MAX_CATCH_UP_TICKS = 12
 CLOCK_REPEAT_S = 0.5  # lockstep: while waiting, /clock is repeated this often (wall clock)
+FRAME_RESEND_S = 1.0  # lockstep: while waiting for a reply, the camera frame is resent this often (wall clock)
 TICK_S = 1.0 / TICKS_PER_S
 
 Stop = Callable[[], bool]
@@ -70,7 +71,8 @@ def _run_lockstep(node: SimNode, executor: Any, stop: Stop) -> None:
             replies = node.gate.replies
             node.next_frame = node.world.time + 1.0 / camera_rate
             node.publish_frame()
-            if expect and not _wait(node, executor, stop, lambda: node.gate.reply_answered(replies)):
+            if expect and not _wait(node, executor, stop, lambda: node.gate.reply_answered(replies),
+                                    resend=node.resend_frame):
                 node.gate.reply_timed_out()
                 log.warning(f"lockstep: no reply on the reply topic to the frame at t={now * 1e-9:.3f} s within "
                             f"{timeout:g} s; frames no longer wait (is camera_rate_hz above the "
@@ -92,10 +94,10 @@ def _run_lockstep(node: SimNode, executor: Any, stop: Stop) -> None:
             executor.spin_once(timeout_sec=max(0.0, min(0.05, due - time.monotonic())))
 
 
-def _wait(node: SimNode, executor: Any, stop: Stop, done: Stop) -> bool:
+def _wait(node: SimNode, executor: Any, stop: Stop, done: Stop, resend: Callable[[], None] | None = None) -> bool:
     """Spin until ``done()``; False after lockstep_timeout_s (wall clock). /clock is repeated
-    meanwhile, in case the controller missed it."""
-    start = last_clock = time.monotonic()
+    meanwhile, in case the controller missed it, and so is the camera frame (``resend``)."""
+    start = last_clock = last_frame = time.monotonic()
     while not done():
         if stop():
             return True
@@ -105,5 +107,8 @@ def _wait(node: SimNode, executor: Any, stop: Stop, done: Stop) -> bool:
         if now - last_clock > CLOCK_REPEAT_S:
             node.publish_clock()
             last_clock = now
+        if resend is not None and now - last_frame > FRAME_RESEND_S:
+            resend()
+            last_frame = now
         executor.spin_once(timeout_sec=0.05)
     return True
