@@ -8,9 +8,12 @@ A cancelled job (client gone) leaves the queue at once; a job whose deadline pas
 is dropped without running (``JobExpired``); a running job sees ``Job.stopped`` and stops early.
 
 Dynamic batching (``max_batch_size`` > 1 and a ``run_batch`` function): a job submitted with a
-``batch_item`` waits up to ``batch_window_s`` after its arrival for more such jobs (only while
-other requests hold reservations or the previous batch had several members), then all of them
-that are waiting (at most ``max_batch_size``) run together in one ``run_batch`` call. Members
+``batch_item`` waits up to ``batch_window_s`` for more such jobs (only while other requests hold
+reservations or the previous batch had several members), then all of them that are waiting (at
+most ``max_batch_size``) run together in one ``run_batch`` call. The window opens at the job's
+arrival, or when the previous batch ended if the job arrived while it ran: the clients of that
+batch had no chance to join before they got their answers, so robots that send their next
+request once answered come back into one batch instead of splitting into groups that take turns. Members
 cancelled or expired before the batch starts are dropped from it without touching the others; a
 member cancelled while its batch runs has its result discarded. Up to ``max_batch_size`` requests
 may run while ``capacity`` wait.
@@ -82,6 +85,7 @@ class ModelWorker:
         self._cond = threading.Condition()
         self._running: list[Job] = []
         self._last_batch = 0
+        self._free_since = 0.0  # monotonic time the last batch ended
         self._reserved = 0
         self._closed = False
         self._service_time_s = 1.0  # moving average, for Retry-After
@@ -182,6 +186,7 @@ class ModelWorker:
             outcomes = self._execute(jobs)
             with self._cond:  # the slots are free before the requesters hear of their results
                 self._running = []
+                self._free_since = time.monotonic()
                 self._service_time_s = 0.8 * self._service_time_s + 0.2 * (time.monotonic() - start)
             for job, (result, error) in zip(jobs, outcomes):
                 if error is None:
@@ -198,7 +203,7 @@ class ModelWorker:
             # last batch had several. A lone robot is not slowed down by the window.
             while (not self._closed and self._batchable_locked() < self.max_batch_size
                    and (self._reserved > 0 or self._last_batch > 1)):
-                left = first.submitted + self.batch_window_s - time.monotonic()
+                left = max(first.submitted, self._free_since) + self.batch_window_s - time.monotonic()
                 if left <= 0 or first not in self._queue:
                     break
                 self._cond.wait(left)
