@@ -187,7 +187,8 @@ class ModelWorker:
             with self._cond:  # the slots are free before the requesters hear of their results
                 self._running = []
                 self._free_since = time.monotonic()
-                self._expected = min(self.max_batch_size, len(jobs) + self._batchable_locked())
+                members = len(jobs) if jobs[0].batch_item is not None else 0
+                self._expected = min(self.max_batch_size, members + self._batchable_locked())
                 self._service_time_s = 0.8 * self._service_time_s + 0.2 * (time.monotonic() - start)
             for job, (result, error) in zip(jobs, outcomes):
                 if error is None:
