@@ -14,9 +14,9 @@ from .action_decoding import generation_failed, sampling_kwargs
 from .hf_adapters import ModelAdapter
 
 
-def stream_text(adapter: ModelAdapter, inputs: Callable[[], dict[str, Any]], session: Callable[[], AbstractContextManager],
-                model_name: str, max_new_tokens: int, temperature: float, top_p: float,
-                pad_id: int | None) -> Iterator[str]:
+def stream_text(adapter: ModelAdapter, inputs: Callable[[], dict[str, Any]],
+                session: Callable[[], AbstractContextManager], model_name: str, max_new_tokens: int,
+                temperature: float, top_p: float, pad_id: int | None) -> Iterator[str]:
     """Pieces of generated text. ``inputs`` builds the model inputs when the stream starts;
     ``session`` holds the model for the whole generation (the runner's lock)."""
     import torch

@@ -115,8 +115,10 @@ class VLMRunner:
         return results  # type: ignore[return-value]
 
     def prepare_action(self, image: np.ndarray, prompt: str, temperature: float = 0.0) -> PreparedAction:
-        """Check an action request and build its model inputs (thread-safe; no model call).
-        ``ValueError`` for a bad image, ``PolicyConfigError`` for a bad temperature."""
+        """Check an action request and build its model inputs, without the model: callable from
+        several threads at once (adapters only read their tokenizer here; those that pad batches
+        with it do that in ``collate``, on the decoding thread). ``ValueError`` for a bad image,
+        ``PolicyConfigError`` for a bad temperature."""
         check_image(image)
         check_temperature(temperature)
         t0 = time.perf_counter()

@@ -178,10 +178,10 @@ class ChatPreparer:
 @dataclass
 class ActionItem:
     """An action request ready for the model worker (its part in a batch): the runtime's prepared
-    inputs, the prompt's token count and where its text goes."""
+    inputs, the robot prompt and where its text goes."""
 
     prepared: Any
-    prompt_tokens: int
+    prompt: str
     emit: Callable[[str], None]
 
 
@@ -189,15 +189,15 @@ def prepare_action(chat: PreparedChat, runner: ModelRunner, emit: Callable[[str]
     """The action request ``chat`` made ready for the worker; runs in the request's own thread, so
     that tokenizing and image processing of a batch's members overlap instead of queueing on the
     model thread."""
-    prepared = runner.prepare_action(chat.image, chat.action_prompt, chat.temperature)
-    return ActionItem(prepared, runner.count_tokens(chat.action_prompt), emit)
+    return ActionItem(runner.prepare_action(chat.image, chat.action_prompt, chat.temperature), chat.action_prompt,
+                      emit)
 
 
 def action_job(item: ActionItem, runner: ModelRunner, actions: ActionTokenService) -> Callable[[Job], ChatResult]:
     """The worker-thread function for one action request decoded alone."""
 
     def run(job: Job) -> ChatResult:
-        return _action_result(runner.decode_actions([item.prepared])[0], item, actions)
+        return _action_result(runner.decode_actions([item.prepared])[0], item, runner, actions)
 
     return run
 
@@ -234,7 +234,7 @@ def action_batch_runner(runner: ModelRunner, actions: ActionTokenService) -> Cal
         out: list[Any] = []
         for item, row in zip(items, runner.decode_actions([item.prepared for item in items])):
             try:
-                out.append(_action_result(row, item, actions))
+                out.append(_action_result(row, item, runner, actions))
             except PolicyError as exc:
                 out.append(exc)
         return out
@@ -242,7 +242,7 @@ def action_batch_runner(runner: ModelRunner, actions: ActionTokenService) -> Cal
     return run
 
 
-def _action_result(ids: Any, item: ActionItem, actions: ActionTokenService) -> ChatResult:
+def _action_result(ids: Any, item: ActionItem, runner: ModelRunner, actions: ActionTokenService) -> ChatResult:
     """The answer to an action request from the runtime's ids (checked: 7 action ids)."""
     ids = np.asarray(ids, dtype=np.int64)
     if ids.shape != (ACTION_DIM,) or not actions.tokenizer.is_action_id(ids).all():
@@ -252,7 +252,7 @@ def _action_result(ids: Any, item: ActionItem, actions: ActionTokenService) -> C
         LOG.warning("action ids %s decode to text that re-tokenizes differently; clients that decode the text "
                     "will reject it (the reply's action_token_ids are exact)", ids.tolist())
     item.emit(text)
-    return ChatResult(text=text, finish_reason="stop", prompt_tokens=item.prompt_tokens,
+    return ChatResult(text=text, finish_reason="stop", prompt_tokens=runner.count_tokens(item.prompt),
                       completion_tokens=int(ids.size), action_ids=ids.tolist())
 
 
