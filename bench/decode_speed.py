@@ -25,7 +25,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "test"))
 from tiny_vlm import BASE_VOCAB, N_ACTION_BINS, build_tiny_vlm  # noqa: E402
 
 from magma_ros.policy import BackendConfig  # noqa: E402
-from magma_ros.policy.vlm import VLMRunner, _to_pil  # noqa: E402
+from magma_ros.policy.hf_adapters import to_pil  # noqa: E402
+from magma_ros.policy.vlm import VLMRunner  # noqa: E402
 
 PLAIN_CAP = 64  # max_new_tokens for plain generate: far more than 7 actions + EOS
 INSTRUCTIONS = ["pick up the red block", "open the drawer", "put the spoon in the pot", "push the cloth left"]
@@ -48,7 +49,7 @@ def train_action_format(runner: VLMRunner, data, steps: int) -> float:
     eos = runner.adapter.tokenizer.eos_token_id
     batches = []
     for image, prompt, target in data:
-        inputs = adapter.inputs(_to_pil(image), adapter.prompt([{"role": "user", "content": prompt}], True))
+        inputs = adapter.inputs(to_pil(image), adapter.prompt([{"role": "user", "content": prompt}], True))
         answer = torch.tensor([target + [eos]])
         ids = torch.cat([inputs["input_ids"], answer], dim=1)
         labels = torch.full_like(ids, -100)
@@ -70,7 +71,7 @@ def train_action_format(runner: VLMRunner, data, steps: int) -> float:
 def plain_generate(runner: VLMRunner, image: np.ndarray, prompt: str) -> np.ndarray:
     """What a caller without our runtime does: generate until EOS (or the cap), keep the new ids."""
     adapter = runner.adapter
-    inputs = adapter.inputs(_to_pil(image), adapter.prompt([{"role": "user", "content": prompt}], True))
+    inputs = adapter.inputs(to_pil(image), adapter.prompt([{"role": "user", "content": prompt}], True))
     with torch.inference_mode():
         out = adapter.model.generate(**inputs, max_new_tokens=PLAIN_CAP, do_sample=False,
                                      pad_token_id=adapter.tokenizer.pad_token_id)

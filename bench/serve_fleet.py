@@ -5,7 +5,9 @@ Each simulated robot is a closed loop, as magma_node's openai backend: send an a
 (its own 128x96 JPEG camera frame, its own X-Robot-Id), wait for the 7 action tokens, send the next. The
 server runs the tiny native Magma checkpoint (test/tiny_magma.py) on CPU in its own process.
 Prints per robot count: throughput (actions/s), p50/p99 latency, the batched/unbatched ratio, and
-the target check (batched at 8 robots >= 3x the single-robot throughput with p50 <= 2x).
+the target check (batched at 8 robots >= 3x the single-robot throughput with p50 <= 2x); then, as
+context for the same run, the model alone (no HTTP): actions/s of one batched decode of as many
+prepared frames as robots.
 
 Then the same table for Magma-8B on common GPUs, COMPUTED (not measured) from memory bandwidth
 and peak bf16 throughput; see ``computed_gpu_table`` for the model.
@@ -24,6 +26,9 @@ import tempfile
 import threading
 import time
 from pathlib import Path
+
+import base64
+import io
 
 import httpx
 import numpy as np
@@ -126,6 +131,37 @@ def run_robots(url: str, robots: int, duration_s: float, warmup_s: float) -> dic
             "p99": float(np.percentile(flat, 99)), "n": int(flat.size)}
 
 
+def model_only(model_dir: Path, counts: list[int], threads: int, duration_s: float) -> dict[int, float]:
+    """Actions/s of the runner alone, in this process with the server's torch threads: the robots'
+    frames prepared once, then ``decode_actions`` on batches of n of them for ``duration_s`` per n,
+    the batch sizes taking turns in 5 rounds so a change in the machine's load hits them alike."""
+    import torch
+    from PIL import Image
+
+    from magma_ros.policy.config import BackendConfig
+    from magma_ros.policy.vlm import VLMRunner
+
+    torch.set_num_threads(threads)
+    runner = VLMRunner.load(BackendConfig(backend="magma", model=str(model_dir), device="cpu", dtype="float32"))
+    try:
+        frames = [np.asarray(Image.open(io.BytesIO(base64.b64decode(camera_data_url(seed).split(",", 1)[1])))
+                             .convert("RGB")) for seed in range(max(counts))]
+        prepared = [runner.prepare_action(frame, PROMPT) for frame in frames]
+        done, spent = dict.fromkeys(counts, 0), dict.fromkeys(counts, 0.0)
+        for n in counts:
+            runner.decode_actions(prepared[:n])  # warm-up for this batch shape
+        for _ in range(5):
+            for n in counts:
+                start = time.monotonic()
+                while time.monotonic() - start < duration_s / 5:
+                    runner.decode_actions(prepared[:n])
+                    done[n] += n
+                spent[n] += time.monotonic() - start
+        return {n: done[n] / spent[n] for n in counts}
+    finally:
+        runner.close()
+
+
 def measured_table(args: argparse.Namespace) -> None:
     sys.path.insert(0, str(REPO / "test"))
     from tiny_magma import build_tiny_magma
@@ -141,6 +177,7 @@ def measured_table(args: argparse.Namespace) -> None:
                 results[mode] = {n: run_robots(server.url, n, args.duration_s, args.warmup_s) for n in counts}
             finally:
                 server.stop()
+        alone = model_only(model_dir, counts, args.threads, min(args.duration_s, 5.0))
     print(f"\nmeasured: tiny native Magma checkpoint on CPU ({os.cpu_count()} cores, server with {args.threads} torch "
           f"thread(s)), magma-ros serve, "
           f"{args.duration_s:g} s per row; batched = --max-batch-size {args.max_batch_size} "
@@ -157,6 +194,10 @@ def measured_table(args: argparse.Namespace) -> None:
         verdict = "met" if scale >= 3.0 and slow <= 2.0 else "NOT met"
         print(f"target (8 robots batched vs 1 robot: throughput >= 3x, p50 <= 2x): {scale:.2f}x throughput, "
               f"{slow:.2f}x p50 -> {verdict}")
+    base = counts[0]
+    print(f"model alone (no HTTP, same run), one batch of n frames, vs n={base}: "
+          + ", ".join(f"n={n}: {alone[n]:.1f} act/s ({alone[n] / alone[base]:.2f}x throughput, "
+                      f"{(n / alone[n]) / (base / alone[base]):.2f}x time per batch)" for n in counts))
 
 
 def computed_gpu_table(counts: list[int]) -> None:
@@ -191,7 +232,9 @@ def main() -> int:
     parser.add_argument("--duration-s", type=float, default=10.0, help="measured seconds per row (default: 10)")
     parser.add_argument("--warmup-s", type=float, default=1.0, help="unmeasured seconds before each row")
     parser.add_argument("--max-batch-size", type=int, default=8, help="batched server's --max-batch-size")
-    parser.add_argument("--batch-window-ms", type=float, default=5.0, help="batched server's --batch-window-ms")
+    parser.add_argument("--batch-window-ms", type=float, default=20.0,
+                        help="batched server's --batch-window-ms (default: 20, longer than a robot's round trip "
+                             "here, so robots answered by one batch make it into the next)")
     parser.add_argument("--threads", type=int, default=1,
                         help="torch (OpenMP) threads of the server (default: 1; on a small shared machine more "
                              "threads make the figures erratic)")

@@ -12,7 +12,8 @@ import torch
 
 from magma_ros.actions import ActionDecoder, ActionTokenizer, TextTokenizer, load_profile
 from magma_ros.policy import BackendConfig, Policy, PolicyConfigError, PolicyError, create_policy
-from magma_ros.policy.vlm import VLMRunner, check_layerscale, check_vocabulary
+from magma_ros.policy.vlm import VLMRunner
+from magma_ros.policy.vlm_checks import check_layerscale, check_vocabulary
 from tiny_vlm import BASE_VOCAB, action_token, build_tiny_vlm
 
 RNG = np.random.default_rng(7)

@@ -16,7 +16,8 @@ from magma_ros.actions import ActionDecoder, ActionTokenizer, load_profile
 from magma_ros.policy import PolicyConfigError
 from magma_ros.policy.hf_adapters import MagmaAdapter
 from magma_ros.policy.magma import MagmaPolicy
-from magma_ros.policy.vlm import VLMRunner, check_transformers_version
+from magma_ros.policy.vlm import VLMRunner
+from magma_ros.policy.vlm_checks import check_transformers_version
 from tiny_vlm import CHAT_TEMPLATE
 
 LLAMA3_BASE = 128000

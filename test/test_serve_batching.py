@@ -108,7 +108,7 @@ def test_a_bad_member_fails_alone_and_sampled_rows_stay_in_the_action_range(runn
 # --- through the server (tiny LLaVA) -----------------------------------------------------------------
 class GatedRunner:
     """The real runner with a gate that holds the worker inside its next decode, recording the size
-    of every batch it decodes (1 for an unbatched ``action_ids`` call)."""
+    of every batch it decodes (1 for an unbatched request)."""
 
     def __init__(self, runner) -> None:
         self._runner = runner
@@ -125,13 +125,12 @@ class GatedRunner:
         self.entered.release()
         assert self.gate.wait(60), "test gate never opened"
 
-    def action_ids(self, image, prompt, temperature=0.0):
-        self._wait(1)
-        return self._runner.action_ids(image, prompt, temperature)
+    def prepare_action(self, image, prompt, temperature=0.0):
+        return self._runner.prepare_action(image, prompt, temperature)
 
-    def action_ids_batch(self, requests):
-        self._wait(len(requests))
-        return self._runner.action_ids_batch(requests)
+    def decode_actions(self, prepared):
+        self._wait(len(prepared))
+        return self._runner.decode_actions(prepared)
 
     def generate_text(self, *args, **kwargs):
         return self._runner.generate_text(*args, **kwargs)

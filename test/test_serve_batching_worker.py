@@ -88,6 +88,24 @@ def test_a_lone_request_does_not_wait_for_the_window(recorder):
         w.close(10)
 
 
+def test_robots_answered_by_a_batch_are_awaited_but_not_the_window(recorder):
+    """After a batch of 2, the next batch waits for 2 (its robots come back), not for
+    max_batch_size: the hour-long window is never waited out."""
+    w = ModelWorker(capacity=8, max_batch_size=8, batch_window_s=3600.0, run_batch=recorder)
+    try:
+        gate, held = hold(w)  # an unbatched job: nobody is expected back from it
+        first = [_batched(w, 1), _batched(w, 2)]
+        gate.set()
+        assert [j.future.result(30) for j in first] == [10, 20]
+        again = _batched(w, 3)  # waits for its companion from the last batch
+        assert not again.future.done()
+        other = _batched(w, 4)
+        assert (again.future.result(30), other.future.result(30)) == (30, 40)
+        assert recorder.batches == [[1, 2], [3, 4]]
+    finally:
+        w.close(10)
+
+
 def test_cancelled_and_expired_members_are_dropped_from_the_batch(worker, recorder):
     gate, held = hold(worker)
     keep = _batched(worker, 1)

@@ -246,8 +246,11 @@ class Magma8BIds:
     def __init__(self, ids: list[int]) -> None:
         self.ids = ids
 
-    def action_ids(self, image, prompt, temperature=0.0):
-        return np.asarray(self.ids)
+    def prepare_action(self, image, prompt, temperature=0.0):
+        return prompt
+
+    def decode_actions(self, prepared):
+        return [np.asarray(self.ids) for _ in prepared]
 
     def count_tokens(self, text: str) -> int:
         return len(text.split())

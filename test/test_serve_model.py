@@ -49,7 +49,7 @@ def service(model_dir, runner) -> ActionTokenService:
 
 class SharedRunner:
     """The module's real runner, shared by several apps (each app closes its runner on shutdown),
-    with a gate that holds the worker inside ``action_ids`` so queue states can be set up exactly."""
+    with a gate that holds the worker inside ``decode_actions`` so queue states can be set up exactly."""
 
     def __init__(self, runner) -> None:
         self._runner = runner
@@ -64,12 +64,15 @@ class SharedRunner:
         self.pace_text_s = 0.0
         self.text_closed_early = threading.Event()
 
-    def action_ids(self, image, prompt, temperature=0.0):
+    def prepare_action(self, image, prompt, temperature=0.0):
+        return self._runner.prepare_action(image, prompt, temperature)
+
+    def decode_actions(self, prepared):
         self.entered.release()
         assert self.gate.wait(60), "test gate never opened"
         if self.fail_with is not None:
             raise self.fail_with
-        return self._runner.action_ids(image, prompt, temperature)
+        return self._runner.decode_actions(prepared)
 
     def generate_text(self, *args, **kwargs):
         inner = self._runner.generate_text(*args, **kwargs)
@@ -96,8 +99,11 @@ class SharedRunner:
 
 
 def serve(runner, service, **settings) -> ServerThread:
-    """A server on the shared runner; ``.runner`` is its ``SharedRunner``."""
+    """A server on the shared runner; ``.runner`` is its ``SharedRunner``. Unbatched unless
+    ``max_batch_size`` is given: the queue tests count one running request (test_serve_batching
+    covers batches)."""
     shared = SharedRunner(runner)
+    settings = {"max_batch_size": 1, **settings}
     srv = ServerThread(create_app(ServerSettings(served_model_name=MODEL_NAME, **settings), service, shared))
     srv.runner = shared
     return srv
@@ -367,7 +373,7 @@ def test_queue_full_503_and_disconnect_frees_the_slot(runner, service):
     with serve(runner, service, queue_depth=1) as srv:
         body = {"model": MODEL_NAME, "messages": action_messages()}
         running, waiting, late = [], [], []
-        srv.runner.gate.clear()  # hold the worker inside action_ids
+        srv.runner.gate.clear()  # hold the worker inside decode_actions
         t1 = _post_in_thread(srv.url, body, running)
         assert srv.runner.entered.acquire(timeout=60)
         t2 = _post_in_thread(srv.url, body, waiting, timeout=6)  # gives up after 6 s: disconnects

@@ -5,8 +5,10 @@ implementation (``magma_native``, the default for Magma checkpoints), Magma's re
 (``MagmaForCausalLM`` + ``MagmaProcessor``, opt-in with ``trust_remote_code``) and
 transformers-native LLaVA-style models (used for the tiny test model and any Llama-based LLaVA
 fine-tune). It also runs the KV-cached decoding steps (``prefill``/``step``) and says which
-object ``generate`` runs on. Everything else (decoding, checks,
-streaming) is shared in ``vlm.py``. torch is only imported by the methods that need it.
+object ``generate`` runs on, and splits an action request's input work into ``prepare``
+(per request, on the requester's thread) and ``collate`` (the batch, on the model thread).
+Everything else (decoding, checks, streaming) is shared by ``vlm.VLMRunner``. torch is only
+imported by the methods that need it.
 """
 from __future__ import annotations
 
@@ -86,11 +88,23 @@ class ModelAdapter(ABC):
 
     @abstractmethod
     def inputs(self, image: Any, prompt: str) -> dict[str, Any]:
-        """Model keyword arguments (tensors on the model's device) for one image (or None) + prompt."""
+        """Model keyword arguments (tensors on the model's device) for one PIL image (or None) + prompt."""
 
     def batch_inputs(self, samples: list[tuple[Any, str]]) -> dict[str, Any]:
-        """Model keyword arguments for several (image, prompt) samples, prompts left-padded."""
+        """Model keyword arguments for several (PIL image, prompt) samples, prompts left-padded."""
         raise NotImplementedError(f"{type(self).__name__} has no batched inputs")
+
+    def prepare(self, image: Any, prompt: str) -> Any:
+        """The per-request part of the inputs for an RGB array (or None) + prompt, done before the
+        request reaches the model thread. Here only the image conversion; the processor runs in
+        ``collate``."""
+        return (None if image is None else to_pil(image), prompt)
+
+    def collate(self, prepared: list[Any]) -> dict[str, Any]:
+        """Model keyword arguments for prepared requests (several: left-padded, ``batch_inputs``)."""
+        if len(prepared) == 1:
+            return self.inputs(*prepared[0])
+        return self.batch_inputs(prepared)
 
     def _to_device(self, batch: Any) -> dict[str, Any]:
         out = {}
@@ -187,6 +201,7 @@ class MagmaNativeAdapter(ModelAdapter):
         return int(self.model.text_config.max_position_embeddings)
 
     def inputs(self, image: Any, prompt: str) -> dict[str, Any]:
+        """As the base class; ``image`` may also be an RGB array."""
         import numpy as np
         import torch
 
@@ -201,9 +216,19 @@ class MagmaNativeAdapter(ModelAdapter):
         return out
 
     def batch_inputs(self, samples: list[tuple[Any, str]]) -> dict[str, Any]:
+        return self.collate([self.inputs(image, text) for image, text in samples])
+
+    def prepare(self, image: Any, prompt: str) -> dict[str, Any]:
+        """The whole of one request's inputs: tokenized prompt and image crops (no PIL detour)."""
+        return self.inputs(image, prompt)
+
+    def collate(self, prepared: list[dict[str, Any]]) -> dict[str, Any]:
+        """One request's inputs as they are; several left-padded to one length, crops zero-padded."""
         import torch
 
-        rows = [self.inputs(image, text) for image, text in samples]
+        rows = prepared
+        if len(rows) == 1:
+            return rows[0]
         if any("pixel_values" not in row for row in rows):
             raise PolicyConfigError("batched inputs: every sample needs an image")
         length = max(row["input_ids"].shape[1] for row in rows)
@@ -230,6 +255,14 @@ class MagmaNativeAdapter(ModelAdapter):
 
     def step(self, tokens: Any, state: Any) -> Any:
         return self.model.step(tokens, state)
+
+
+def to_pil(image: Any) -> Any:
+    """An H x W x 3 uint8 RGB array as a PIL image (what transformers' processors take)."""
+    import numpy as np
+    from PIL import Image
+
+    return Image.fromarray(np.ascontiguousarray(image), mode="RGB")
 
 
 def _positions(attention_mask: Any) -> Any:

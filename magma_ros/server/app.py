@@ -18,8 +18,8 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from ..policy.base import PolicyConfigError, PolicyError
 from .access_log import AccessLogMiddleware
 from .auth import BearerAuth
-from .chat import (ActionItem, ActionPromptMatcher, ChatLimits, ChatPreparer, ChatResult, ModelRunner,
-                   ResponseBuilder, action_batch_runner, chat_job)
+from .chat import (ActionPromptMatcher, ChatLimits, ChatPreparer, ChatResult, ModelRunner, ResponseBuilder,
+                   action_batch_runner, action_job, prepare_action, text_job)
 from .decoding import ActionTokenService
 from .errors import ApiError
 from .images import ImageLoader
@@ -134,8 +134,14 @@ def create_app(settings: ServerSettings, actions: ActionTokenService, runner: Mo
             chat = await preparer.prepare(body)
             events = _JobEvents(asyncio.get_running_loop())
             emit = events.piece if body.stream else _ignore
-            item = ActionItem(chat, emit) if chat.action_prompt is not None else None
-            job = worker.submit(chat_job(chat, runner, actions, emit), slot, deadline, batch_item=item)
+            if chat.action_prompt is None:
+                job = worker.submit(text_job(chat, runner, emit), slot, deadline)
+            else:  # tokens and image crops are made here, in parallel with other requests, not on the model thread
+                try:
+                    item = await anyio.to_thread.run_sync(prepare_action, chat, runner, emit)
+                except (PolicyError, ValueError) as exc:
+                    raise _model_error(exc) from None
+                job = worker.submit(action_job(item, runner, actions), slot, deadline, batch_item=item)
         finally:
             worker.release(slot)  # a no-op once submit used it
         builder = ResponseBuilder(settings.served_model_name)
@@ -157,11 +163,10 @@ def create_app(settings: ServerSettings, actions: ActionTokenService, runner: Mo
 
 
 def _model_worker(settings: ServerSettings, actions: ActionTokenService, runner: ModelRunner) -> ModelWorker:
-    """The worker; it batches action requests when allowed and the runner decodes batches."""
-    batched = settings.max_batch_size > 1 and callable(getattr(runner, "action_ids_batch", None))
+    """The worker; it batches action requests when allowed (``--max-batch-size`` > 1)."""
     return ModelWorker(settings.queue_depth, max_batch_size=settings.max_batch_size,
                        batch_window_s=settings.batch_window_ms / 1000.0,
-                       run_batch=action_batch_runner(runner, actions) if batched else None)
+                       run_batch=action_batch_runner(runner, actions) if settings.max_batch_size > 1 else None)
 
 
 async def _read_body(request: Request, limit: int) -> bytes:
@@ -297,12 +302,17 @@ def _result(job: Job) -> ChatResult:
         return job.future.result()
     if isinstance(exc, JobExpired):
         raise ApiError(504, "the model did not answer within this server's per-request timeout")
-    if isinstance(exc, PolicyConfigError):  # the runtime refuses this request's options
-        raise ApiError(422, f"the model cannot serve this request: {exc}")
     if isinstance(exc, (PolicyError, ValueError)):
-        raise ApiError(500, f"model error: {exc}")
+        raise _model_error(exc)
     LOG.error("model worker failed", exc_info=exc)
     raise ApiError(500, f"internal error in the model worker: {type(exc).__name__}")
+
+
+def _model_error(exc: PolicyError | ValueError) -> ApiError:
+    """The answer to a failure the runtime reported for this request."""
+    if isinstance(exc, PolicyConfigError):  # the runtime refuses this request's options
+        return ApiError(422, f"the model cannot serve this request: {exc}")
+    return ApiError(500, f"model error: {exc}")
 
 
 async def _sse(builder: ResponseBuilder, first: tuple[str, Any], events: asyncio.Queue, deadline: float,

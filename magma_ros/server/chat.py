@@ -36,10 +36,11 @@ class ModelRunner(Protocol):
     model_name: str
     max_context_tokens: int    # prompt plus generated tokens the model can attend to (known at load)
 
-    def action_ids(self, image: Any, prompt: str, temperature: float) -> Sequence[int]: ...
+    def prepare_action(self, image: Any, prompt: str, temperature: float) -> Any:
+        """An action request's model inputs, built in the request's own thread (any thread)."""
 
-    # Optional: ``action_ids_batch(requests: list of (image, prompt, temperature))`` -> ids or an
-    # exception per request; the server batches action requests when the runner has it.
+    def decode_actions(self, prepared: list[Any]) -> list[Sequence[int]]:
+        """7 action ids per prepared request, decoded together (in the model worker's thread)."""
 
     def generate_text(self, image: Any, messages: list[dict], max_new_tokens: int, temperature: float,
                       top_p: float) -> Iterator[str]: ...
@@ -176,21 +177,35 @@ class ChatPreparer:
 
 @dataclass
 class ActionItem:
-    """An action request's part in a batch: its chat and where its text goes."""
+    """An action request ready for the model worker (its part in a batch): the runtime's prepared
+    inputs, the robot prompt and where its text goes."""
 
-    chat: PreparedChat
+    prepared: Any
+    prompt: str
     emit: Callable[[str], None]
 
 
-def chat_job(chat: PreparedChat, runner: ModelRunner, actions: ActionTokenService,
-             emit: Callable[[str], None]) -> Callable[[Job], ChatResult]:
-    """The worker-thread function for ``chat``; ``emit`` receives each piece of text."""
+def prepare_action(chat: PreparedChat, runner: ModelRunner, emit: Callable[[str], None]) -> ActionItem:
+    """The action request ``chat`` made ready for the worker; runs in the request's own thread, so
+    that tokenizing and image processing of a batch's members overlap instead of queueing on the
+    model thread."""
+    return ActionItem(runner.prepare_action(chat.image, chat.action_prompt, chat.temperature), chat.action_prompt,
+                      emit)
 
-    def run_action(job: Job) -> ChatResult:
-        ids = runner.action_ids(chat.image, chat.action_prompt, chat.temperature)
-        return _action_result(ids, chat, runner, actions, emit)
 
-    def run_text(job: Job) -> ChatResult:
+def action_job(item: ActionItem, runner: ModelRunner, actions: ActionTokenService) -> Callable[[Job], ChatResult]:
+    """The worker-thread function for one action request decoded alone."""
+
+    def run(job: Job) -> ChatResult:
+        return _action_result(runner.decode_actions([item.prepared])[0], item, runner, actions)
+
+    return run
+
+
+def text_job(chat: PreparedChat, runner: ModelRunner, emit: Callable[[str], None]) -> Callable[[Job], ChatResult]:
+    """The worker-thread function for free-form generation; ``emit`` receives each piece of text."""
+
+    def run(job: Job) -> ChatResult:
         pieces = []
         stream = runner.generate_text(chat.image, chat.messages, chat.max_new_tokens, chat.temperature, chat.top_p)
         with contextlib.closing(stream):  # closing stops the generation
@@ -207,23 +222,19 @@ def chat_job(chat: PreparedChat, runner: ModelRunner, actions: ActionTokenServic
         return ChatResult(text=text, finish_reason="length" if counted >= chat.max_new_tokens else "stop",
                           prompt_tokens=prompt, completion_tokens=min(counted, chat.max_new_tokens))
 
-    return run_action if chat.action_prompt is not None else run_text
+    return run
 
 
 def action_batch_runner(runner: ModelRunner, actions: ActionTokenService) -> Callable[[list[Job]], list[Any]]:
     """The worker's ``run_batch`` for action jobs (``Job.batch_item`` an ``ActionItem``): one batched
-    decode through ``runner.action_ids_batch``, then each member's result or its own error."""
+    decode through ``runner.decode_actions``, then each member's result or its own error."""
 
     def run(jobs: list[Job]) -> list[Any]:
         items: list[ActionItem] = [job.batch_item for job in jobs]
-        ids = runner.action_ids_batch([(i.chat.image, i.chat.action_prompt, i.chat.temperature) for i in items])
         out: list[Any] = []
-        for item, row in zip(items, ids):
-            if isinstance(row, BaseException):
-                out.append(row)
-                continue
+        for item, row in zip(items, runner.decode_actions([item.prepared for item in items])):
             try:
-                out.append(_action_result(row, item.chat, runner, actions, item.emit))
+                out.append(_action_result(row, item, runner, actions))
             except PolicyError as exc:
                 out.append(exc)
         return out
@@ -231,8 +242,7 @@ def action_batch_runner(runner: ModelRunner, actions: ActionTokenService) -> Cal
     return run
 
 
-def _action_result(ids: Any, chat: PreparedChat, runner: ModelRunner, actions: ActionTokenService,
-                   emit: Callable[[str], None]) -> ChatResult:
+def _action_result(ids: Any, item: ActionItem, runner: ModelRunner, actions: ActionTokenService) -> ChatResult:
     """The answer to an action request from the runtime's ids (checked: 7 action ids)."""
     ids = np.asarray(ids, dtype=np.int64)
     if ids.shape != (ACTION_DIM,) or not actions.tokenizer.is_action_id(ids).all():
@@ -241,8 +251,8 @@ def _action_result(ids: Any, chat: PreparedChat, runner: ModelRunner, actions: A
     if not np.array_equal(actions.text_tokenizer.encode(text), ids):
         LOG.warning("action ids %s decode to text that re-tokenizes differently; clients that decode the text "
                     "will reject it (the reply's action_token_ids are exact)", ids.tolist())
-    emit(text)
-    return ChatResult(text=text, finish_reason="stop", prompt_tokens=runner.count_tokens(chat.action_prompt),
+    item.emit(text)
+    return ChatResult(text=text, finish_reason="stop", prompt_tokens=runner.count_tokens(item.prompt),
                       completion_tokens=int(ids.size), action_ids=ids.tolist())
 
 

@@ -8,9 +8,13 @@ A cancelled job (client gone) leaves the queue at once; a job whose deadline pas
 is dropped without running (``JobExpired``); a running job sees ``Job.stopped`` and stops early.
 
 Dynamic batching (``max_batch_size`` > 1 and a ``run_batch`` function): a job submitted with a
-``batch_item`` waits up to ``batch_window_s`` after its arrival for more such jobs (only while
-other requests hold reservations or the previous batch had several members), then all of them
-that are waiting (at most ``max_batch_size``) run together in one ``run_batch`` call. Members
+``batch_item`` waits up to ``batch_window_s`` for the company it can expect: the requests being
+prepared (holding reservations), and as many as took part in the previous batch or queued behind
+it (robots send their next request once answered). Then all such jobs that are waiting (at most
+``max_batch_size``) run together in one ``run_batch`` call. The window opens at the job's arrival,
+or when the previous batch ended if the job arrived while it ran: that batch's clients could not
+join before they got their answers, so robots come back into one batch instead of splitting into
+groups that take turns. A lone robot never waits. Members
 cancelled or expired before the batch starts are dropped from it without touching the others; a
 member cancelled while its batch runs has its result discarded. Up to ``max_batch_size`` requests
 may run while ``capacity`` wait.
@@ -81,7 +85,8 @@ class ModelWorker:
         self._queue: collections.deque[Job] = collections.deque()
         self._cond = threading.Condition()
         self._running: list[Job] = []
-        self._last_batch = 0
+        self._expected = 0  # batch size to wait for: the last batch's members and those queued behind it
+        self._free_since = 0.0  # monotonic time the last batch ended
         self._reserved = 0
         self._closed = False
         self._service_time_s = 1.0  # moving average, for Retry-After
@@ -175,13 +180,15 @@ class ModelWorker:
                     return
                 jobs = self._next_jobs_locked()
                 self._running = jobs
-                self._last_batch = len(jobs)
             if not jobs:
                 continue
             start = time.monotonic()
             outcomes = self._execute(jobs)
             with self._cond:  # the slots are free before the requesters hear of their results
                 self._running = []
+                self._free_since = time.monotonic()
+                members = len(jobs) if jobs[0].batch_item is not None else 0
+                self._expected = min(self.max_batch_size, members + self._batchable_locked())
                 self._service_time_s = 0.8 * self._service_time_s + 0.2 * (time.monotonic() - start)
             for job, (result, error) in zip(jobs, outcomes):
                 if error is None:
@@ -194,11 +201,8 @@ class ModelWorker:
         jobs are settled here and left out."""
         first = self._queue[0]
         if first.batch_item is not None and self.max_batch_size > 1:
-            # Wait for company only when more requests are likely: some are being prepared, or the
-            # last batch had several. A lone robot is not slowed down by the window.
-            while (not self._closed and self._batchable_locked() < self.max_batch_size
-                   and (self._reserved > 0 or self._last_batch > 1)):
-                left = first.submitted + self.batch_window_s - time.monotonic()
+            while not self._closed and self._batchable_locked() < self._wanted_locked():
+                left = max(first.submitted, self._free_since) + self.batch_window_s - time.monotonic()
                 if left <= 0 or first not in self._queue:
                     break
                 self._cond.wait(left)
@@ -215,6 +219,11 @@ class ModelWorker:
                 continue
             jobs.append(job)
         return jobs
+
+    def _wanted_locked(self) -> int:
+        """The batch size worth waiting for: those waiting plus those being prepared, or the last
+        batch's size with those that queued behind it, whichever is more (at most ``max_batch_size``)."""
+        return min(self.max_batch_size, max(self._expected, self._batchable_locked() + self._reserved))
 
     def _batchable_locked(self) -> int:
         return sum(job.batch_item is not None for job in self._queue)
