@@ -15,6 +15,7 @@ from fastapi.responses import JSONResponse, Response, StreamingResponse
 from pydantic import BaseModel, ValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from ..errors import one_line
 from ..policy.base import PolicyConfigError, PolicyError
 from .access_log import AccessLogMiddleware
 from .auth import BearerAuth
@@ -196,7 +197,7 @@ def _validate(raw: bytes, model: type[BaseModel], max_depth: int) -> Any:
     except RecursionError:
         raise ApiError(400, f"malformed request: JSON nested more than {max_depth} levels deep") from None
     except ValueError as exc:  # e.g. an integer with more digits than Python converts
-        raise ApiError(400, f"malformed JSON body: {' '.join(str(exc).split())[:200]}") from None
+        raise ApiError(400, f"malformed JSON body: {one_line(exc)[:200]}") from None
     if not isinstance(data, dict):
         raise ApiError(400, f"malformed request: expected a JSON object, got {type(data).__name__}")
     _check_tree(data, max_depth)

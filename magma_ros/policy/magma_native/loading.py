@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from ...errors import one_line
 from ..base import PolicyConfigError
 from ..hf_adapters import IMAGE_PLACEHOLDER, MagmaNativeAdapter
 from .config import read_image_settings, read_json, read_model_settings
@@ -37,7 +38,7 @@ def load_native(directory: Path, device: str, dtype: Any, attn_implementation: s
     try:
         tokenizer = PreTrainedTokenizerFast.from_pretrained(str(directory))
     except Exception as exc:  # a broken tokenizer file or config
-        raise PolicyConfigError(f"{directory}: cannot load the tokenizer: {' '.join(str(exc).split())}") from None
+        raise PolicyConfigError(f"{directory}: cannot load the tokenizer: {one_line(exc)}") from None
     if tokenizer.chat_template is None:
         raise PolicyConfigError(f"{directory}: the tokenizer has no chat template (tokenizer_config.json 'chat_template')")
     image_id = tokenizer.convert_tokens_to_ids(IMAGE_PLACEHOLDER)

@@ -11,6 +11,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from ...errors import one_line
 from ..base import PolicyConfigError
 from .config import MagmaSettings, read_json
 from .model import MagmaForActions
@@ -123,7 +124,7 @@ def _open(path: Path) -> Any:
     try:
         return safe_open(str(path), framework="pt", device="cpu")
     except (SafetensorError, OSError) as exc:
-        raise PolicyConfigError(f"{path}: not a readable safetensors file: {' '.join(str(exc).split())}") from None
+        raise PolicyConfigError(f"{path}: not a readable safetensors file: {one_line(exc)}") from None
 
 
 def _assign(model: nn.Module, name: str, tensor: torch.Tensor) -> None:
