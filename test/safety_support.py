@@ -8,7 +8,7 @@ from typing import Any, Callable
 
 import numpy as np
 
-from magma_ros.interface import CLOCK
+from magma_ros.interface import CLOCK, ENABLE
 from magma_ros.policy.base import Prediction, check_image
 
 MOVE = (0.01, -0.02, 0.005, 0.0, 0.0, 0.1, 1.0)  # robot units per control step
@@ -74,7 +74,7 @@ def _targets() -> dict[str, Callable[[], None]]:
     return {
         "images": lambda: _raise_once(node_module, "image_to_rgb", "image conversion"),
         "diagnostics": lambda: _raise_once(node_module, "build_diagnostics", "diagnostics"),
-        "enable": lambda: _raise_once(SafetySupervisor, "set_enabled", "~/enable"),
+        "enable": lambda: _raise_once(SafetySupervisor, "set_enabled", ENABLE.name),
         "ticks": lambda: _raise_once(SafetySupervisor, "tick", "the publish tick"),
     }
 
