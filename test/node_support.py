@@ -348,6 +348,22 @@ def private_name(node_name: str, entry: Topic | Service) -> str:
     return f"/{node_name}/{entry.name.removeprefix('~/')}"
 
 
+@contextmanager
+def running_node(console_script: Callable[[str], str], name: str, params: dict[str, Any], log_dir: Path,
+                 topics: dict[str, str], compressed: bool = False) -> Iterator[tuple[NodeProcess, "Probe"]]:
+    """magma_node ``name`` as its own process and a Probe on ``topics``, from its first twist on; on
+    leaving, the probe closes and the node must exit with status 0."""
+    proc = NodeProcess(console_script("magma_node"), name, params, log_dir)
+    probe = Probe(name, topics, compressed=compressed)
+    try:
+        wait_until(lambda: probe.twists.items, 90, what=f"first twist; node log:\n{proc.output()}")
+        yield proc, probe
+    finally:
+        probe.close()
+        code = proc.stop()
+        assert code == 0, proc.output()
+
+
 def topic_params(topics: dict[str, str]) -> dict[str, str]:
     """Node parameters that move its topics to ``topics`` (keys image/instruction/estop/twist/gripper)."""
     return {f"{key}_topic": name for key, name in topics.items()}

@@ -9,7 +9,7 @@ import time
 import numpy as np
 import pytest
 
-from node_support import NodeProcess, Probe, is_zero, rgb_image, stamp_s, topics_under, twist_values, wait_until
+from node_support import is_zero, rgb_image, running_node, stamp_s, topics_under, twist_values, wait_until
 
 FIXED = (0.01, -0.02, 0.005, 0.0, 0.0, 0.1, 1.0)
 PERIOD = 1 / 5.0  # bridge_orig control period
@@ -23,15 +23,8 @@ def fixed(console_script, tmp_path_factory):
               "estop_topic": TOPICS["estop"], "twist_topic": TOPICS["twist"], "gripper_topic": TOPICS["gripper"],
               "max_linear_accel": 100.0, "max_angular_accel": 100.0,
               "disabled_zero_s": 3600.0}  # these tests watch the zeros of a disabled node
-    node = NodeProcess(console_script("magma_node"), "fixed_node", params, tmp_path_factory.mktemp("fixed"))
-    probe = Probe("fixed_node", TOPICS)
-    try:
-        wait_until(lambda: probe.twists.items, 60, what=f"first twist; node log:\n{node.output()}")
+    with running_node(console_script, "fixed_node", params, tmp_path_factory.mktemp("fixed"), TOPICS) as (_, probe):
         yield probe
-    finally:
-        probe.close()
-        code = node.stop()
-        assert code == 0, node.output()
 
 
 def test_fixed_action_becomes_twist_with_frame_stamp_and_gripper(fixed):

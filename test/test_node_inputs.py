@@ -8,8 +8,8 @@ import time
 import numpy as np
 import pytest
 
-from node_support import (MOVE_ACTION, NodeProcess, Probe, is_zero, jpeg_image, run_node_expecting_exit, topics_under,
-                          twist_values, wait_until)
+from node_support import (MOVE_ACTION, Probe, is_zero, jpeg_image, run_node_expecting_exit, running_node,
+                          topics_under, twist_values, wait_until)
 
 PERIOD = 0.2
 TOPICS = topics_under("sc", ee_pose=True)
@@ -23,16 +23,10 @@ def node(console_script, tmp_path_factory):
               "twist_topic": TOPICS["twist"], "gripper_topic": TOPICS["gripper"], "ee_pose_topic": TOPICS["ee_pose"],
               "max_linear_accel": 100.0, "max_angular_accel": 100.0, "max_instruction_chars": 50,
               "disabled_zero_s": 3600.0}  # these tests watch the zeros of a disabled node
-    proc = NodeProcess(console_script("magma_node"), "scripted_node", params, tmp_path_factory.mktemp("scripted"))
-    probe = Probe("scripted_node", TOPICS, compressed=True)
-    probe.pose_position = INSIDE
-    try:
-        wait_until(lambda: probe.twists.items, 60, what=f"first twist; node log:\n{proc.output()}")
+    with running_node(console_script, "scripted_node", params, tmp_path_factory.mktemp("scripted"), TOPICS,
+                      compressed=True) as (_, probe):
+        probe.pose_position = INSIDE
         yield probe
-    finally:
-        probe.close()
-        code = proc.stop()
-        assert code == 0, proc.output()
 
 
 @pytest.fixture

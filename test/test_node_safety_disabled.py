@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from node_support import NodeProcess, Probe, is_zero, rgb_image, topic_params, topics_under, wait_until
+from node_support import Probe, is_zero, rgb_image, running_node, topic_params, topics_under, wait_until
 from safety_support import MOVE, stamp_s
 
 TOPICS = topics_under("sc_dis")
@@ -20,15 +20,8 @@ def node(console_script, tmp_path):
               "disabled_zero_s": ZERO_S, "control_rate_hz": 0.02,  # each action held 50 s
               "image_timeout_s": 60.0, "action_timeout_s": 600.0, "max_linear_accel": 100.0,
               "max_angular_accel": 100.0, **topic_params(TOPICS)}
-    proc = NodeProcess(console_script("magma_node"), "quiet_node", params, tmp_path)
-    probe = Probe("quiet_node", TOPICS)
-    try:
-        wait_until(lambda: probe.twists.items, 90, what=f"first twist; node log:\n{proc.output()}")
-        yield proc, probe
-    finally:
-        probe.close()
-        code = proc.stop()
-        assert code == 0, proc.output()
+    with running_node(console_script, "quiet_node", params, tmp_path, TOPICS) as running:
+        yield running
 
 
 def diagnostics_after(probe: Probe, n: int, **expected: str) -> list[dict[str, str]]:

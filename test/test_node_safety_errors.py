@@ -12,7 +12,7 @@ from typing import Callable
 
 import pytest
 
-from node_support import NodeProcess, Probe, rgb_image, topic_params, topics_under, wait_until
+from node_support import rgb_image, running_node, topic_params, topics_under, wait_until
 from safety_support import MOVE
 
 TOPICS = topics_under("sc_err")
@@ -22,15 +22,8 @@ TOPICS = topics_under("sc_err")
 def faulty(console_script, tmp_path_factory):
     params = {"backend": "safety_support:faulty", "enabled_on_start": True, "instruction": "move",
               "max_linear_accel": 100.0, "max_angular_accel": 100.0, **topic_params(TOPICS)}
-    node = NodeProcess(console_script("magma_node"), "faulty_node", params, tmp_path_factory.mktemp("faulty"))
-    probe = Probe("faulty_node", TOPICS)
-    try:
-        wait_until(lambda: probe.twists.items, 90, what=f"first twist; node log:\n{node.output()}")
-        yield node, probe
-    finally:
-        probe.close()
-        code = node.stop()
-        assert code == 0, node.output()
+    with running_node(console_script, "faulty_node", params, tmp_path_factory.mktemp("faulty"), TOPICS) as running:
+        yield running
 
 
 @pytest.mark.parametrize("target,where", [

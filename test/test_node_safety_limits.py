@@ -8,7 +8,7 @@ import time
 import numpy as np
 import pytest
 
-from node_support import NodeProcess, Probe, is_zero, rgb_image, topic_params, topics_under, twist_values, wait_until
+from node_support import Probe, is_zero, rgb_image, running_node, topic_params, topics_under, twist_values, wait_until
 from safety_support import stamp_s
 
 TOPICS = topics_under("sc_lim")
@@ -22,17 +22,10 @@ def held(console_script, tmp_path):
     params = {"backend": "fixed", "fixed_action": ACTION, "enabled_on_start": True, "instruction": "limit test",
               "control_rate_hz": RATE_HZ, "image_timeout_s": 5.0, "action_timeout_s": 120.0,
               "max_linear_accel": 100.0, "max_angular_accel": 100.0, **topic_params(TOPICS)}
-    node = NodeProcess(console_script("magma_node"), "limits_node", params, tmp_path)
-    probe = Probe("limits_node", TOPICS)
-    try:
-        wait_until(lambda: probe.twists.items, 90, what=f"first twist; node log:\n{node.output()}")
+    with running_node(console_script, "limits_node", params, tmp_path, TOPICS) as (node, probe):
         with probe.stream(rgb_image(), rate_hz=10.0):
             probe.wait_motion(60)
             yield node, probe
-    finally:
-        probe.close()
-        code = node.stop()
-        assert code == 0, node.output()
 
 
 def linear_speeds_after(probe: Probe, t: float) -> list[np.ndarray]:

@@ -17,7 +17,7 @@ import openai
 import pytest
 import torch
 from PIL import Image
-from test_serve_support import ServerThread, png_bytes, tiny_model_dir, wait_until
+from test_serve_support import GatedRunner, ServerThread, png_bytes, tiny_model_dir, wait_until
 
 from magma_ros.actions import TextTokenizer
 from magma_ros.policy.base import PolicyConfigError
@@ -106,42 +106,6 @@ def test_a_bad_member_fails_alone_and_sampled_rows_stay_in_the_action_range(runn
 
 
 # --- through the server (tiny LLaVA) -----------------------------------------------------------------
-class GatedRunner:
-    """The real runner with a gate that holds the worker inside its next decode, recording the size
-    of every batch it decodes (1 for an unbatched request)."""
-
-    def __init__(self, runner) -> None:
-        self._runner = runner
-        self.vocab_size = runner.vocab_size
-        self.model_name = runner.model_name
-        self.max_context_tokens = runner.max_context_tokens
-        self.gate = threading.Event()
-        self.gate.set()
-        self.entered = threading.Semaphore(0)
-        self.sizes: list[int] = []
-
-    def _wait(self, size: int) -> None:
-        self.sizes.append(size)
-        self.entered.release()
-        assert self.gate.wait(60), "test gate never opened"
-
-    def prepare_action(self, image, prompt, temperature=0.0):
-        return self._runner.prepare_action(image, prompt, temperature)
-
-    def decode_actions(self, prepared):
-        self._wait(len(prepared))
-        return self._runner.decode_actions(prepared)
-
-    def generate_text(self, *args, **kwargs):
-        return self._runner.generate_text(*args, **kwargs)
-
-    def count_tokens(self, text):
-        return self._runner.count_tokens(text)
-
-    def close(self) -> None:
-        """The module fixture closes the real runner."""
-
-
 def _serve(llava, **settings) -> ServerThread:
     service = ActionTokenService(TextTokenizer(llava.adapter.tokenizer.name_or_path), llava.vocab_size)
     gated = GatedRunner(llava)

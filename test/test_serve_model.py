@@ -15,7 +15,7 @@ import numpy as np
 import openai
 import pytest
 from PIL import Image
-from test_serve_support import ServerThread, png_bytes, png_data_url, tiny_model_dir, wait_until
+from test_serve_support import GatedRunner, ServerThread, png_bytes, png_data_url, tiny_model_dir, wait_until
 
 from magma_ros.actions import ActionTokenizer, TextTokenizer, text_ids_to_action_ids
 from magma_ros.policy.config import BackendConfig
@@ -47,62 +47,11 @@ def service(model_dir, runner) -> ActionTokenService:
     return ActionTokenService(TextTokenizer(model_dir), runner.vocab_size)
 
 
-class SharedRunner:
-    """The module's real runner, shared by several apps (each app closes its runner on shutdown),
-    with a gate that holds the worker inside ``decode_actions`` so queue states can be set up exactly."""
-
-    def __init__(self, runner) -> None:
-        self._runner = runner
-        self.vocab_size = runner.vocab_size
-        self.model_name = runner.model_name
-        self.max_context_tokens = runner.max_context_tokens
-        self.gate = threading.Event()
-        self.gate.set()
-        self.entered = threading.Semaphore(0)
-
-        self.fail_with: Exception | None = None
-        self.pace_text_s = 0.0
-        self.text_closed_early = threading.Event()
-
-    def prepare_action(self, image, prompt, temperature=0.0):
-        return self._runner.prepare_action(image, prompt, temperature)
-
-    def decode_actions(self, prepared):
-        self.entered.release()
-        assert self.gate.wait(60), "test gate never opened"
-        if self.fail_with is not None:
-            raise self.fail_with
-        return self._runner.decode_actions(prepared)
-
-    def generate_text(self, *args, **kwargs):
-        inner = self._runner.generate_text(*args, **kwargs)
-        return self._paced(inner) if self.pace_text_s else inner
-
-    def _paced(self, inner):
-        """The real pieces, one per ``pace_text_s``; records being closed before the end."""
-        finished = False
-        try:
-            for piece in inner:
-                yield piece
-                time.sleep(self.pace_text_s)
-            finished = True
-        finally:
-            inner.close()
-            if not finished:
-                self.text_closed_early.set()
-
-    def count_tokens(self, text):
-        return self._runner.count_tokens(text)
-
-    def close(self) -> None:
-        """The module fixture closes the real runner."""
-
-
 def serve(runner, service, **settings) -> ServerThread:
-    """A server on the shared runner; ``.runner`` is its ``SharedRunner``. Unbatched unless
+    """A server on the shared runner; ``.runner`` is its ``GatedRunner``. Unbatched unless
     ``max_batch_size`` is given: the queue tests count one running request (test_serve_batching
     covers batches)."""
-    shared = SharedRunner(runner)
+    shared = GatedRunner(runner)
     settings = {"max_batch_size": 1, **settings}
     srv = ServerThread(create_app(ServerSettings(served_model_name=MODEL_NAME, **settings), service, shared))
     srv.runner = shared

@@ -9,6 +9,7 @@ import signal
 import socket
 import subprocess
 import threading
+import time
 from pathlib import Path
 from typing import Any
 
@@ -117,3 +118,57 @@ def tiny_model_dir(root: Path) -> Path:
     from tiny_vlm import build_tiny_vlm
 
     return build_tiny_vlm(root / "tiny_vlm")
+
+
+class GatedRunner:
+    """A real runner (shared by the test module: closing is left to its fixture) with a gate that
+    holds the worker inside its next ``decode_actions``, so queue and batch states can be set up
+    exactly. Records the size of every decoded batch; ``fail_with`` makes decoding raise;
+    ``pace_text_s`` hands out free text one piece per that many seconds and sets
+    ``text_closed_early`` when the generation is closed before its end."""
+
+    def __init__(self, runner: Any) -> None:
+        self._runner = runner
+        self.vocab_size = runner.vocab_size
+        self.model_name = runner.model_name
+        self.max_context_tokens = runner.max_context_tokens
+        self.gate = threading.Event()
+        self.gate.set()
+        self.entered = threading.Semaphore(0)
+        self.sizes: list[int] = []
+        self.fail_with: Exception | None = None
+        self.pace_text_s = 0.0
+        self.text_closed_early = threading.Event()
+
+    def prepare_action(self, image: Any, prompt: str, temperature: float = 0.0) -> Any:
+        return self._runner.prepare_action(image, prompt, temperature)
+
+    def decode_actions(self, prepared: list[Any]) -> list[Any]:
+        self.sizes.append(len(prepared))
+        self.entered.release()
+        assert self.gate.wait(60), "test gate never opened"
+        if self.fail_with is not None:
+            raise self.fail_with
+        return self._runner.decode_actions(prepared)
+
+    def generate_text(self, *args: Any, **kwargs: Any) -> Any:
+        inner = self._runner.generate_text(*args, **kwargs)
+        return self._paced(inner) if self.pace_text_s else inner
+
+    def _paced(self, inner: Any) -> Any:
+        finished = False
+        try:
+            for piece in inner:
+                yield piece
+                time.sleep(self.pace_text_s)
+            finished = True
+        finally:
+            inner.close()
+            if not finished:
+                self.text_closed_early.set()
+
+    def count_tokens(self, text: str) -> int:
+        return self._runner.count_tokens(text)
+
+    def close(self) -> None:
+        """The module fixture closes the real runner."""
