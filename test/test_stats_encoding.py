@@ -65,6 +65,17 @@ def test_encoding_matches_openvla_digitize_convention(vocab):
     assert tokenizer.normalized_to_ids(-1.0) == vocab - 1
 
 
+def test_an_action_at_or_beyond_q99_takes_the_edge_id_and_decodes_half_a_bin_below():
+    decoder = decoder_for("bridge_orig", 128000)
+    q01, q99 = np.asarray(decoder.stats.q01), np.asarray(decoder.stats.q99)
+    for action in (q99, q99 + 1.0):
+        ids = decoder.encode(action)
+        assert np.all(ids[:6] == 128000 - 256)
+        half_bin = (q99 - q01)[:6] / 255.0 / 2.0
+        assert np.allclose(decoder.decode_ids(ids)[:6], q99[:6] - half_bin, rtol=0, atol=1e-15)
+    assert np.all(decoder.encode(q01 - 1.0)[:6] == 128000 - 1)
+
+
 finite = st.floats(min_value=-1e3, max_value=1e3, allow_nan=False, allow_infinity=False)
 quantiles = st.lists(st.tuples(finite, finite).map(sorted), min_size=ACTION_DIM, max_size=ACTION_DIM)
 

@@ -117,7 +117,8 @@ class NormalizationStats:
         q01, q99 = np.asarray(self.q01), np.asarray(self.q99)
         span = q99 - q01
         safe = np.where(span > 0, span, 1.0)
-        scaled = np.where(span > 0, 2.0 * (a - q01) / safe - 1.0, 0.0)
+        with np.errstate(over="ignore"):  # a tiny span overflows to +-inf, which clips to +-1
+            scaled = np.where(span > 0, 2.0 * (a - q01) / safe - 1.0, 0.0)
         return np.where(np.asarray(self.mask), np.clip(scaled, -1.0, 1.0), a)
 
 
