@@ -115,7 +115,7 @@ def test_nan_actions_are_skipped_counted_and_reported(tmp_path, capsys):
     assert norm["num_transitions"] == 36
     assert norm["q99"] == np.percentile(finite, 99, axis=0).tolist()
     captured = capsys.readouterr()
-    assert "skipped 4 ground-truth message(s) that were not finite actions" in captured.out
+    assert "skipped 4 ground-truth message(s) that are not usable actions (NaN" in captured.out
     assert "warning: bad_ground_truth: 4 skipped" in captured.err
 
 
@@ -132,6 +132,10 @@ def test_twist_form_gives_the_deltas_of_the_action_form(tmp_path):
     assert t["num_transitions"] == a["num_transitions"] == 30
     assert t["num_trajectories"] == 3
     assert yaml.safe_load(twists.read_text())["control_rate_hz"] == 5.0
+    doubled = tmp_path / "doubled.yaml"  # twists held for 0.4 s instead of the estimated 0.2 s
+    assert stats_cli(bag, "--twist-topic", TWIST_TOPIC, "--gripper-topic", GRIPPER_TOPIC, "--control-period", "0.4",
+                     "--out", doubled) == 0
+    assert np.allclose(normalization(doubled)["max"][:3], 2 * np.asarray(a["max"][:3]), rtol=0, atol=1e-12)
 
 
 BRIDGE_PUBLISHED = {
@@ -233,6 +237,7 @@ BAD_INPUTS = {
     "negative rate": (["{good}", *TOPIC, "--control-rate", "-5"], "--control-rate must be a finite number > 0"),
     "bad workspace": (["{good}", *TOPIC, "--workspace-min", "0,0"], "--workspace-min: expected three"),
     "workspace min above max": (["{good}", *TOPIC, "--workspace-min", "1,1,1"], "workspace.min[0]"),
+    "control period without twists": (["{good}", *TOPIC, "--control-period", "0.2"], "goes with --twist-topic"),
     "empty name": (["{good}", *TOPIC, "--name", " "], "--name: give a non-empty profile name"),
 }
 

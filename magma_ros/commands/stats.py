@@ -100,6 +100,8 @@ def _check_arguments(args: argparse.Namespace) -> None:
         raise UserError("give at least one BAG (or --from-dataset-statistics FILE --key NAME)")
     elif args.key is not None:
         raise UserError("--key goes with --from-dataset-statistics")
+    if args.control_period is not None and not args.twist_topic:
+        raise UserError("--control-period goes with --twist-topic (it converts twists into deltas)")
     for flag, value in (("--control-rate", args.control_rate), ("--control-period", args.control_period)):
         if value is not None and not (value > 0 and math.isfinite(value) and math.isfinite(1 / value)):
             raise UserError(f"{flag} must be a finite number > 0, got {value}")
@@ -164,8 +166,8 @@ def _from_bags(args: argparse.Namespace) -> tuple[dict[str, Any], dict[str, Any]
     lines = [f"{len(args.bags)} bag(s), {recorded.images} image frames: {len(actions)} actions in "
              f"{recorded.episodes} episode(s) (ground truth {source})"]
     if bad:
-        lines.append(f"skipped {bad} ground-truth message(s) that were not finite actions (NaN, infinite or "
-                     "out of range)")
+        lines.append(f"skipped {bad} ground-truth message(s) that are not usable actions (NaN, infinite, out of "
+                     "range or not 7 values; see the warnings)")
     data = _profile(args, description, control_rate, stats, gripper)
     header = (f"Robot profile written by `magma-ros stats` from {bags}\n"
               f"({len(actions)} actions in {recorded.episodes} episode(s), ground truth {source}).")
