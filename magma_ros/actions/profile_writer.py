@@ -1,7 +1,6 @@
 """A robot profile as commented YAML text, checked to load back as exactly the profile meant."""
 from __future__ import annotations
 
-import json
 import os
 import tempfile
 from pathlib import Path
@@ -27,7 +26,7 @@ def profile_text(data: Mapping[str, Any], header: str, comments: Mapping[str, st
     as leading comment lines, ``comments`` after top-level keys) and the profile it loads as.
     ``ProfileError`` if ``data`` is not a valid profile or would not load back unchanged."""
     notes = {**SECTION_COMMENTS, **dict(comments)}
-    lines = [f"# {line}" if line else "#" for line in header.splitlines()]
+    lines = [f"# {_escaped(line)}".rstrip() for line in header.splitlines()]
     for key, value in data.items():
         note = f"  # {notes[key]}" if key in notes else ""
         if isinstance(value, Mapping):
@@ -83,10 +82,18 @@ def _scalar(value: Any) -> str:
             text = f"{mantissa}.0e{exponent}"
         return text
     if isinstance(value, str):
-        return json.dumps(value, ensure_ascii=False)
+        return '"' + _escaped(value.replace("\\", "\\\\").replace('"', '\\"')) + '"'
     if isinstance(value, (list, tuple)):
         return "[" + ", ".join(_scalar(v) for v in value) + "]"
     raise TypeError(f"cannot write {type(value).__name__} into a profile")
+
+
+def _escaped(text: str) -> str:
+    """``text`` with every character that is not printable as a YAML escape (\\xXX, \\uXXXX, \\UXXXXXXXX)."""
+    def escape(c: str) -> str:
+        code = ord(c)
+        return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}" if code < 0x10000 else f"\\U{code:08x}"
+    return "".join(c if c.isprintable() else escape(c) for c in text)
 
 
 def _plain(value: Any) -> Any:
