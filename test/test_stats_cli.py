@@ -119,6 +119,15 @@ def test_nan_actions_are_skipped_counted_and_reported(tmp_path, capsys):
     assert "warning: bad_ground_truth: 4 skipped" in captured.err
 
 
+def test_sqlite3_bags_are_read_too(tmp_path):
+    bag = write_sample_bag(tmp_path / "sqlite", SampleSpec(frames=12, episodes=2, width=8, height=8, storage="sqlite3"))
+    out = tmp_path / "arm.yaml"
+    assert stats_cli(bag, "--action-topic", ACTION_TOPIC, "--out", out) == 0
+    expected = np.stack([ground_truth(i, load_profile("bridge_orig")) for i in range(12)])
+    assert normalization(out)["min"] == expected.min(axis=0).tolist()
+    assert normalization(out)["num_trajectories"] == 2
+
+
 def test_twist_form_gives_the_deltas_of_the_action_form(tmp_path):
     bag = write_sample_bag(tmp_path / "sample", SampleSpec(frames=30, episodes=3, width=8, height=8))
     arrays, twists = tmp_path / "arrays.yaml", tmp_path / "twists.yaml"
@@ -196,7 +205,13 @@ def bags(tmp_path_factory) -> dict[str, Path]:
     bad_stats = root / "bad_statistics.json"
     bad_stats.write_text(json.dumps({"bridge_orig": {"action": {**BRIDGE_PUBLISHED["action"], "p50": [0.0] * 7}}}))
     (root / "not_json.json").write_text("{")
-    return {"good": write_bag(root / "good", random_actions(10, 7), ["x"] * 10, rate_hz=5.0),
+    good = write_bag(root / "good", random_actions(10, 7), ["x"] * 10, rate_hz=5.0)
+    cut = root / "cut"  # a recording killed mid-write: the MCAP's second half is missing
+    cut.mkdir()
+    (cut / "metadata.yaml").write_bytes((good / "metadata.yaml").read_bytes())
+    for mcap in good.glob("*.mcap"):
+        (cut / mcap.name).write_bytes(mcap.read_bytes()[: mcap.stat().st_size // 2])
+    return {"good": good, "cut": cut,
             "nan": write_bag(root / "nan", nan, ["x"] * 6, rate_hz=5.0),
             "one": write_bag(root / "one", random_actions(1, 8), ["x"], rate_hz=5.0),
             "garbage": garbage, "stats": stats_path, "bad_stats": bad_stats, "not_json": root / "not_json.json",
@@ -214,6 +229,7 @@ BAD_INPUTS = {
     "topic not in the bag": (["{good}", "--action-topic", "/nope"], "ground-truth topic /nope not found"),
     "twist without gripper": (["{good}", "--twist-topic", TWIST_TOPIC], "go together"),
     "unreadable bag": (["{garbage}", *TOPIC], "cannot open"),
+    "truncated bag": (["{cut}", *TOPIC], "bag {cut}: cannot open"),
     "not a bag": (["{stats}", *TOPIC], "not a rosbag2 bag"),
     "missing bag": (["{good}_nope", *TOPIC], "not found"),
     "only NaN actions": (["{nan}", *TOPIC], "no recorded action to compute statistics from"),
@@ -248,7 +264,7 @@ def test_bad_input_is_one_line_exit_2_and_nothing_written(bags, tmp_path, capsys
     code = stats_cli(*[a.format(**bags) for a in argv], "--out", out)
     err = capsys.readouterr().err.strip().splitlines()
     assert code == 2 and len(err) == 1, err
-    assert err[0].startswith("magma-ros stats: error: ") and message in err[0], err
+    assert err[0].startswith("magma-ros stats: error: ") and message.format(**bags) in err[0], err
     assert not out.exists() and list(tmp_path.iterdir()) == []
 
 
