@@ -3,6 +3,7 @@ control rate, gripper proposal, the twist form, published dataset_statistics.jso
 bad input as one line with exit status 2 and nothing written."""
 from __future__ import annotations
 
+import csv
 import json
 from pathlib import Path
 
@@ -11,6 +12,7 @@ import pytest
 import yaml
 
 from magma_ros.actions import load_profile
+from magma_ros.actions.tokenizer import AXIS_NAMES
 from magma_ros.cli import main
 from magma_ros.eval.bag import open_writer, typestore
 from magma_ros.eval.sample_bag import ACTION_TOPIC, GRIPPER_TOPIC, IMAGE_TOPIC, INSTRUCTION_TOPIC, TWIST_TOPIC, \
@@ -20,9 +22,11 @@ T0 = 1_700_000_000_000_000_000
 DELAY_NS = 20_000_000  # an action is recorded 20 ms after its image
 
 
-def write_bag(path: Path, actions: np.ndarray, instructions: list[str], rate_hz: float) -> Path:
-    """Image i at T0 + i / rate, its action (Float64MultiArray) 20 ms later; an instruction message
-    before the first frame and wherever ``instructions[i]`` changes."""
+def write_bag(path: Path, actions: np.ndarray, instructions: list[str | None], rate_hz: float,
+              unrecorded: frozenset[int] = frozenset()) -> Path:
+    """Image i at T0 + i / rate, its action (Float64MultiArray) 20 ms later unless i is
+    ``unrecorded``; an instruction message before the first frame and wherever ``instructions[i]``
+    changes (None: no instruction yet)."""
     ts = typestore()
     T = ts.types
     with open_writer(path) as writer:
@@ -35,12 +39,14 @@ def write_bag(path: Path, actions: np.ndarray, instructions: list[str], rate_hz:
 
         for i, action in enumerate(actions):
             t = T0 + int(round(i * 1e9 / rate_hz))
-            if i == 0 or instructions[i] != instructions[i - 1]:
+            if instructions[i] is not None and (i == 0 or instructions[i] != instructions[i - 1]):
                 write(INSTRUCTION_TOPIC, t - 1_000_000, T["std_msgs/msg/String"](data=instructions[i]))
             stamp = T["builtin_interfaces/msg/Time"](sec=t // 10**9, nanosec=t % 10**9)
             write(IMAGE_TOPIC, t, T["sensor_msgs/msg/Image"](
                 header=T["std_msgs/msg/Header"](stamp=stamp, frame_id="cam"), height=4, width=4, encoding="rgb8",
                 is_bigendian=0, step=12, data=np.full(48, i % 256, dtype=np.uint8)))
+            if i in unrecorded:
+                continue
             layout = T["std_msgs/msg/MultiArrayLayout"](dim=[], data_offset=0)
             write(ACTION_TOPIC, t + DELAY_NS, T["std_msgs/msg/Float64MultiArray"](
                 layout=layout, data=np.asarray(action, dtype=np.float64)))
@@ -86,6 +92,29 @@ def test_statistics_equal_numpy_on_every_recorded_action(tmp_path, capsys):
     assert "control_rate_hz: 10 (estimated from the recorded action timing: median interval 0.1 s)" in printed
     assert "85 actions in 4 episode(s)" in printed and f"wrote {out}" in printed
     assert "gripper: binary (recorded values are only 0 and 1)" in printed
+
+
+def test_the_actions_are_the_ones_eval_scores_against(tmp_path):
+    """A messy recording: frames before the first instruction, NaN actions (their frames take the
+    next action within --max-delay, as in eval), frames whose action was never recorded, an
+    instruction that changes and comes back. The statistics are those of eval's truth column."""
+    actions = random_actions(60, 9)
+    actions[[10, 11, 30], 2] = np.nan
+    instructions = [None] * 5 + ["pick"] * 20 + ["place"] * 15 + ["pick"] * 20
+    bag = write_bag(tmp_path / "messy", actions, instructions, rate_hz=4.0, unrecorded=frozenset({20, 45, 59}))
+    out = tmp_path / "arm.yaml"
+    assert stats_cli(bag, "--action-topic", ACTION_TOPIC, "--out", out) == 0
+    assert main(["eval", str(bag), "--robot", str(out), "--action-topic", ACTION_TOPIC, "--backend", "fixed",
+                 "--fixed-action", "0,0,0,0,0,0,1", "--out", str(tmp_path / "eval"), "--quiet", "--no-plots"]) == 0
+    with (tmp_path / "eval" / "frames.csv").open() as handle:
+        rows = list(csv.DictReader(handle))
+    truth = np.array([[float(row[f"true_{axis}"]) for axis in AXIS_NAMES] for row in rows])
+    norm = normalization(out)
+    assert norm["num_transitions"] == len(rows) == 60 - 5 - 1  # no instruction: 5; frame 59: no action after it
+    assert norm["num_trajectories"] == len({row["episode"] for row in rows}) == 3
+    assert norm["q01"] == np.percentile(truth, 1, axis=0).tolist()
+    assert norm["q99"] == np.percentile(truth, 99, axis=0).tolist()
+    assert norm["mean"] == truth.mean(axis=0).tolist()
 
 
 def test_fixed_instruction_makes_one_episode_per_bag_and_rate_follows_timing(tmp_path):
