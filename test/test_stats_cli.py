@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import csv
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -308,3 +310,12 @@ def test_unwritable_out_is_one_line(bags, tmp_path, capsys):
     code = stats_cli(bags["good"], *TOPIC, "--out", tmp_path / "no_dir" / "arm.yaml")
     err = capsys.readouterr().err.strip().splitlines()
     assert code == 2 and len(err) == 1 and "is not an existing directory" in err[0]
+
+
+def test_without_the_eval_extra_it_names_the_extra(tmp_path):
+    code = ("import sys; sys.modules['rosbags'] = None; from magma_ros.cli import main; "
+            f"sys.exit(main(['stats', 'run1', '--action-topic', '/a', '--out', {str(tmp_path / 'p.yaml')!r}]))")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 2
+    assert result.stderr.strip() == ("magma-ros stats: error: reading bags needs the eval extra (rosbags): "
+                                     "pip install 'magma_ros[eval]'")

@@ -129,6 +129,10 @@ def _from_bags(args: argparse.Namespace) -> tuple[dict[str, Any], dict[str, Any]
 
     probe = _source(args.action_topic, args.twist_topic, args.gripper_topic, 0.0, "", required=True)
     try:
+        import rosbags  # noqa: F401  (the eval extra)
+    except ImportError:
+        raise UserError("reading bags needs the eval extra (rosbags): pip install 'magma_ros[eval]'") from None
+    try:
         times = [action_times(bag, probe) for bag in args.bags]
         try:
             rate, interval = estimate_control_rate(times)
