@@ -45,14 +45,16 @@ def draw_overlay(image: np.ndarray, overlay: Overlay) -> np.ndarray:
         picture = picture.resize((picture.width * scale, picture.height * scale), Image.NEAREST)
     draw = ImageDraw.Draw(picture)
     width, height = picture.size
+    size = max(11, width // 32)  # text height (px)
+    draw.font = _font(size)
+    line = size + 4
     _arrow(draw, width, height, overlay)
-    _z_bar(draw, width, height, overlay.linear[2] / overlay.max_linear_speed)
+    _z_bar(draw, width, height, line, overlay.linear[2] / overlay.max_linear_speed)
     for i, (label, value) in enumerate(zip("rpy", overlay.angular)):
-        _rotation_bar(draw, width, height, i, label, value / overlay.max_angular_speed)
+        _rotation_bar(draw, width, height - line * (3 - i) - line, line, label, value / overlay.max_angular_speed)
     _text(draw, (4, 2), overlay.instruction or "(no instruction)")
     gripper = "open" if overlay.gripper >= 0.5 else "closed"
-    _text(draw, (4, height - 14), f"{overlay.state}  {1000.0 * overlay.latency_s:.0f} ms  gripper {gripper}",
-          right_of=width // 3)
+    _text(draw, (width // 3, height - line), f"{overlay.state}  {1000.0 * overlay.latency_s:.0f} ms  gripper {gripper}")
     return np.asarray(picture, dtype=np.uint8).copy()
 
 
@@ -75,30 +77,37 @@ def _arrow(draw, width: int, height: int, overlay: Overlay) -> None:
         draw.line([tip, (tip[0] + bx * head, tip[1] + by * head)], fill=ARROW_RGB, width=thickness)
 
 
-def _z_bar(draw, width: int, height: int, share: float) -> None:
+def _z_bar(draw, width: int, height: int, line: int, share: float) -> None:
     x0, x1 = width - 14, width - 6
     mid, half = height / 2, BAR_LENGTH * height / 2
     draw.rectangle([x0, mid - half, x1, mid + half], outline=TEXT_RGB)
     end = mid - float(np.clip(share, -1.0, 1.0)) * half
     draw.rectangle([x0, min(mid, end), x1, max(mid, end)], fill=BAR_RGB)
-    _text(draw, (x0 - 2, mid - half - 14), "z")
+    _text(draw, (x0 - 2, mid - half - line - 2), "z")
 
 
-def _rotation_bar(draw, width: int, height: int, index: int, label: str, share: float) -> None:
-    y0 = height - 58 + 14 * index
-    x0, half = 16, BAR_LENGTH * width / 4
+def _rotation_bar(draw, width: int, y0: float, line: int, label: str, share: float) -> None:
+    x0, half, thick = line * 1.2, BAR_LENGTH * width / 4, line * 0.6
     mid = x0 + half
-    draw.rectangle([x0, y0, x0 + 2 * half, y0 + 8], outline=TEXT_RGB)
+    draw.rectangle([x0, y0, x0 + 2 * half, y0 + thick], outline=TEXT_RGB)
     end = mid + float(np.clip(share, -1.0, 1.0)) * half
-    draw.rectangle([min(mid, end), y0, max(mid, end), y0 + 8], fill=BAR_RGB)
-    _text(draw, (4, y0 - 2), label)
+    draw.rectangle([min(mid, end), y0, max(mid, end), y0 + thick], fill=BAR_RGB)
+    _text(draw, (4, y0 - line * 0.2), label)
 
 
-def _text(draw, xy: tuple[float, float], text: str, right_of: int | None = None) -> None:
+def _font(size: int):
+    """PIL's default font at ``size`` pixels (Pillow >= 10.1 scales it), else its fixed bitmap font."""
+    from PIL import ImageFont
+
+    try:
+        return ImageFont.load_default(size=size)
+    except TypeError:  # Pillow < 10.1 (Ubuntu 22.04's): no sizes
+        return ImageFont.load_default()
+
+
+def _text(draw, xy: tuple[float, float], text: str) -> None:
     """``text`` with a one-pixel dark outline, legible on any frame."""
     x, y = xy
-    if right_of is not None:
-        x = max(x, right_of)
     for ox, oy in ((-1, 0), (1, 0), (0, -1), (0, 1)):
         draw.text((x + ox, y + oy), text, fill=SHADE_RGB)
     draw.text((x, y), text, fill=TEXT_RGB)
