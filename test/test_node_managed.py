@@ -47,6 +47,7 @@ def moved_since(probe: Probe, since: float) -> list:
 
 @pytest.fixture
 def managed(console_script, tmp_path, request):
+    """A managed magma_node (BASE parameters, updated by the test's param) and a probe; it must exit 0."""
     params = {**BASE, **getattr(request, "param", {})}
     proc = NodeProcess(console_script("magma_node"), "managed_node", params, tmp_path)
     probe = Probe("managed_node", TOPICS)
@@ -112,7 +113,10 @@ def test_estop_works_while_active(managed):
         probe.wait_motion(60)
 
 
-@pytest.mark.parametrize("managed", [{"backend": "magma", "device": "cpu", "model": "/nonexistent/magma-model"}], indirect=True)
+BAD_MODEL = {"backend": "magma", "device": "cpu", "model": "/nonexistent/magma-model"}
+
+
+@pytest.mark.parametrize("managed", [BAD_MODEL], indirect=True)
 def test_failing_configure_stays_unconfigured_with_the_reason_logged(managed):
     proc, probe = managed
     assert not change(probe, "configure")

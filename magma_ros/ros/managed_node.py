@@ -31,9 +31,9 @@ from ..interface import NODE_NAME
 from ..policy.base import Policy, PolicyError
 from ..safety.conversion import ActionConverter
 from .inference import InferenceWorker
-from .node import CLOSE_WAIT_S, MagmaNode, _service_failed
+from .node import CLOSE_WAIT_S, MagmaNode
 from .params import declare_parameters
-from .settings import build_settings
+from .settings import NodeSettings, build_settings
 
 
 class LifecycleMagmaNode(LifecycleNodeMixin, MagmaNode):
@@ -131,7 +131,7 @@ class LifecycleMagmaNode(LifecycleNodeMixin, MagmaNode):
             values[name] = value
         return values
 
-    def _reload(self, settings) -> None:
+    def _reload(self, settings: NodeSettings) -> None:
         """A configure after a cleanup: the node's topics and services exist; reload the profile and
         the policy, apply the settings and restart inference."""
         with self._publish_lock:
@@ -171,8 +171,11 @@ class LifecycleMagmaNode(LifecycleNodeMixin, MagmaNode):
 
     # --- overrides -----------------------------------------------------------------------------
     def _on_enable(self, request: SetBool.Request, response: SetBool.Response) -> SetBool.Response:
+        """``~/enable``; enabling a managed node that is not active is refused."""
         if self.managed and request.data and not self._active:
-            return _service_failed(request, response, "the managed node is not active: activate it first")
+            response.success = False
+            response.message = "the managed node is not active: activate it first (ros2 lifecycle set <node> activate)"
+            return response
         return super()._on_enable(request, response)
 
     def close(self) -> None:
