@@ -2,6 +2,7 @@
 ``-p backend:=managed_support:<factory>``."""
 from __future__ import annotations
 
+import threading
 import time
 import weakref
 
@@ -14,7 +15,8 @@ created: list[weakref.ref] = []  # every policy made by ``tracked`` in this proc
 
 
 class ConstantPolicy:
-    """The same action (robot units) for every frame, after ``delay_s``."""
+    """The same action (robot units) for every frame, after ``delay_s``; records whether it was
+    closed during a call."""
 
     vocab_size = 128000
 
@@ -22,13 +24,22 @@ class ConstantPolicy:
         self.action = np.asarray(action, dtype=float)
         self.delay_s = delay_s
         self.closed = False
+        self.closed_during_call = False
+        self.called = threading.Event()  # set when a call starts
+        self._calls = 0
 
     def predict(self, image: np.ndarray, instruction: str) -> Prediction:
         check_image(image)
-        time.sleep(self.delay_s)
-        return Prediction(action=self.action, text="constant")
+        self._calls += 1
+        self.called.set()
+        try:
+            time.sleep(self.delay_s)
+            return Prediction(action=self.action, text="constant")
+        finally:
+            self._calls -= 1
 
     def close(self) -> None:
+        self.closed_during_call = self._calls > 0
         self.closed = True
 
 
@@ -40,5 +51,12 @@ def slow(config, profile) -> ConstantPolicy:
 def tracked(config, profile) -> ConstantPolicy:
     """``fixed_action`` at once; a weak reference to each policy is kept in ``created``."""
     policy = ConstantPolicy(config.fixed_action)
+    created.append(weakref.ref(policy))
+    return policy
+
+
+def tracked_slow(config, profile) -> ConstantPolicy:
+    """``tracked``, SLOW_S seconds per call."""
+    policy = ConstantPolicy(config.fixed_action, SLOW_S)
     created.append(weakref.ref(policy))
     return policy

@@ -5,6 +5,7 @@ cleanup releasing the policy (in process: the model object is garbage-collected)
 from __future__ import annotations
 
 import gc
+import threading
 import time
 
 import pytest
@@ -97,7 +98,7 @@ def test_every_transition_publishes_what_it_should(managed):
     assert not moved_since(probe, shut)
 
 
-def test_estop_works_while_active(managed):
+def test_estop_works_while_active_and_shutdown_from_inactive(managed):
     proc, probe = managed
     go(managed, "configure", "inactive")
     go(managed, "activate", "active")
@@ -111,6 +112,10 @@ def test_estop_works_while_active(managed):
         probe.estop(False)
         assert probe.reset().success
         probe.wait_motion(60)
+        go(managed, "deactivate", "inactive")
+    assert change(probe, "shutdown")  # from inactive
+    assert proc.proc.wait(30) == 0, proc.output()
+    wait_until(lambda: is_zero(probe.twists.last()), 30, what="a final zero twist")
 
 
 BAD_MODEL = {"backend": "magma", "device": "cpu", "model": "/nonexistent/magma-model"}
@@ -176,4 +181,46 @@ def test_cleanup_releases_the_policy_in_process():
         assert node.trigger_configure() == ok and managed_support.created[1]() is not None
     finally:
         node.close()
+        context.shutdown()
+
+
+def test_cleanup_waits_for_a_model_call_in_flight_before_closing_the_policy():
+    """In process, with images streaming to an active node whose model call takes SLOW_S (longer
+    than the node waits for inference at shutdown): cleanup closes the policy only after the call."""
+    import rclpy
+    from rclpy.executors import MultiThreadedExecutor
+    from rclpy.lifecycle import TransitionCallbackReturn
+    from rclpy.parameter import Parameter
+
+    import managed_support
+    from magma_ros.ros.managed_node import LifecycleMagmaNode
+
+    topics = topics_under("managed_inflight")
+    context = rclpy.Context()
+    rclpy.init(context=context)
+    params = {"managed": True, "backend": "managed_support:tracked_slow", "fixed_action": list(MOVE_ACTION),
+              "instruction": "wave", "image_timeout_s": 5.0, "action_timeout_s": 10.0, **topic_params(topics)}
+    node = LifecycleMagmaNode(node_name="managed_inflight_node", context=context,
+                              parameter_overrides=[Parameter(k, value=v) for k, v in params.items()])
+    executor = MultiThreadedExecutor(num_threads=3, context=context)
+    executor.add_node(node)
+    spinner = threading.Thread(target=executor.spin, daemon=True)
+    spinner.start()
+    probe = Probe("managed_inflight_node", topics)
+    try:
+        managed_support.created.clear()
+        assert node.trigger_configure() == TransitionCallbackReturn.SUCCESS
+        assert node.trigger_activate() == TransitionCallbackReturn.SUCCESS
+        model = managed_support.created[0]()
+        with probe.stream(rgb_image()):
+            probe.wait_motion(60)
+            model.called.clear()
+            assert model.called.wait(30), "no model call after the first action"
+            assert node.trigger_deactivate() == TransitionCallbackReturn.SUCCESS
+            assert node.trigger_cleanup() == TransitionCallbackReturn.SUCCESS
+        assert model.closed and not model.closed_during_call
+    finally:
+        probe.close()
+        node.close()
+        executor.shutdown()
         context.shutdown()

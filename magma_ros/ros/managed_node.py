@@ -9,8 +9,9 @@
   ``disabled_zero_s``, the held action dropped; a model call still in flight cannot move the robot:
   the safety supervisor refuses actions while disabled). While not active, ``~/enable true`` is
   refused.
-- ``cleanup`` stops the inference thread and closes and drops the policy (GPU memory is freed);
-  topics and services stay, so a new ``configure`` only reloads the profile and the policy.
+- ``cleanup`` stops the inference thread (after a model call in flight: a policy is never closed
+  while in use) and closes and drops the policy (GPU memory is freed); topics and services stay,
+  so a new ``configure`` only reloads the profile and the policy.
 - ``shutdown`` (from any state) commands zero and ends the process (``finished``), which publishes
   the final zero twist and exits 0 as on Ctrl-C.
 
@@ -31,9 +32,11 @@ from ..interface import NODE_NAME
 from ..policy.base import Policy, PolicyError
 from ..safety.conversion import ActionConverter
 from .inference import InferenceWorker
-from .node import CLOSE_WAIT_S, MagmaNode
+from .node import MagmaNode
 from .params import declare_parameters
 from .settings import NodeSettings, build_settings
+
+CLEANUP_WAIT_S = 30.0  # how long cleanup waits for a model call in flight before it fails
 
 
 class LifecycleMagmaNode(LifecycleNodeMixin, MagmaNode):
@@ -102,8 +105,19 @@ class LifecycleMagmaNode(LifecycleNodeMixin, MagmaNode):
         return TransitionCallbackReturn.SUCCESS
 
     def on_cleanup(self, state: LifecycleState) -> TransitionCallbackReturn:
-        """Stop inference and close and drop the policy."""
-        self._release_policy()
+        """Stop inference (after a model call in flight) and close and drop the policy; FAILURE,
+        with inference running again, if the model call does not end within CLEANUP_WAIT_S."""
+        if not self.worker.stop(timeout=CLEANUP_WAIT_S):
+            self.get_logger().error(f"cleanup failed: a model call has been running for more than "
+                                    f"{CLEANUP_WAIT_S:g} s; the policy stays loaded")
+            self._start_worker()
+            return TransitionCallbackReturn.FAILURE
+        policy, self.policy = self.policy, None
+        if self._owns_policy:
+            try:
+                policy.close()
+            except Exception as exc:  # noqa: BLE001 - released regardless
+                self.get_logger().warning(f"closing the backend failed: {type(exc).__name__}: {exc}")
         self.get_logger().info("cleaned up: policy released; unconfigured")
         return TransitionCallbackReturn.SUCCESS
 
@@ -141,19 +155,13 @@ class LifecycleMagmaNode(LifecycleNodeMixin, MagmaNode):
         with self._convert_lock:
             self.policy = policy
             self.converter = ActionConverter(self.profile, policy.vocab_size)
+        self._start_worker()
+
+    def _start_worker(self) -> None:
+        """A new inference thread (the previous one was stopped)."""
         self.worker = InferenceWorker(self._infer, lambda: self.supervisor.timing.control_period_s,
                                       self._on_inference_error, self._now)
         self.worker.start()
-
-    def _release_policy(self) -> None:
-        if not self.worker.stop(timeout=CLOSE_WAIT_S):
-            self.get_logger().warning("a model call is still running; the policy is released when it returns")
-        policy, self.policy = self.policy, None
-        if self._owns_policy and policy is not None:
-            try:
-                policy.close()
-            except Exception as exc:  # noqa: BLE001 - released regardless
-                self.get_logger().warning(f"closing the backend failed: {type(exc).__name__}: {exc}")
 
     def _entities(self) -> dict[str, set]:
         return {"publisher": set(self.publishers), "subscription": set(self.subscriptions),
