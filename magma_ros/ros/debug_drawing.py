@@ -7,6 +7,7 @@ three short bars (roll, pitch, yaw) at the bottom left, each filled from its mid
 """
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
 import numpy as np
@@ -95,6 +96,7 @@ def _rotation_bar(draw, width: int, y0: float, line: int, label: str, share: flo
     _text(draw, (4, y0 - line * 0.2), label)
 
 
+@functools.lru_cache(maxsize=8)
 def _font(size: int):
     """PIL's default font at ``size`` pixels (Pillow >= 10.1 scales it), else its fixed bitmap font."""
     from PIL import ImageFont
@@ -106,8 +108,5 @@ def _font(size: int):
 
 
 def _text(draw, xy: tuple[float, float], text: str) -> None:
-    """``text`` with a one-pixel dark outline, legible on any frame."""
-    x, y = xy
-    for ox, oy in ((-1, 0), (1, 0), (0, -1), (0, 1)):
-        draw.text((x + ox, y + oy), text, fill=SHADE_RGB)
-    draw.text((x, y), text, fill=TEXT_RGB)
+    """``text`` with a dark outline, legible on any frame."""
+    draw.text(xy, text, fill=TEXT_RGB, stroke_width=1, stroke_fill=SHADE_RGB)
