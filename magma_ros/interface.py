@@ -85,8 +85,17 @@ ACTION = Topic("~/action", "std_msgs/msg/Float64MultiArray", RELIABLE_QOS,
                "each decoded 7-DoF action, after the commands it caused")
 NODE_ACTION = Topic(f"{NODE_NAME}/action", ACTION.type, RELIABLE_QOS, "magma_node's ~/action seen from outside")
 DIAGNOSTICS = Topic("/diagnostics", "diagnostic_msgs/msg/DiagnosticArray", RELIABLE_QOS, "node health, 1 Hz")
+DEBUG_IMAGE = Topic("~/debug_image", "sensor_msgs/msg/Image", RELIABLE_QOS,
+                    "the frame the model saw, annotated with what it wants (only while subscribed)")
+MARKERS = Topic("~/markers", "visualization_msgs/msg/MarkerArray", RELIABLE_QOS,
+                "commanded motion arrow at the end effector and the workspace box (only while subscribed)")
+TRANSITION_EVENT = Topic("~/transition_event", "lifecycle_msgs/msg/TransitionEvent", RELIABLE_QOS,
+                         "lifecycle transitions (managed node only)")
 ENABLE = Service("~/enable", "std_srvs/srv/SetBool", "enable or disable motion")
 RESET = Service("~/reset", "std_srvs/srv/Trigger", "clear a latched e-stop or fault")
+CHANGE_STATE = Service("~/change_state", "lifecycle_msgs/srv/ChangeState",
+                       "lifecycle transition: configure, activate, ... (managed node only)")
+GET_STATE = Service("~/get_state", "lifecycle_msgs/srv/GetState", "lifecycle state (managed node only)")
 # simulator
 CLOCK = Topic("/clock", "rosgraph_msgs/msg/Clock", RELIABLE_QOS, "simulated time")
 JOINT_STATES = Topic("joint_states", "sensor_msgs/msg/JointState", RELIABLE_QOS, "simulated arm joints")
@@ -99,9 +108,9 @@ TELEOP_TWIST = Topic("teleop/twist", TWIST.type, RELIABLE_QOS, "the same actions
 TELEOP_GRIPPER = Topic("teleop/gripper", GRIPPER.type, RELIABLE_QOS,
                        "the same actions' gripper commands, in sample bags")
 
-TOPICS = (IMAGE, INSTRUCTION, ESTOP, EE_POSE, TWIST, GRIPPER, ACTION, NODE_ACTION, DIAGNOSTICS, CLOCK,
-          JOINT_STATES, SIM_STATUS, SIM_RESET, TELEOP_ACTION, TELEOP_TWIST, TELEOP_GRIPPER)
-SERVICES = (ENABLE, RESET)
+TOPICS = (IMAGE, INSTRUCTION, ESTOP, EE_POSE, TWIST, GRIPPER, ACTION, NODE_ACTION, DIAGNOSTICS, DEBUG_IMAGE, MARKERS,
+          TRANSITION_EVENT, CLOCK, JOINT_STATES, SIM_STATUS, SIM_RESET, TELEOP_ACTION, TELEOP_TWIST, TELEOP_GRIPPER)
+SERVICES = (ENABLE, RESET, CHANGE_STATE, GET_STATE)
 
 
 def message_class(type_name: str) -> Any:

@@ -229,6 +229,37 @@ def test_magma_node_launch_arguments_and_params_file_reach_the_node(env, tmp_pat
         launch.kill()
 
 
+def test_magma_node_launch_managed_autostart_configures_and_activates(env, tmp_path):
+    """managed:=true autostart:=true: launch_ros lifecycle events configure, then activate the node
+    (no ~/enable call, enabled_on_start false): it moves; Ctrl-C ends it with exit 0 and a final zero."""
+    params = tmp_path / "managed.yaml"
+    params.write_text("/**:\n  ros__parameters:\n    instruction: pick up the cup\n")
+    launch = Launch(env["share"] / "launch/magma_node.launch.py",
+                    {"namespace": "arm3", "params_file": str(params), "managed": "true", "autostart": "true",
+                     "backend": "fixed", "fixed_action": "[" + ",".join(map(str, FIXED_ACTION)) + "]"},
+                    tmp_path / "launch.log")
+    probe = Probe(command_topics("arm3"))
+    try:
+        probe.stream_images(in_namespace("arm3", IMAGE))
+        assert_moves_then_stops_cleanly(launch, probe, "arm3", ["magma_node"], linear_xy=(0.05, -0.1))
+        output = launch.output()
+        assert output.index("configured: inactive") < output.index("activated"), output
+    finally:
+        probe.close()
+        launch.kill()
+
+
+def test_magma_node_launch_refuses_autostart_without_managed(env, tmp_path):
+    launch = Launch(env["share"] / "launch/magma_node.launch.py", {"autostart": "true"}, tmp_path / "launch.log")
+    try:
+        code = launch.proc.wait(120)
+    finally:
+        launch.kill()
+    output = launch.output()
+    assert code != 0 and "autostart: needs managed:=true" in output, output
+    assert "process started" not in output, output
+
+
 # --- sim_demo.launch.py ---------------------------------------------------------------------------
 def test_sim_demo_launch_runs_the_closed_loop_in_a_namespace(env, tmp_path):
     from sensor_msgs.msg import Image

@@ -32,6 +32,7 @@ from ..policy.base import Policy
 from ..policy.registry import create_policy
 from ..safety.conversion import ActionConverter
 from ..safety.supervisor import Command, SafetyState, SafetySupervisor
+from .debug_views import DebugViews
 from .diagnostics import NodeStats, build_diagnostics
 from ..image_msgs import ImageError, compressed_to_rgb, image_to_rgb
 from ..interface import (ACTION, COMPRESSED_SUFFIX, DIAGNOSTICS, EE_POSE, ENABLE, ESTOP, GRIPPER, IMAGE, INSTRUCTION,
@@ -58,7 +59,8 @@ class MagmaNode(Node):
                  clock: Callable[[], float] | None = None, **node_kwargs: Any) -> None:
         super().__init__(node_name, **node_kwargs)
         try:
-            self._setup(policy, clock or self._default_clock())
+            self._now = clock or self._default_clock()
+            self._setup(build_settings(declare_parameters(self)), policy)
         except BaseException:
             if getattr(self, "_owns_policy", False) and hasattr(self, "policy"):
                 self.policy.close()
@@ -73,16 +75,13 @@ class MagmaNode(Node):
             return lambda: ros_clock.now().nanoseconds * 1e-9
         return time.monotonic
 
-    def _setup(self, policy: Policy | None, clock: Callable[[], float]) -> None:
-        self._now = clock
-        self.settings = build_settings(declare_parameters(self))
+    def _setup(self, settings: NodeSettings, policy: Policy | None) -> None:
+        """Load the policy (unless given) and create everything the node runs with ``settings``."""
+        clock = self._now
+        self.settings = settings
         self.profile = self.settings.profile
         self._owns_policy = policy is None
-        if policy is None:  # a remote endpoint knows this robot by its node name unless robot_id says otherwise
-            config = self.settings.backend_config()
-            config = replace(config, robot_id=config.robot_id or self.get_fully_qualified_name())
-            policy = create_policy(config, self.profile)
-        self.policy = policy
+        self.policy = policy if policy is not None else self._create_policy()
         self.converter = ActionConverter(self.profile, self.policy.vocab_size)
         self._convert_lock = threading.Lock()
         self._publish_lock = threading.Lock()
@@ -105,6 +104,7 @@ class MagmaNode(Node):
         self.gripper_pub = self.create_publisher(Float64, s["gripper_topic"], GRIPPER.qos.profile())
         self.action_pub = self.create_publisher(Float64MultiArray, ACTION.name, ACTION.qos.profile())
         self.diag_pub = self.create_publisher(DiagnosticArray, DIAGNOSTICS.name, DIAGNOSTICS.qos.profile())
+        self.views = DebugViews(self)
         if s["compressed_image"]:
             try:
                 import cv2  # noqa: F401  (fail at start-up, not on the first frame)
@@ -160,6 +160,13 @@ class MagmaNode(Node):
             f"{s['backend'] if self._owns_policy else type(self.policy).__name__}, image {image_topic}, "
             f"commands {s['twist_topic']} in {self.settings.frame_id} at {s['publish_rate_hz']:g} Hz, "
             f"{'enabled' if self.supervisor.enabled else 'disabled (call ~/enable)'}")
+
+    def _create_policy(self) -> Policy:
+        """The backend of the parameters; a remote endpoint knows this robot by its node name unless
+        robot_id says otherwise."""
+        config = self.settings.backend_config()
+        config = replace(config, robot_id=config.robot_id or self.get_fully_qualified_name())
+        return create_policy(config, self.profile)
 
     # --- errors --------------------------------------------------------------------------------
     def _guard(self, where: str, callback: Callable[..., T],
@@ -295,8 +302,9 @@ class MagmaNode(Node):
             self.gripper_pub.publish(Float64(data=float(gripper)))
             self.stats.count("actions_executed")
             self.stats.overhead_s.append(self._now() - frame.arrived - inference)
-        # last: ~/action marks the end of this frame's turn (a lockstep simulator waits for it)
+        # ~/action marks the end of this frame's turn (a lockstep simulator waits for it); then the views
         self.action_pub.publish(Float64MultiArray(data=[float(v) for v in action]))
+        self.views.show(frame.image, instruction, twist, gripper, inference)
 
     def _on_inference_error(self, exc: BaseException) -> None:
         self.report_internal_error("the inference thread", exc)

@@ -16,7 +16,7 @@ from ..options import parameter_help, wants_help
 from ..policy.base import PolicyError
 
 if TYPE_CHECKING:
-    from .node import MagmaNode
+    from .managed_node import LifecycleMagmaNode
 
 EXECUTOR_THREADS = 3  # inputs, services, the publish timer with use_sim_time (inference and, on
 #                       the monotonic clock, publishing have threads of their own)
@@ -59,10 +59,10 @@ def main(args: Sequence[str] | None = None) -> int:
 
 
 def _run() -> int:
-    from .node import MagmaNode  # noqa: F811 - the real class (imported late: rclpy must be initialised)
+    from .managed_node import LifecycleMagmaNode  # imported late: rclpy must be initialised
 
     try:
-        node = MagmaNode()
+        node = LifecycleMagmaNode()
     except (ValueError, InvalidParameterValueException) as exc:
         print(f"magma_node: error: {exc}", file=sys.stderr)
         return 2
@@ -70,7 +70,7 @@ def _run() -> int:
         print(f"magma_node: backend error: {exc}", file=sys.stderr)
         return 1
     executor = MultiThreadedExecutor(num_threads=EXECUTOR_THREADS)
-    stop = threading.Event()
+    stop = node.finished  # also set by a managed node's shutdown transition
     try:
         executor.add_node(node)
         for signum in (signal.SIGINT, signal.SIGTERM):
@@ -84,7 +84,7 @@ def _run() -> int:
     return 0
 
 
-def _spin(executor: MultiThreadedExecutor, node: "MagmaNode", stop: threading.Event) -> None:
+def _spin(executor: MultiThreadedExecutor, node: "LifecycleMagmaNode", stop: threading.Event) -> None:
     """Run callbacks until ``stop`` is set or the context shuts down. An exception that reaches
     the executor (the node's callbacks are guarded; rclpy's own are not) faults the node but does
     not end it."""

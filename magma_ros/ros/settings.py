@@ -42,7 +42,10 @@ NODE_PARAMETERS: tuple[Option, ...] = (
            "profile's rate", range=(0.0, 100.0)),
     Option("publish_rate_hz", 50.0, "rate at which the held command (or zero) is republished with fresh stamps",
            range=(1.0, 1000.0), read_only=True),
-    Option("enabled_on_start", False, "start enabled (otherwise call ~/enable)", read_only=True),
+    Option("enabled_on_start", False, "start enabled (otherwise call ~/enable); ignored by a managed node",
+           read_only=True),
+    Option("managed", False, "run as a managed (lifecycle) node: load nothing until configure, move only while "
+           "active (ros2 lifecycle set <node> configure|activate|deactivate|cleanup|shutdown)", read_only=True),
     Option("disabled_zero_s", 1.0, "when disabled (at start or by ~/enable false), publish zero twists for "
            "this long (s), then nothing until enabled, so another source can command the arm; e-stop "
            "keeps publishing zero", range=(0.1, 1e6)),

@@ -223,6 +223,12 @@ class SafetySupervisor:
             return self._state[0] if self._state else SafetyState.NO_IMAGE
 
     @property
+    def ee_position(self) -> np.ndarray | None:
+        """The last valid end-effector position (m, base frame), or None before the first."""
+        with self._lock:
+            return None if self._ee_position is None else self._ee_position.copy()
+
+    @property
     def faults(self) -> dict[str, str]:
         """Active faults by source."""
         with self._lock:
