@@ -282,3 +282,11 @@ def test_action_text_that_does_not_round_trip_is_flagged(service, caplog):
     assert message["action_token_ids"] == ids
     assert service.text_tokenizer.encode(message["content"]).tolist() != ids
     assert any("re-tokenizes differently" in r.getMessage() for r in caplog.records)
+
+
+@pytest.mark.parametrize("name", ["other", "anonymous"])
+def test_reserved_robot_ids_are_refused_over_http(server, name):
+    error = error_of(post(server.url + "/v1/action-tokens", {"text": EXAMPLE_TEXT, "robot_type": "bridge_orig"},
+                          headers={"X-Robot-Id": name}), 400)
+    assert error["param"] == "X-Robot-Id" and "reserved" in error["message"], error
+    assert "other" not in httpx.get(server.url + "/v1/stats", timeout=30).json()["robots"]  # nothing was evicted

@@ -14,6 +14,7 @@ from fastapi import Depends, FastAPI, Request
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 from pydantic import BaseModel, ValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.requests import ClientDisconnect
 
 from ..errors import one_line
 from ..policy.base import PolicyConfigError, PolicyError
@@ -24,7 +25,7 @@ from .chat import (ActionPromptMatcher, ChatLimits, ChatPreparer, ChatResult, Mo
 from .decoding import ActionTokenService
 from .errors import ApiError
 from .images import ImageLoader
-from .robots import RobotMetrics, check_robot_id
+from .robots import CLIENT_CLOSED, RobotMetrics, check_robot_id
 from .schemas import ActionTokensRequest, ChatCompletionRequest, describe_validation_error
 from .settings import ServerSettings
 from .worker import Job, JobExpired, ModelWorker, QueueFullError
@@ -38,7 +39,7 @@ _SURROGATE = re.compile("[\ud800-\udfff]")
 
 
 class ClientGone(Exception):
-    """The client disconnected before its answer was ready."""
+    """The client disconnected before its answer was ready (answered, for the access log, with 499)."""
 
 
 def create_app(settings: ServerSettings, actions: ActionTokenService, runner: ModelRunner | None) -> FastAPI:
@@ -71,6 +72,10 @@ def create_app(settings: ServerSettings, actions: ActionTokenService, runner: Mo
     @app.exception_handler(ApiError)
     async def api_error(request: Request, exc: ApiError) -> JSONResponse:
         return exc.response()
+
+    @app.exception_handler(ClientGone)
+    async def client_gone(request: Request, exc: ClientGone) -> Response:
+        return Response(status_code=CLIENT_CLOSED)  # not sent: the access log shows the disconnect
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
@@ -155,7 +160,7 @@ def create_app(settings: ServerSettings, actions: ActionTokenService, runner: Mo
             if first[0] == "done":
                 _result(job)  # raises the job's error while a status code can still be sent
         except ClientGone:
-            return Response(status_code=499)
+            return Response(status_code=CLIENT_CLOSED)
         include_usage = bool(body.stream_options and body.stream_options.include_usage)
         return StreamingResponse(_sse(builder, first, events.queue, deadline, worker, job, include_usage),
                                  media_type="text/event-stream", headers={"Cache-Control": "no-cache"})
@@ -176,10 +181,13 @@ async def _read_body(request: Request, limit: int) -> bytes:
     if declared is not None and declared.isdigit() and int(declared) > limit:
         raise ApiError(413, f"request body is {declared} bytes, more than this server's limit of {limit}")
     raw = bytearray()
-    async for chunk in request.stream():
-        raw += chunk
-        if len(raw) > limit:
-            raise ApiError(413, f"request body is more than this server's limit of {limit} bytes")
+    try:
+        async for chunk in request.stream():
+            raw += chunk
+            if len(raw) > limit:
+                raise ApiError(413, f"request body is more than this server's limit of {limit} bytes")
+    except ClientDisconnect:  # the client closed the connection before sending its whole body
+        raise ClientGone() from None
     if not raw:
         raise ApiError(400, "request body is empty; expected a JSON object")
     return bytes(raw)
