@@ -225,8 +225,10 @@ def test_cli_no_model_with_auth_and_access_log(console_script, llama3_tokenizer_
     (["--backend", "openai", "--tokenizer", "{tok}"], {}, "supports only 'magma'"),
     (["--no-model", "--tokenizer", "{tok}", "--action-prompt", "Go!"], {}, "must contain {instruction} exactly once"),
     (["--no-model", "--tokenizer", "/nonexistent/tokenizer.json"], {}, "tokenizer not found"),
+    (["--no-model", "--tokenizer", "{tok}", "--max-decoded-pixels", "1000"], {},
+     "max_decoded_pixels: must be at least max_image_pixels (16777216)"),
 ], ids=["no tokenizer", "token env unset", "queue depth", "image host", "backend", "action prompt",
-        "missing tokenizer"])
+        "missing tokenizer", "pixel budget below one image"])
 def test_cli_user_errors_exit_2(console_script, llama3_tokenizer_path, args, env, message):
     args = [a.replace("{tok}", str(llama3_tokenizer_path)) for a in args]
     result = subprocess.run([console_script("magma-ros"), "serve", *args, "--port", "1"], capture_output=True,

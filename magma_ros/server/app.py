@@ -24,7 +24,7 @@ from .chat import (ActionPromptMatcher, ChatLimits, ChatPreparer, ChatResult, Mo
                    action_batch_runner, action_job, prepare_action, text_job)
 from .decoding import ActionTokenService
 from .errors import ApiError
-from .images import ImageLoader
+from .images import ImageLoader, PixelBudget
 from .robots import CLIENT_CLOSED, RobotMetrics, check_robot_id
 from .schemas import ActionTokensRequest, ChatCompletionRequest, describe_validation_error
 from .settings import ServerSettings
@@ -48,6 +48,7 @@ def create_app(settings: ServerSettings, actions: ActionTokenService, runner: Mo
         raise PolicyError(f"model {runner.model_name}: its context length is unknown (max_context_tokens "
                           f"{runner.max_context_tokens!r}), so prompts cannot be bounded")
     worker = _model_worker(settings, actions, runner) if runner is not None else None
+    pixels = PixelBudget(settings.max_decoded_pixels, lambda: worker.retry_after_s if worker else 1)
     metrics = RobotMetrics()
     auth = BearerAuth(settings.auth_token)
     # One large body parsed at a time: json.loads holds the GIL, so parallel parses would add up
@@ -136,8 +137,9 @@ def create_app(settings: ServerSettings, actions: ActionTokenService, runner: Mo
         except QueueFullError as exc:
             raise ApiError(503, f"the model is busy ({settings.queue_depth} requests waiting); retry later",
                            headers={"Retry-After": str(exc.retry_after_s)}) from None
+        hold, job = pixels.hold(), None
         try:
-            chat = await preparer.prepare(body)
+            chat = await preparer.prepare(body, hold)
             events = _JobEvents(asyncio.get_running_loop())
             emit = events.piece if body.stream else _ignore
             if chat.action_prompt is None:
@@ -148,8 +150,11 @@ def create_app(settings: ServerSettings, actions: ActionTokenService, runner: Mo
                 except (PolicyError, ValueError) as exc:
                     raise _model_error(exc) from None
                 job = worker.submit(action_job(item, runner, actions), slot, deadline, batch_item=item)
+            job.future.add_done_callback(hold.release)  # the image is held until the model is done with it
         finally:
             worker.release(slot)  # a no-op once submit used it
+            if job is None:
+                hold.release()
         builder = ResponseBuilder(settings.served_model_name)
         job.future.add_done_callback(events.done)
         try:
