@@ -15,8 +15,8 @@ config file (YAML):
                 instance is started (num_cpus, num_gpus, node_ip_address, include_dashboard)
 
 examples:
-  magma-ros fleet config/fleet/multi_gpu_host.yaml
-  magma-ros fleet config/fleet/cluster.yaml --check      # run a start's checks, start nothing
+  magma-ros fleet docs/fleet/multi_gpu_host.yaml
+  magma-ros fleet docs/fleet/cluster.yaml --check        # run a start's checks, start nothing
 
 Needs the fleet extra: pip install 'magma_ros[fleet]' (ray[serve]).
 """
@@ -44,7 +44,7 @@ FLEET_OPTIONS: tuple[Option, ...] = (
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Options of ``magma-ros fleet``."""
-    parser.add_argument("config", help="fleet configuration file (YAML; see above and config/fleet/)")
+    parser.add_argument("config", help="fleet configuration file (YAML; see above and docs/fleet/)")
     add_options(parser, FLEET_OPTIONS)
 
 
