@@ -11,7 +11,7 @@ decode  the per-call cost of decoding action text (target < 0.5 ms), then ``/v1/
 health  the worst ``/health`` latency while maximum-size chat bodies, pathological prompts and large
         images are processed (target < 1 s).
 memory  peak RSS of the server while 20 (--memory-clients) clients send 4096x4096 PNGs at once (target: bounded by
-        the queue depth, not by the client count).
+        the images --max-decoded-pixels admits, not by the queue depth or the client count).
 
   python bench/serve_load.py                        # every section
   python bench/serve_load.py --section decode
@@ -387,15 +387,20 @@ def large_png_url(size: int = 4096) -> str:
 
 
 def memory_section(args: argparse.Namespace, workdir: Path) -> bool:
-    """Peak RSS of the tiny-model server while 20 clients send 4096x4096 PNGs at the same moment."""
+    """Peak RSS of the tiny-model server while 20 clients send 4096x4096 PNGs at the same moment: the
+    images admitted at once are bounded by --max-decoded-pixels, not by the queue or the clients."""
+    from magma_ros.server.settings import ServerSettings
+
     url_image = large_png_url()
     body = json.dumps(request_body("action", "tiny", 7)).replace(image_data_url(), url_image).encode()
+    defaults = ServerSettings()
+    budget = args.max_decoded_pixels or defaults.max_decoded_pixels
     command = [str(Path(sys.executable).parent / "magma-ros"), "serve", "--model", str(tiny_model(workdir)),
                "--device", "cpu", "--dtype", "float32", "--served-model-name", "tiny", "--queue-depth",
-               str(args.queue_depth), "--log-level", "warning"]
+               str(args.queue_depth), "--max-decoded-pixels", str(budget), "--log-level", "warning"]
     clients = args.memory_clients
     print(f"== memory: {clients} clients at once, each a 4096x4096 PNG ({len(url_image) // 1024} kB as a data URL), "
-          f"queue depth {args.queue_depth}")
+          f"queue depth {args.queue_depth}, --max-decoded-pixels {budget}")
     with running(command, workdir / "memory.log") as (proc, url):
         before = rss_mb(proc.pid, "VmRSS")
         barrier = threading.Barrier(clients)
@@ -409,11 +414,14 @@ def memory_section(args: argparse.Namespace, workdir: Path) -> bool:
             statuses = collections.Counter(pool.map(one, range(clients)))
         peak = rss_mb(proc.pid, "VmHWM")
     image_mb = 4096 * 4096 * 3 / 2**20
-    slots = args.queue_depth + 1
-    print(f"  RSS {before:.0f} MB before, peak {peak:.0f} MB (+{peak - before:.0f} MB); answers {dict(statuses)}")
-    print(f"  one decoded image is {image_mb:.0f} MB: {clients} at once would be {clients * image_mb:.0f} MB, "
-          f"the {slots} queue slots {slots * image_mb:.0f} MB")
-    return peak - before > 2 * slots * image_mb + 500
+    by_pixels, by_queue = budget // (4096 * 4096), args.queue_depth + defaults.max_batch_size
+    admitted = min(by_pixels, by_queue)
+    grown = peak - before
+    print(f"  RSS {before:.0f} MB before, peak {peak:.0f} MB (+{grown:.0f} MB); answers {dict(statuses)}")
+    print(f"  at most {admitted} such images at once (the pixel budget holds {by_pixels}, the queue and a batch "
+          f"{by_queue}): +{grown / max(admitted, 1):.0f} MB each at the peak; the decoded RGB array alone is "
+          f"{image_mb:.0f} MB")
+    return grown > admitted * 4 * image_mb + 500  # an image costs a few copies of itself while it is prepared
 
 
 def rss_mb(pid: int, field: str) -> float:
@@ -439,6 +447,8 @@ def main() -> int:
                              "(default: 4)")
     parser.add_argument("--clients", type=int, default=0, help="chat: run one phase with this many clients instead")
     parser.add_argument("--decode-clients", type=int, default=8, help="decode: concurrent clients (default: 8)")
+    parser.add_argument("--max-decoded-pixels", type=int, default=0,
+                        help="memory: the server's --max-decoded-pixels (default: serve's default)")
     parser.add_argument("--memory-clients", type=int, default=20,
                         help="memory: clients sending a 4096x4096 PNG at once (default: 20)")
     parser.add_argument("--duration-s", type=float, default=10.0, help="seconds per phase (default: 10)")

@@ -106,3 +106,40 @@ def test_broken_yaml_and_unknown_names(tmp_path):
     (tmp_path / "list.yaml").write_text("- 1\n")
     with pytest.raises(ProfileError, match=r"list\.yaml: expected a mapping at the top level"):
         load_profile(tmp_path / "list.yaml")
+
+
+SUBSTITUTION_ONLY = r"prompt_template: only \{instruction\} may be substituted, without format spec"
+
+
+@pytest.mark.parametrize("changes, message", [
+    ({"prompt_template": "{instruction} {instruction:>20}"}, SUBSTITUTION_ONLY + r".*'\{instruction:>20\}'"),
+    ({"prompt_template": "Do {instruction!r}"}, SUBSTITUTION_ONLY + r".*'\{instruction!r\}'"),
+    ({"prompt_template": "Do {instruction.__class__}"}, SUBSTITUTION_ONLY + r".*'\{instruction\.__class__\}'"),
+    ({"prompt_template": "Do {instruction[0]}"}, SUBSTITUTION_ONLY + r".*'\{instruction\[0\]\}'"),
+    ({"prompt_template": "Do {instruction} {0}"}, SUBSTITUTION_ONLY + r".*'\{0\}'"),
+    ({"prompt_template": "Do {instruction} twice: {instruction}"}, r"prompt_template: .*exactly once, found it 2 times"),
+    ({"prompt_template": "Do {instruction} }"}, r"prompt_template: Single '\}' encountered"),
+    ({"prompt_template": "{instruction}" + "x" * 2000}, r"prompt_template: 2013 characters, more than the limit of 2000"),
+    ({"prompt_template": 5}, r"prompt_template: must be a string containing \{instruction\}, got int"),
+    ({"base_frame": "/base_link"}, r"base_frame: a tf2 frame id has no leading '/'"),
+    ({"base_frame": "base link"}, r"base_frame: whitespace or control character ' '"),
+    ({"base_frame": "base\x07link"}, r"base_frame: whitespace or control character '\\x07'"),
+    ({"base_frame": "b" * 257}, r"base_frame: 257 characters, more than 256"),
+    ({"image_size": [15, 256]}, r"image_size: each side must be 16\.\.4096 pixels, got \[15, 256\]"),
+    ({"image_size": [256, 4097]}, r"image_size: each side must be 16\.\.4096 pixels"),
+    ({"image_size": [256, True]}, r"image_size: expected \[width, height\] as two integers"),
+])
+def test_prompt_frame_and_image_size_are_bounded(tmp_path, changes, message):
+    path = write_profile(tmp_path, **changes)
+    with pytest.raises(ProfileError, match=message) as err:
+        load_profile(path)
+    assert str(err.value).startswith(f"{path}: ") and "\n" not in str(err.value)
+
+
+def test_literal_braces_edges_and_bounds_are_accepted(tmp_path):
+    template = "{{robot}} should {instruction} " + "." * (2000 - 31)
+    profile = load_profile(write_profile(tmp_path, prompt_template=template, base_frame="arm/" + "b" * 252,
+                                         image_size=[16, 4096]))
+    assert len(profile.prompt_template) == 2000
+    assert profile.prompt("wave").startswith("{robot} should wave .")
+    assert (profile.base_frame, profile.image_size) == ("arm/" + "b" * 252, (16, 4096))

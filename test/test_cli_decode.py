@@ -76,3 +76,29 @@ def test_non_action_text_and_malformed_stats(decode, tmp_path, llama3_tokenizer_
     assert result.returncode == 2
     assert f"{bad}.q99: expected exactly 7 values, got 6" in result.stderr
     assert len(result.stderr.strip().splitlines()) == 1
+
+
+@pytest.mark.parametrize("ids", [IDS.replace(",", ",,", 1), IDS + ",", "," + IDS, IDS.replace(",", ", ,", 1)])
+def test_ids_with_an_empty_item_are_refused(decode, ids):
+    result = decode("--robot", "bridge_orig", "--ids", ids)
+    assert result.returncode == 2 and result.stdout == ""
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and "--ids: empty item" in lines[0], result.stderr
+
+
+def test_ids_separated_by_spaces_still_decode(decode):
+    result = decode("--robot", "bridge_orig", "--ids", IDS.replace(",", ", "))
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout) == json.loads(decode("--robot", "bridge_orig", "--ids", IDS).stdout)
+
+
+def test_profile_with_a_huge_format_spec_fails_fast_with_one_line(decode, tmp_path):
+    """Validation parses the template and never formats it: this one used to allocate ~19.5 GB."""
+    profile = yaml.safe_load(open(load_profile("bridge_orig").source, encoding="utf-8"))
+    profile["prompt_template"] = "{instruction} {instruction:>2000000000}"
+    path = tmp_path / "evil.yaml"
+    path.write_text(yaml.safe_dump(profile))
+    result = decode("--robot", str(path), "--ids", IDS)
+    assert result.returncode == 2 and result.stdout == ""
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and f"{path}: prompt_template: only {{instruction}} may be substituted" in lines[0], lines

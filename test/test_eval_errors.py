@@ -107,6 +107,8 @@ def test_truncated_bag_is_reported(tmp_path, capsys, storage, suffix):
     err = capsys.readouterr().err
     assert f"bag {bag}" in err and ("cannot open" in err or "read failed" in err)
     assert "truncated or corrupt" in err
+    if storage == "sqlite3":
+        assert "mcap" not in err and "PRAGMA integrity_check" in err, err
 
 
 def test_unreadable_bags(tmp_path, capsys):

@@ -6,11 +6,14 @@ from __future__ import annotations
 import base64
 import concurrent.futures
 import json
+import socket
+from urllib.parse import urlsplit
 
 import httpx
 import openai
 import pytest
 from test_serve_support import CliServer, png_bytes, png_data_url, tiny_model_dir
+from waiting import wait_until
 
 pytestmark = pytest.mark.slow
 EXAMPLE_TEXT = "立刻ẳn сирiв衝ційнаiв"
@@ -199,3 +202,28 @@ def test_health_is_served_while_heavy_chat_requests_are_processed(model_server, 
     assert statuses[1] in (200, 503)  # 503 only when the queue (depth 2) was full at that moment
     follow_up = client.chat.completions.create(model="tiny", max_tokens=2, messages=[{"role": "user", "content": "hi"}])
     assert follow_up.usage.completion_tokens >= 1
+
+
+# --- clients that go away -----------------------------------------------------------------------------
+def _send_half_a_body_and_close(url: str, path: str, robot: str) -> None:
+    """Headers announcing 2000 bytes, then 1000 of them, then the connection is closed."""
+    parts = urlsplit(url)
+    head = (f"POST {path} HTTP/1.1\r\nHost: {parts.netloc}\r\nContent-Type: application/json\r\n"
+            f"Content-Length: 2000\r\nX-Robot-Id: {robot}\r\n\r\n")
+    with socket.create_connection((parts.hostname, parts.port), timeout=30) as sock:
+        sock.sendall(head.encode() + b'{"text": "' + b"a" * 990)
+
+
+@pytest.mark.parametrize("server_name, path", [("decode_server", "/v1/action-tokens"),
+                                               ("model_server", "/v1/chat/completions")])
+def test_client_that_closes_mid_body_is_a_499_not_a_server_error(request, server_name, path):
+    server = request.getfixturevalue(server_name)
+    robot = f"gone-{server_name}"
+    _send_half_a_body_and_close(server.url, path, robot)
+    wait_until(lambda: any(e["robot_id"] == robot for e in server.access_log()), 60, "no access-log entry")
+    (entry,) = [e for e in server.access_log() if e["robot_id"] == robot]
+    assert (entry["path"], entry["status"]) == (path, 499)
+    stats = httpx.get(server.url + "/v1/stats", timeout=30).json()["robots"][robot]
+    assert (stats["requests"], stats["errors"], stats["disconnects"]) == (1, 0, 1), stats
+    output = server.output()
+    assert "Traceback" not in output and "ClientDisconnect" not in output and " failed: " not in output, output[-3000:]

@@ -225,8 +225,10 @@ def test_cli_no_model_with_auth_and_access_log(console_script, llama3_tokenizer_
     (["--backend", "openai", "--tokenizer", "{tok}"], {}, "supports only 'magma'"),
     (["--no-model", "--tokenizer", "{tok}", "--action-prompt", "Go!"], {}, "must contain {instruction} exactly once"),
     (["--no-model", "--tokenizer", "/nonexistent/tokenizer.json"], {}, "tokenizer not found"),
+    (["--no-model", "--tokenizer", "{tok}", "--max-decoded-pixels", "1000"], {},
+     "max_decoded_pixels: must be at least max_image_pixels (16777216)"),
 ], ids=["no tokenizer", "token env unset", "queue depth", "image host", "backend", "action prompt",
-        "missing tokenizer"])
+        "missing tokenizer", "pixel budget below one image"])
 def test_cli_user_errors_exit_2(console_script, llama3_tokenizer_path, args, env, message):
     args = [a.replace("{tok}", str(llama3_tokenizer_path)) for a in args]
     result = subprocess.run([console_script("magma-ros"), "serve", *args, "--port", "1"], capture_output=True,
@@ -282,3 +284,11 @@ def test_action_text_that_does_not_round_trip_is_flagged(service, caplog):
     assert message["action_token_ids"] == ids
     assert service.text_tokenizer.encode(message["content"]).tolist() != ids
     assert any("re-tokenizes differently" in r.getMessage() for r in caplog.records)
+
+
+@pytest.mark.parametrize("name", ["other", "anonymous"])
+def test_reserved_robot_ids_are_refused_over_http(server, name):
+    error = error_of(post(server.url + "/v1/action-tokens", {"text": EXAMPLE_TEXT, "robot_type": "bridge_orig"},
+                          headers={"X-Robot-Id": name}), 400)
+    assert error["param"] == "X-Robot-Id" and "reserved" in error["message"], error
+    assert "other" not in httpx.get(server.url + "/v1/stats", timeout=30).json()["robots"]  # nothing was evicted

@@ -160,7 +160,7 @@ def test_sigint_shuts_serve_and_ray_down(fleet):
     ("serve: {max_batch_size: 0}", "serve: max_batch_size: must be in 1..256"),
     ("serve: {bogus: 1}", "serve: unrecognized arguments: --bogus 1"),
     ("deployment: {num_replica: 2}", "deployment: unknown key(s) num_replica"),
-    ("deployment: {num_replicas: 0}", "deployment.num_replicas: expected an integer >= 1 or 'auto'"),
+    ("deployment: {num_replicas: 0}", "deployment.num_replicas: expected an integer in 1..1024 or 'auto'"),
     ("deployment: {num_replicas: 2, autoscaling_config: {max_replicas: 4}}", "give num_replicas or autoscaling_config"),
     ("http: {port: 70000}", "http.port: expected 1..65535"),
     ("ray: {address: auto, num_cpus: 2}", "only apply when no address"),
@@ -168,10 +168,86 @@ def test_sigint_shuts_serve_and_ray_down(fleet):
     ("serve: [", "not a valid YAML file"),
 ])
 def test_configuration_errors_name_the_file_and_key(console_script, tmp_path, text, message):
+    _assert_refused(console_script, tmp_path, text, message, "--check")
+
+
+NO_MODEL = "serve: {no_model: true, tokenizer: %s}\n"
+# Values Ray Serve refuses only once Ray runs (a traceback, exit 1) or accepts though they cannot work:
+# refused before Ray starts, in one line, exit 2.
+BAD_VALUES = {
+    "ongoing -1": ("deployment: {max_ongoing_requests: -1}", "deployment.max_ongoing_requests: expected an integer >= 1, got -1"),
+    "ongoing 0": ("deployment: {max_ongoing_requests: 0}", "deployment.max_ongoing_requests: expected an integer >= 1"),
+    "queued -2": ("deployment: {max_queued_requests: -2}",
+                  "deployment.max_queued_requests: expected an integer >= 1 or -1 (no limit), got -2"),
+    "queued 0": ("deployment: {max_queued_requests: 0}", "deployment.max_queued_requests: expected an integer >= 1 or -1"),
+    "health period -1": ("deployment: {health_check_period_s: -1}", "deployment.health_check_period_s: expected a number > 0"),
+    "health timeout .nan": ("deployment: {health_check_timeout_s: .nan}", "deployment.health_check_timeout_s: expected a number > 0"),
+    "shutdown -1": ("deployment: {graceful_shutdown_timeout_s: -1}", "graceful_shutdown_timeout_s: expected a number >= 0"),
+    "gpus -1": ("deployment: {ray_actor_options: {num_gpus: -1}}", "deployment.ray_actor_options.num_gpus: expected a number >= 0"),
+    "cpus -0.5": ("deployment: {ray_actor_options: {num_cpus: -0.5}}", "ray_actor_options.num_cpus: expected a number >= 0"),
+    "resources": ("deployment: {ray_actor_options: {resources: {tpu: -1}}}", "ray_actor_options.resources.tpu: expected a number >= 0"),
+    "actor key": ("deployment: {ray_actor_options: {max_restarts: 3}}", "ray_actor_options: unknown key(s) max_restarts"),
+    "a billion replicas": ("deployment: {num_replicas: 1000000000}", "deployment.num_replicas: expected an integer in 1..1024"),
+    "autoscaling max": ("deployment: {autoscaling_config: {max_replicas: 100000}}", "autoscaling_config.max_replicas: at most 1024"),
+    "autoscaling min > max": ("deployment: {autoscaling_config: {min_replicas: 3, max_replicas: 2}}",
+                              "min_replicas (3) is more than max_replicas (2)"),
+    "autoscaling target": ("deployment: {autoscaling_config: {target_ongoing_requests: 0}}",
+                           "autoscaling_config.target_ongoing_requests: expected a number > 0"),
+    "not a host": ("http: {host: 'not a host!'}", "http.host: expected an IP address or a host name, got 'not a host!'"),
+    "host number": ("http: {host: 8000}", "http.host: expected an IP address or a host name, got 8000"),
+    "node ip": ("ray: {node_ip_address: localhost:1}", "ray.node_ip_address: expected an IP address"),
+    "dashboard": ("ray: {include_dashboard: 'yes'}", "ray.include_dashboard: expected true or false"),
+    "Ray's own rule": ("deployment: {autoscaling_config: {aggregation_function: median}}",
+                       "deployment: Ray Serve refuses the options: "),
+}
+
+
+@pytest.mark.parametrize("text, message", BAD_VALUES.values(), ids=BAD_VALUES.keys())
+def test_values_ray_serve_cannot_run_are_refused_before_it_starts(console_script, tmp_path, llama3_tokenizer_path,
+                                                                  text, message):
+    if message.startswith("deployment: Ray Serve"):
+        pytest.importorskip("ray.serve", reason="Ray Serve's own validation needs ray[serve]")
+    _assert_refused(console_script, tmp_path, NO_MODEL % llama3_tokenizer_path + text, message, "--check")
+
+
+@pytest.mark.parametrize("serve, message", [
+    ("{model: /no/such/Magma-8B}", "serve.model: /no/such/Magma-8B does not exist (a local path"),
+    ("{model: ./models/magma}", "serve.model: ./models/magma does not exist"),
+    ("{no_model: true, tokenizer: /no/such/tokenizer.json}", "serve.tokenizer: /no/such/tokenizer.json does not exist"),
+])
+def test_a_local_model_path_must_exist(console_script, tmp_path, serve, message):
+    _assert_refused(console_script, tmp_path, f"serve: {serve}", message, "--check")
+
+
+@pytest.mark.parametrize("text", ["deployment: {max_queued_requests: -2}", "http: {host: 'not a host!'}",
+                                  "serve: {model: /no/such/Magma-8B}"])
+def test_a_start_refuses_what_check_refuses_before_ray_starts(console_script, tmp_path, text):
+    """--check and a start run the same checks: the start fails with the same line, Ray never starts."""
+    check = _assert_refused(console_script, tmp_path, text, "", "--check")
+    start = _assert_refused(console_script, tmp_path, text, "")
+    assert check == start
+
+
+def test_check_accepts_a_hub_id_and_ray_serves_own_limits(console_script, tmp_path):
+    pytest.importorskip("ray.serve", reason="--check runs Ray Serve's own validation (ray[serve])")
+    path = tmp_path / "fleet.yaml"
+    path.write_text("serve: {model: microsoft/Magma-8B}\n"
+                    "deployment: {max_queued_requests: -1, num_replicas: 1024, health_check_period_s: 0.5,\n"
+                    "             ray_actor_options: {num_gpus: 0, num_cpus: 0.5}}\n"
+                    "http: {host: gpu-box.lab.local, port: 8001}\n")
+    done = subprocess.run([console_script("magma-ros"), "fleet", str(path), "--check"], capture_output=True,
+                          text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == f"{path}: ok (1024 replica(s), http://gpu-box.lab.local:8001)"
+
+
+def _assert_refused(console_script, tmp_path: Path, text: str, message: str, *options: str) -> str:
+    """Runs magma-ros fleet on ``text``; asserts exit 2 with one line naming the file and ``message``."""
     path = tmp_path / "fleet.yaml"
     path.write_text(text)
-    done = subprocess.run([console_script("magma-ros"), "fleet", str(path), "--check"], capture_output=True,
-                          text=True, timeout=120)
-    assert done.returncode == 2
+    done = subprocess.run([console_script("magma-ros"), "fleet", str(path), *options], capture_output=True,
+                          text=True, timeout=300, env={**os.environ, "RAY_USAGE_STATS_ENABLED": "0"})
+    assert done.returncode == 2, done.stderr[-3000:]
     assert done.stderr.startswith(f"magma-ros fleet: error: {path}: ") and message in done.stderr, done.stderr
-    assert len(done.stderr.strip().splitlines()) == 1
+    assert len(done.stderr.strip().splitlines()) == 1 and done.stdout == ""
+    return done.stderr

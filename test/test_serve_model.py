@@ -397,6 +397,50 @@ def test_images_are_decoded_only_in_a_granted_queue_slot(runner, service, monkey
         assert [r.status_code for r in [*first, *rest]].count(200) == 3
 
 
+def test_decoded_images_are_bounded_by_pixels_not_requests(runner, service, monkeypatch):
+    """Room for two 1024x1024 images: with one running and one queued, a third image gets 503 before it
+    is decoded although the queue has room; the pixels come back when the jobs end (or fail)."""
+    from magma_ros.server import images
+
+    decoded = []
+    real_decode = images._decode_image
+
+    def decode(*args):
+        rgb = real_decode(*args)  # the budget is checked from the header, before the pixels are decoded
+        decoded.append(rgb.shape)
+        return rgb
+
+    monkeypatch.setattr(images, "_decode_image", decode)
+    with serve(runner, service, queue_depth=8, max_image_pixels=1024 * 1024, max_decoded_pixels=2 * 1024 * 1024) as srv:
+        body = {"model": MODEL_NAME, "messages": action_messages(_big_png_url())}
+        srv.runner.gate.clear()
+        held: list = []
+        threads = [_post_in_thread(srv.url, body, held)]
+        assert srv.runner.entered.acquire(timeout=60)
+        threads.append(_post_in_thread(srv.url, body, held))
+        wait_until(lambda: _health(srv.url)["queue_depth"] == 1, 30, "second request not queued")
+        refused = chat(srv.url, body)
+        assert refused.status_code == 503, refused.text
+        error = refused.json()["error"]
+        assert "pixels" in error["message"] and error["param"] == "messages[0].content[0].image_url.url", error
+        assert int(refused.headers["retry-after"]) >= 1
+        small = chat(srv.url, {"model": MODEL_NAME, "messages": action_messages(png_data_url(64, 64))})
+        assert small.status_code == 503  # the budget is spent: even a small image waits
+        assert decoded == [(1024, 1024, 3)] * 2  # the refused images were never decoded
+        srv.runner.gate.set()
+        for thread in threads:
+            thread.join(60)
+        assert [r.status_code for r in held] == [200, 200]
+        srv.runner.fail_with = RuntimeError("model fault")
+        assert chat(srv.url, body).status_code == 500  # a failed job gives its pixels back too
+        srv.runner.fail_with = None
+        both = []
+        threads = [_post_in_thread(srv.url, body, both) for _ in range(2)]
+        for thread in threads:
+            thread.join(60)
+        assert [r.status_code for r in both] == [200, 200], [r.text for r in both]
+
+
 def _big_png_url() -> str:
     buffer = io.BytesIO()
     Image.new("RGB", (1024, 1024), (10, 200, 30)).save(buffer, "PNG")

@@ -2,7 +2,9 @@
 from __future__ import annotations
 
 import math
+import string
 import sys
+import unicodedata
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping
@@ -21,6 +23,10 @@ PROFILE_KEYS = {
     "normalization", "gripper", "limits", "workspace",
 }
 REQUIRED_KEYS = ("name", "control_rate_hz", "base_frame", "normalization", "gripper", "limits", "workspace")
+DEFAULT_PROMPT_TEMPLATE = "What action should the robot take to {instruction}?"
+MAX_PROMPT_TEMPLATE_CHARS = 2000  # a prompt is a sentence; 25x the built-in one, far below any context
+MAX_FRAME_CHARS = 256             # tf2 frame ids are short names
+IMAGE_SIDE_RANGE = (16, 4096)     # pixels per side of the image the model sees
 
 
 @dataclass(frozen=True)
@@ -144,18 +150,15 @@ def profile_from_mapping(data: Any, source: str) -> RobotProfile:
         stats = NormalizationStats.from_mapping(data["normalization"], "normalization")
     except StatsError as exc:
         raise ProfileError(f"{source}: {exc}") from None
-    prompt = data.get("prompt_template", "What action should the robot take to {instruction}?")
-    if not isinstance(prompt, str) or "{instruction}" not in prompt:
-        raise ProfileError(f"{source}: prompt_template: must be a string containing {{instruction}}")
-    try:
-        prompt.format(instruction="x")
-    except (KeyError, IndexError, ValueError) as exc:
-        raise ProfileError(f"{source}: prompt_template: only {{instruction}} may be substituted ({exc})") from None
+    prompt = data.get("prompt_template", DEFAULT_PROMPT_TEMPLATE)
+    problem = prompt_template_problem(prompt)
+    if problem is not None:
+        raise ProfileError(f"{source}: prompt_template: {problem}")
     return RobotProfile(
         name=_string(data, "name", source),
         description=str(data.get("description", "")),
         control_rate_hz=_positive(data, "control_rate_hz", source),
-        base_frame=_string(data, "base_frame", source),
+        base_frame=_frame(data, "base_frame", source),
         image_size=_image_size(data.get("image_size", [256, 256]), source),
         prompt_template=prompt,
         stats=stats,
@@ -173,6 +176,46 @@ def _string(data: Mapping, key: str, source: str) -> str:
     return value
 
 
+def prompt_template_problem(template: Any) -> str | None:
+    """None when ``template`` is a usable prompt template, else what is wrong with it: a string of at
+    most ``MAX_PROMPT_TEMPLATE_CHARS`` characters holding ``{instruction}`` exactly once and no other
+    replacement field, without format spec, conversion, attribute or index (``{{`` and ``}}`` are
+    literal braces). Parsed, never formatted: a spec such as ``:>2000000000`` costs nothing here."""
+    if not isinstance(template, str):
+        return f"must be a string containing {{instruction}}, got {type(template).__name__}"
+    if len(template) > MAX_PROMPT_TEMPLATE_CHARS:
+        return f"{len(template)} characters, more than the limit of {MAX_PROMPT_TEMPLATE_CHARS}"
+    fields = 0
+    try:
+        for _, name, spec, conversion in string.Formatter().parse(template):
+            if name is None:
+                continue
+            if name != "instruction" or spec or conversion is not None:
+                shown = "{" + name + (f"!{conversion}" if conversion else "") + (f":{spec}" if spec else "") + "}"
+                return (f"only {{instruction}} may be substituted, without format spec, conversion, attribute "
+                        f"or index; got {shown[:60]!r} (write {{{{ and }}}} for literal braces)")
+            fields += 1
+    except ValueError as exc:  # unbalanced braces
+        return f"{exc} (write {{{{ and }}}} for literal braces)"
+    if fields != 1:
+        return f"must be a string containing {{instruction}} exactly once, found it {fields} times"
+    return None
+
+
+def _frame(data: Mapping, key: str, source: str) -> str:
+    """A tf2 frame id: non-empty, at most ``MAX_FRAME_CHARS``, no leading ``/``, no whitespace or
+    control characters (tf2 rejects such frames)."""
+    value = _string(data, key, source)
+    if len(value) > MAX_FRAME_CHARS:
+        raise ProfileError(f"{source}: {key}: {len(value)} characters, more than {MAX_FRAME_CHARS}")
+    if value.startswith("/"):
+        raise ProfileError(f"{source}: {key}: a tf2 frame id has no leading '/', got {value[:60]!r}")
+    bad = next((c for c in value if c.isspace() or unicodedata.category(c).startswith("C")), None)
+    if bad is not None:
+        raise ProfileError(f"{source}: {key}: whitespace or control character {bad!r} in {value[:60]!r}")
+    return value
+
+
 def _positive(data: Mapping, key: str, source: str) -> float:
     value = finite_float(data[key], f"{source}: {key}", ProfileError)
     if value <= 0 or not math.isfinite(1.0 / value):
@@ -181,9 +224,12 @@ def _positive(data: Mapping, key: str, source: str) -> float:
 
 
 def _image_size(value: Any, source: str) -> tuple[int, int]:
+    low, high = IMAGE_SIDE_RANGE
     if (not isinstance(value, (list, tuple)) or len(value) != 2
-            or not all(isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in value)):
-        raise ProfileError(f"{source}: image_size: expected [width, height] as two positive integers, got {value!r}")
+            or not all(isinstance(v, int) and not isinstance(v, bool) for v in value)):
+        raise ProfileError(f"{source}: image_size: expected [width, height] as two integers, got {value!r}"[:300])
+    if not all(low <= v <= high for v in value):
+        raise ProfileError(f"{source}: image_size: each side must be {low}..{high} pixels, got {list(value)}"[:300])
     return int(value[0]), int(value[1])
 
 

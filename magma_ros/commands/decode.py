@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 
 import numpy as np
 
@@ -69,8 +70,12 @@ def run(args: argparse.Namespace) -> int:
 def _parse_ids(text: str) -> np.ndarray:
     from ..errors import UserError
 
+    items = re.split(r"\s*,\s*|\s+", text.strip())
+    if "" in items:
+        raise UserError(f"--ids: empty item {items.index('') + 1} in {text[:200]!r} (expected seven "
+                        f"comma-separated integers)")
     try:
-        ids = [int(v) for v in text.replace(" ", ",").split(",") if v.strip()]
+        ids = [int(v) for v in items]
     except ValueError:
         raise UserError(f"--ids: expected comma-separated integers, got {text[:200]!r}") from None
     for value in ids:

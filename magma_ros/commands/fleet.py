@@ -15,8 +15,8 @@ config file (YAML):
                 instance is started (num_cpus, num_gpus, node_ip_address, include_dashboard)
 
 examples:
-  magma-ros fleet config/fleet/multi_gpu_host.yaml
-  magma-ros fleet config/fleet/cluster.yaml --check      # validate the file only
+  magma-ros fleet docs/fleet/multi_gpu_host.yaml
+  magma-ros fleet docs/fleet/cluster.yaml --check        # run a start's checks, start nothing
 
 Needs the fleet extra: pip install 'magma_ros[fleet]' (ray[serve]).
 """
@@ -26,48 +26,67 @@ import argparse
 import logging
 import signal
 import threading
+from typing import TYPE_CHECKING
 
 from ..options import Option, add_arguments as add_options
 from ..server.settings import LOG_LEVELS
 
+if TYPE_CHECKING:
+    from ..server.fleet_config import FleetConfig
+
 HELP = "serve the model from several replicas on Ray Serve behind one OpenAI-compatible endpoint"
 FLEET_OPTIONS: tuple[Option, ...] = (
-    Option("check", False, "validate the configuration and exit"),
+    Option("check", False, "run every check a start makes before Ray starts (Ray Serve's own validation of the "
+           "deployment options included), print ok and exit"),
     Option("log_level", "info", "log level of this command", choices=LOG_LEVELS),
 )
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Options of ``magma-ros fleet``."""
-    parser.add_argument("config", help="fleet configuration file (YAML; see above and config/fleet/)")
+    parser.add_argument("config", help="fleet configuration file (YAML; see above and docs/fleet/)")
     add_options(parser, FLEET_OPTIONS)
 
 
 def run(args: argparse.Namespace) -> int:
     """Check the configuration, start the replicas, serve until SIGINT/SIGTERM."""
-    from ..errors import UserError
-    from ..server.fleet_config import FleetConfigError, load_fleet_config
-    from ..server.startup import check_serve_args, parse_serve_args
-
     logging.basicConfig(level=args.log_level.upper(), format="%(message)s")
-    try:
-        config = load_fleet_config(args.config, parse_serve_args)
-    except FleetConfigError as exc:
-        raise UserError(str(exc)) from None
-    try:
-        check_serve_args(parse_serve_args(list(config.serve_argv)), read_token=False)
-    except UserError as exc:
-        raise UserError(f"{args.config}: serve: {exc}") from None
+    config = _checked_config(args.config)
     if args.check:
         print(f"{args.config}: ok ({config.deployment.get('num_replicas', 'autoscaling')} replica(s), "
               f"http://{config.host}:{config.port})")
         return 0
-    try:
-        from ..server.fleet import run_fleet
-    except ImportError as exc:
-        raise UserError(f"magma-ros fleet needs Ray Serve ({exc.name} is missing): pip install 'magma_ros[fleet]'") from None
+    from ..server.fleet import run_fleet
+
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())
     run_fleet(config, stop, on_ready=lambda url: print(f"magma-ros fleet: serving on {url}", flush=True))
     return 0
+
+
+def _checked_config(path: str) -> "FleetConfig":
+    """The configuration at ``path`` after every check a start makes before Ray starts (``--check``
+    runs exactly these): the file, each replica's serve options, and Ray Serve's own validation of
+    the deployment options (which needs the fleet extra); ``UserError`` in one line otherwise."""
+    from ..errors import UserError
+    from ..server.fleet_config import FleetConfigError, load_fleet_config
+    from ..server.startup import check_serve_args, parse_serve_args
+
+    try:
+        config = load_fleet_config(path, parse_serve_args)
+    except FleetConfigError as exc:
+        raise UserError(str(exc)) from None
+    try:
+        check_serve_args(parse_serve_args(list(config.serve_argv)), read_token=False)
+    except UserError as exc:
+        raise UserError(f"{path}: serve: {exc}") from None
+    try:
+        from ..server.fleet import build_application
+    except ImportError as exc:
+        raise UserError(f"magma-ros fleet needs Ray Serve ({exc.name} is missing): pip install 'magma_ros[fleet]'") from None
+    try:
+        build_application(config)
+    except FleetConfigError as exc:
+        raise UserError(f"{path}: {exc}") from None
+    return config

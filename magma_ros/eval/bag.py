@@ -39,12 +39,22 @@ def open_bag(path: str | Path) -> Iterator[Any]:
         reader = AnyReader([path])
         reader.open()
     except (AnyReaderError, *READ_ERRORS) as exc:
-        raise BagError(f"bag {path}: cannot open: {_one_line(exc)} (truncated or corrupt? a recording that was "
-                       f"killed leaves an MCAP without its summary; try `mcap recover`)") from None
+        raise BagError(f"bag {path}: cannot open: {_one_line(exc)} ({_damage_hint(path)})") from None
     try:
         yield reader
     finally:
         reader.close()
+
+
+def _damage_hint(path: Path) -> str:
+    """What to try on a bag that does not open, by its storage (its data files' suffix)."""
+    files = [path] if path.is_file() else list(path.iterdir())
+    if any(f.suffix == ".mcap" for f in files):
+        return ("truncated or corrupt? a recording that was killed leaves an MCAP without its summary; "
+                "try `mcap recover`")
+    if any(f.suffix == ".db3" for f in files):
+        return "truncated or corrupt? check the .db3 file with `sqlite3 FILE.db3 'PRAGMA integrity_check'`"
+    return "truncated or corrupt? no .mcap or .db3 data file found"
 
 
 def topic_connections(reader: Any, bag: str | Path, topic: str, allowed_types: Sequence[str], role: str) -> list[Any]:

@@ -14,6 +14,7 @@ from fastapi import Depends, FastAPI, Request
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 from pydantic import BaseModel, ValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.requests import ClientDisconnect
 
 from ..errors import one_line
 from ..policy.base import PolicyConfigError, PolicyError
@@ -23,8 +24,8 @@ from .chat import (ActionPromptMatcher, ChatLimits, ChatPreparer, ChatResult, Mo
                    action_batch_runner, action_job, prepare_action, text_job)
 from .decoding import ActionTokenService
 from .errors import ApiError
-from .images import ImageLoader
-from .robots import RobotMetrics, check_robot_id
+from .images import ImageLoader, PixelBudget
+from .robots import CLIENT_CLOSED, RobotMetrics, check_robot_id
 from .schemas import ActionTokensRequest, ChatCompletionRequest, describe_validation_error
 from .settings import ServerSettings
 from .worker import Job, JobExpired, ModelWorker, QueueFullError
@@ -38,7 +39,7 @@ _SURROGATE = re.compile("[\ud800-\udfff]")
 
 
 class ClientGone(Exception):
-    """The client disconnected before its answer was ready."""
+    """The client disconnected before its answer was ready (answered, for the access log, with 499)."""
 
 
 def create_app(settings: ServerSettings, actions: ActionTokenService, runner: ModelRunner | None) -> FastAPI:
@@ -47,6 +48,7 @@ def create_app(settings: ServerSettings, actions: ActionTokenService, runner: Mo
         raise PolicyError(f"model {runner.model_name}: its context length is unknown (max_context_tokens "
                           f"{runner.max_context_tokens!r}), so prompts cannot be bounded")
     worker = _model_worker(settings, actions, runner) if runner is not None else None
+    pixels = PixelBudget(settings.max_decoded_pixels, lambda: worker.retry_after_s if worker else 1)
     metrics = RobotMetrics()
     auth = BearerAuth(settings.auth_token)
     # One large body parsed at a time: json.loads holds the GIL, so parallel parses would add up
@@ -71,6 +73,10 @@ def create_app(settings: ServerSettings, actions: ActionTokenService, runner: Mo
     @app.exception_handler(ApiError)
     async def api_error(request: Request, exc: ApiError) -> JSONResponse:
         return exc.response()
+
+    @app.exception_handler(ClientGone)
+    async def client_gone(request: Request, exc: ClientGone) -> Response:
+        return Response(status_code=CLIENT_CLOSED)  # not sent: the access log shows the disconnect
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
@@ -131,8 +137,9 @@ def create_app(settings: ServerSettings, actions: ActionTokenService, runner: Mo
         except QueueFullError as exc:
             raise ApiError(503, f"the model is busy ({settings.queue_depth} requests waiting); retry later",
                            headers={"Retry-After": str(exc.retry_after_s)}) from None
+        hold, job = pixels.hold(), None
         try:
-            chat = await preparer.prepare(body)
+            chat = await preparer.prepare(body, hold)
             events = _JobEvents(asyncio.get_running_loop())
             emit = events.piece if body.stream else _ignore
             if chat.action_prompt is None:
@@ -143,8 +150,11 @@ def create_app(settings: ServerSettings, actions: ActionTokenService, runner: Mo
                 except (PolicyError, ValueError) as exc:
                     raise _model_error(exc) from None
                 job = worker.submit(action_job(item, runner, actions), slot, deadline, batch_item=item)
+            job.future.add_done_callback(hold.release)  # the image is held until the model is done with it
         finally:
             worker.release(slot)  # a no-op once submit used it
+            if job is None:
+                hold.release()
         builder = ResponseBuilder(settings.served_model_name)
         job.future.add_done_callback(events.done)
         try:
@@ -155,7 +165,7 @@ def create_app(settings: ServerSettings, actions: ActionTokenService, runner: Mo
             if first[0] == "done":
                 _result(job)  # raises the job's error while a status code can still be sent
         except ClientGone:
-            return Response(status_code=499)
+            return Response(status_code=CLIENT_CLOSED)
         include_usage = bool(body.stream_options and body.stream_options.include_usage)
         return StreamingResponse(_sse(builder, first, events.queue, deadline, worker, job, include_usage),
                                  media_type="text/event-stream", headers={"Cache-Control": "no-cache"})
@@ -176,10 +186,13 @@ async def _read_body(request: Request, limit: int) -> bytes:
     if declared is not None and declared.isdigit() and int(declared) > limit:
         raise ApiError(413, f"request body is {declared} bytes, more than this server's limit of {limit}")
     raw = bytearray()
-    async for chunk in request.stream():
-        raw += chunk
-        if len(raw) > limit:
-            raise ApiError(413, f"request body is more than this server's limit of {limit} bytes")
+    try:
+        async for chunk in request.stream():
+            raw += chunk
+            if len(raw) > limit:
+                raise ApiError(413, f"request body is more than this server's limit of {limit} bytes")
+    except ClientDisconnect:  # the client closed the connection before sending its whole body
+        raise ClientGone() from None
     if not raw:
         raise ApiError(400, "request body is empty; expected a JSON object")
     return bytes(raw)

@@ -21,7 +21,7 @@ from ..actions import ACTION_DIM, TextTokenizer
 from ..policy.base import PolicyError
 from .decoding import ActionTokenService
 from .errors import ApiError
-from .images import ImageLoader
+from .images import ImageLoader, PixelHold
 from .schemas import ChatCompletionRequest
 from .worker import Job
 
@@ -113,11 +113,12 @@ class ChatPreparer:
         self._tokenizer = text_tokenizer
         self._limits = limits
 
-    async def prepare(self, request: ChatCompletionRequest) -> PreparedChat:
+    async def prepare(self, request: ChatCompletionRequest, hold: PixelHold) -> PreparedChat:
         """The request in runtime terms; 400/422 ``ApiError`` naming the field otherwise.
 
         Cheap checks first (structure, max_tokens, characters), then the prompt's token count
-        against the model's context, off the event loop; the image is decoded last.
+        against the model's context, off the event loop; the image is decoded last, its pixels
+        added to ``hold`` (503 when the server's pixel budget is spent).
         """
         limits = self._limits
         requested = request.max_completion_tokens or request.max_tokens
@@ -160,7 +161,7 @@ class ChatPreparer:
         if prompt_tokens + max_new_tokens > limits.context_tokens:
             raise ApiError(400, f"messages: at least {prompt_tokens} prompt tokens plus {max_new_tokens} to generate "
                                 f"is more than the model's context of {limits.context_tokens} tokens", param="messages")
-        image = None if image_url is None else await self._images.load(*image_url)
+        image = None if image_url is None else await self._images.load(*image_url, hold)
         return PreparedChat(messages=messages, image=image, action_prompt=last if is_action else None,
                             max_new_tokens=max_new_tokens, temperature=request.temperature, top_p=request.top_p)
 

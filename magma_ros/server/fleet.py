@@ -14,7 +14,8 @@ from typing import Any, Callable
 
 from ray import serve
 
-from .fleet_config import FleetConfig
+from ..errors import one_line
+from .fleet_config import FleetConfig, FleetConfigError
 
 APP_NAME = "magma"
 LOG = logging.getLogger("magma_ros.server.fleet")
@@ -37,9 +38,21 @@ class MagmaReplica:
 
 
 def build_application(config: FleetConfig) -> Any:
-    """The Ray Serve application (a bound deployment) for ``config``."""
-    deployment = serve.deployment(MagmaReplica, name=APP_NAME, **config.deployment)
+    """The Ray Serve application (a bound deployment) for ``config``; Ray Serve validates the
+    deployment options here, without a running Ray (``FleetConfigError`` in one line)."""
+    try:
+        deployment = serve.deployment(MagmaReplica, name=APP_NAME, **config.deployment)
+    except (ValueError, TypeError) as exc:  # pydantic's ValidationError is a ValueError
+        raise FleetConfigError(f"deployment: Ray Serve refuses the options: {_first_error(exc)}") from None
     return deployment.bind(list(config.serve_argv))
+
+
+def _first_error(exc: Exception) -> str:
+    errors = getattr(exc, "errors", None)
+    if callable(errors):  # pydantic: where and what of the first problem
+        first = errors()[0]
+        return one_line(f"{'.'.join(map(str, first['loc']))}: {first['msg']}")[:300]
+    return one_line(exc)[:300]
 
 
 def run_fleet(config: FleetConfig, stop: threading.Event, on_ready: Callable[[str], None] | None = None) -> None:
@@ -47,6 +60,7 @@ def run_fleet(config: FleetConfig, stop: threading.Event, on_ready: Callable[[st
     then shut Serve and the Ray connection down (a Ray instance started here stops with it)."""
     import ray
 
+    application = build_application(config)  # before Ray starts: Ray Serve's own checks of the options
     options = dict(config.ray)
     address = options.pop("address", None)
     if address:
@@ -63,7 +77,7 @@ def run_fleet(config: FleetConfig, stop: threading.Event, on_ready: Callable[[st
             # Under load the controller kills a proxy slow to report ready and starts another;
             # the controller is up: connect to it (the wait below covers the new proxy).
             serve.start(http_options=http_options)
-        serve.run(build_application(config), name=APP_NAME, route_prefix="/", blocking=False)
+        serve.run(application, name=APP_NAME, route_prefix="/", blocking=False)
         url = f"http://{config.host}:{config.port}"
         # serve.run returns once the app is RUNNING, but the HTTP proxy may not listen yet (its
         # readiness check passes when the proxy is slow to start): announce only what answers.

@@ -2,13 +2,16 @@
 
 ``data:`` URLs are always accepted. http(s) URLs are fetched only from hosts on an allow-list
 (fetching arbitrary addresses on a client's behalf would expose the server's network), without
-following redirects, within a size and a time limit.
+following redirects, within a size and a time limit. Decoded images count against a pixel budget
+shared by all requests (``PixelBudget``): an image is decoded only once its pixels are granted.
 """
 from __future__ import annotations
 
 import base64
 import binascii
 import io
+import threading
+from typing import Callable
 from urllib.parse import urlsplit
 
 import anyio
@@ -24,19 +27,79 @@ MAX_ASPECT_RATIO = 20.0   # longer strips would be resized into huge arrays
 IMAGE_FORMATS = ("PNG", "JPEG", "WEBP", "GIF")  # what OpenAI's API accepts; other decoders are not exposed
 
 
+class PixelBudget:
+    """Pixels of decoded images held at once by all requests (from decoding until their job ends).
+    A request takes its image's pixels (width x height, read from the header) before decoding it;
+    when they do not fit, it gets 503 with ``Retry-After`` and nothing is decoded. So the memory of
+    decoded images and of what the model runtime makes of them is bounded by pixels, whatever their
+    sizes and the number of requests."""
+
+    def __init__(self, capacity: int, retry_after_s: Callable[[], int]) -> None:
+        self.capacity = capacity
+        self._retry_after_s = retry_after_s
+        self._held = 0
+        self._lock = threading.Lock()
+
+    @property
+    def held(self) -> int:
+        """Pixels granted now."""
+        with self._lock:
+            return self._held
+
+    def hold(self) -> "PixelHold":
+        """An empty hold for one request."""
+        return PixelHold(self)
+
+    def _take(self, pixels: int, where: str) -> None:
+        with self._lock:
+            if self._held + pixels <= self.capacity:
+                self._held += pixels
+                return
+        raise ApiError(503, f"{where}: the server is busy decoding or holding other images ({self.capacity} pixels at "
+                            f"most at once); retry later", param=where,
+                       headers={"Retry-After": str(self._retry_after_s())})
+
+    def _give_back(self, pixels: int) -> None:
+        with self._lock:
+            self._held -= pixels
+
+
+class PixelHold:
+    """The pixels one request holds in a ``PixelBudget``; ``release`` may be called more than once."""
+
+    def __init__(self, budget: PixelBudget) -> None:
+        self._budget = budget
+        self._pixels = 0
+        self._lock = threading.Lock()
+
+    def take(self, pixels: int, where: str) -> None:
+        """Hold ``pixels`` more, else 503 ``ApiError`` naming ``where``."""
+        self._budget._take(pixels, where)
+        with self._lock:
+            self._pixels += pixels
+
+    def release(self, *_: object) -> None:
+        """Give every held pixel back (also usable as a future's done callback)."""
+        with self._lock:
+            pixels, self._pixels = self._pixels, 0
+        if pixels:
+            self._budget._give_back(pixels)
+
+
 class ImageLoader:
     """Turns an ``image_url.url`` into an RGB array, enforcing the server's fetch policy."""
 
     def __init__(self, settings: ServerSettings) -> None:
         self._settings = settings
 
-    async def load(self, url: str, where: str) -> np.ndarray:
-        """The image at ``url``; errors are 400 ``ApiError`` naming ``where`` (the request field)."""
+    async def load(self, url: str, where: str, hold: PixelHold) -> np.ndarray:
+        """The image at ``url``, its pixels added to ``hold`` before it is decoded; errors are 400
+        ``ApiError`` naming ``where`` (the request field), 503 when the pixel budget is spent."""
         if url.startswith("data:"):
             data = _data_url_bytes(url, where, self._settings.max_body_bytes)
         else:
             data = await self._fetch(url, where)
-        return await anyio.to_thread.run_sync(_decode_image, data, where, self._settings.max_image_pixels)
+        return await anyio.to_thread.run_sync(_decode_image, data, where, self._settings.max_image_pixels, hold)
 
     def host_allowed(self, url: str) -> bool:
         """True when ``url`` is http(s) and its host (or host:port) is on the allow-list."""
@@ -106,7 +169,7 @@ def _data_url_bytes(url: str, where: str, limit: int) -> bytes:
         raise ApiError(400, f"{where}: data URL payload is not valid base64", param=where) from None
 
 
-def _decode_image(data: bytes, where: str, max_pixels: int) -> np.ndarray:
+def _decode_image(data: bytes, where: str, max_pixels: int, hold: PixelHold) -> np.ndarray:
     from PIL import Image, UnidentifiedImageError
 
     try:
@@ -121,6 +184,7 @@ def _decode_image(data: bytes, where: str, max_pixels: int) -> np.ndarray:
             if max(width, height) > MAX_ASPECT_RATIO * min(width, height):
                 raise ApiError(400, f"{where}: image is {width}x{height}; the longer side may be at most "
                                     f"{MAX_ASPECT_RATIO:g} times the shorter", param=where)
+            hold.take(width * height, where)
             image.load()
             rgb = np.asarray(image if image.mode == "RGB" else image.convert("RGB"), dtype=np.uint8)
     except UnidentifiedImageError:

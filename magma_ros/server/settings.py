@@ -42,6 +42,9 @@ LIMIT_OPTIONS: tuple[Option, ...] = (
            "tokenizing; the prompt's tokens plus max_tokens must also fit the model's context, else 400"),
     Option("max_json_depth", 32, "nesting levels a request body may have, else 400"),
     Option("max_image_pixels", 4096 * 4096, "largest image (width x height) decoded, else 400"),
+    Option("max_decoded_pixels", 4 * 4096 * 4096, "image pixels decoded and held at once by all requests (from "
+           "decoding until the model is done with them); an image that does not fit gets 503 + Retry-After before "
+           "it is decoded; at least --max-image-pixels. Bounds the memory of images (see docs/serve.md)"),
     Option("allow_image_host", [], "fetch http(s) image URLs from this host; by default only data: URLs are "
            "accepted, as fetching would let any client make the server request any address",
            type=str, repeated=True, metavar="HOST[:PORT]"),
@@ -79,6 +82,7 @@ class ServerSettings:
     image_fetch_max_bytes: int = _DEFAULT["image_fetch_max_bytes"]
     image_fetch_timeout_s: float = _DEFAULT["image_fetch_timeout_s"]
     max_image_pixels: int = _DEFAULT["max_image_pixels"]
+    max_decoded_pixels: int = _DEFAULT["max_decoded_pixels"]
     max_text_chars: int = _DEFAULT["max_text_chars"]
     max_json_depth: int = _DEFAULT["max_json_depth"]
     action_prompts: tuple[str, ...] = ()   # --action-prompt templates; empty = the built-in profiles'
@@ -96,6 +100,9 @@ class ServerSettings:
                      "max_text_chars", "max_json_depth"):
             if getattr(self, name) < 1:
                 raise SettingsError(f"{name}: must be >= 1, got {getattr(self, name)}")
+        if self.max_decoded_pixels < self.max_image_pixels:
+            raise SettingsError(f"max_decoded_pixels: must be at least max_image_pixels ({self.max_image_pixels}), "
+                                f"else the largest image accepted could never be decoded; got {self.max_decoded_pixels}")
         if not 1 <= self.max_batch_size <= 256:
             raise SettingsError(f"max_batch_size: must be in 1..256 (1 = no batching), got {self.max_batch_size}")
         if not math.isfinite(self.batch_window_ms) or not 0 <= self.batch_window_ms <= 1000:

@@ -42,7 +42,8 @@ def check_serve_args(args: argparse.Namespace, read_token: bool = True) -> tuple
             allowed_image_hosts=tuple(args.allow_image_host), image_fetch_max_bytes=args.image_fetch_max_bytes,
             image_fetch_timeout_s=args.image_fetch_timeout_s, action_prompts=tuple(args.action_prompt),
             max_text_chars=args.max_text_chars, max_json_depth=args.max_json_depth,
-            max_image_pixels=args.max_image_pixels, max_batch_size=args.max_batch_size,
+            max_image_pixels=args.max_image_pixels, max_decoded_pixels=args.max_decoded_pixels,
+            max_batch_size=args.max_batch_size,
             batch_window_ms=args.batch_window_ms,
         )
     except SettingsError as exc:

@@ -111,6 +111,12 @@ class ModelWorker:
         with self._cond:
             return len(self._running)
 
+    @property
+    def retry_after_s(self) -> int:
+        """Seconds a refused client should wait: one recent service time, at least 1."""
+        with self._cond:
+            return max(1, math.ceil(self._service_time_s))
+
     def reserve(self) -> Reservation:
         """A queue slot for a job still being prepared; ``QueueFullError`` when none is free."""
         with self._cond:
