@@ -138,6 +138,18 @@ def test_unknown_topic_without_type_times_out(tmp_path, capsys):
     assert not (tmp_path / "x").exists()
 
 
+def test_a_topic_without_publisher_is_named_and_recorded_from_when_one_appears(tmp_path, capsys):
+    from magma_ros.cli import main
+
+    out = tmp_path / "quiet"
+    code = main(["record", "--out", str(out), "--no-node-outputs", "--topic", "/nobody/talks:std_msgs/msg/String",
+                 "--discovery-timeout", "1", "--duration", "1"])
+    err = capsys.readouterr().err
+    assert code == 0, err
+    assert err.startswith("no publisher on /nobody/talks after 1 s: recorded from when one appears\n"), err
+    assert read_bag(out) == {"/nobody/talks": []}
+
+
 def test_refuses_existing_output_and_bad_topic(tmp_path, capsys):
     from magma_ros.cli import main
 

@@ -2,9 +2,9 @@
 
 By default records what magma_node publishes: servo_node/delta_twist_cmds, magma/gripper_command,
 magma_node/action (relative names: in the recorder's namespace, as a node's topics) and
-/diagnostics. Subscriptions match the QoS of the publishers present at start, so start the
-recorder after the node. Stops after --duration or on Ctrl-C / SIGTERM, and always leaves a
-complete, readable bag.
+/diagnostics. The recording starts once every topic has a publisher (or after --discovery-timeout)
+and its subscriptions match their QoS. Stops after --duration or on Ctrl-C / SIGTERM, and always
+leaves a complete, readable bag.
 
 examples:
   magma-ros record --out run1
@@ -29,7 +29,8 @@ RECORD_OPTIONS: tuple[Option, ...] = (
            repeated=True, metavar="NAME[:pkg/msg/Type]"),
     Option("inputs", False, f"also record the node's inputs {IMAGE.name} and {INSTRUCTION.name}"),
     Option("no_node_outputs", False, "record only the --topic/--inputs topics"),
-    Option("discovery_timeout", 10.0, "seconds to wait for topics given without a type to appear"),
+    Option("discovery_timeout", 10.0, "seconds to wait for the topics' publishers to appear (topics given "
+           "without a type: an error after that)"),
 )
 
 

@@ -74,6 +74,16 @@ def resolve_types(node: Node, topics: list[TopicSpec], timeout_s: float) -> list
         time.sleep(0.1)
 
 
+def wait_for_publishers(node: Node, names: list[str], timeout_s: float, stop: threading.Event) -> list[str]:
+    """Wait up to ``timeout_s`` (or until ``stop``) for every topic of ``names`` to have a publisher
+    in the ROS graph; returns those that still have none."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        silent = [name for name in names if node.count_publishers(name) == 0]
+        if not silent or time.monotonic() > deadline or stop.wait(0.1):
+            return silent
+
+
 def subscription_qos(node: Node, topic: str) -> QoSProfile:
     """A QoS that matches the topic's current publishers (best effort + volatile when there are none,
     which accepts any publisher)."""
