@@ -97,7 +97,7 @@ def _stderr_held() -> Iterator[Callable[[], None]]:
     try:
         sys.stderr.flush()
         saved = os.dup(2)
-    except (OSError, ValueError):  # no stderr to hold back from
+    except (AttributeError, OSError, ValueError):  # no stderr to hold back from
         yield drop
         return
     with tempfile.TemporaryFile() as spool:
