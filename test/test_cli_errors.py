@@ -109,10 +109,10 @@ FAILURES = {
     "replay bad publish topic": (["replay", "{good}", "--out", "{root}/r5", "--publish-image-topic", "bad topic"],
                                  "--publish-image-topic 'bad topic': Invalid topic name"),
     "replay bad --ros-args": (["replay", "{good}", "--out", "{root}/r6", "--wait-node", "1", "--ros-args", "-p"],
-                              "--ros-args -p: failed to initialize rcl"),
+                              "--ros-args: Couldn't parse trailing -p flag"),
     # record
     "record bad --ros-args": (["record", "--out", "{root}/b2", "--duration", "1", "--ros-args", "--remap"],
-                              "--ros-args --remap: failed to initialize rcl"),
+                              "--ros-args: Couldn't parse trailing --remap flag"),
     "record --out is a file": (["record", "--out", "{file}", "--duration", "1"], "already exists"),
     "record --out impossible": (["record", "--out", "{file}/sub", "--duration", "1"], "is not an existing directory"),
     "record --duration inf": (["record", "--out", "{root}/b1", "--duration", "inf"], "--duration must be a finite"),

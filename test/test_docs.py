@@ -1,14 +1,24 @@
 """The documentation holds together: README.md and docs/**/*.md link only to files and headings that
 exist (GitHub's anchor rules), every command, console script, topic and service of the package is
 documented, topic tables match ``magma_ros.interface``, every image under docs/ is shown somewhere,
-and the README stays short. The checkers are tried on a temporary tree too, so each can fail."""
+and the README stays short. The checkers are tried on a temporary tree too, so each can fail.
+Examples that can run here are run as the page writes them (issue 26)."""
 from __future__ import annotations
 
+import os
 import re
+import shlex
+import signal
+import subprocess
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Callable, Iterator
+
+import pytest
 
 from magma_ros import interface
 from magma_ros.cli import build_parser
+from waiting import wait_until
 
 REPO = Path(__file__).resolve().parents[1]
 README_MAX_LINES = 200
@@ -165,6 +175,78 @@ def topic_table_mismatches(markdown: str, topics: list) -> list[str]:
     return problems
 
 
+def shell_commands(markdown: str) -> list[list[tuple[list[str], bool]]]:
+    """The commands of each ```bash block: (argv, runs in the background with a trailing ``&``),
+    line continuations joined and comments dropped."""
+    blocks = re.findall(r"^```(?:bash|sh)\n(.*?)^```", markdown, re.MULTILINE | re.DOTALL)
+    result = []
+    for block in blocks:
+        commands = []
+        for line in block.replace("\\\n", " ").splitlines():
+            argv = shlex.split(line, comments=True)
+            if argv:
+                commands.append((argv[:-1], True) if argv[-1] == "&" else (argv, False))
+        result.append(commands)
+    return result
+
+
+def example(page: str, *words: str) -> list[tuple[list[str], bool]]:
+    """The commands of the one bash block of ``page`` (under docs/) that has a command with every
+    one of ``words`` among its arguments."""
+    found = [commands for commands in shell_commands((REPO / "docs" / page).read_text(encoding="utf-8"))
+             if any(set(words) <= set(argv) for argv, _ in commands)]
+    assert len(found) == 1, f"docs/{page}: {len(found)} bash blocks with {words}"
+    return found[0]
+
+
+def output_block_after(page: str, command: str) -> list[str]:
+    """The lines of the plain ``` block that follows the bash block containing ``command``."""
+    text = (REPO / "docs" / page).read_text(encoding="utf-8")
+    end_of_commands = text.index("\n```\n", text.index(command)) + len("\n```\n")
+    match = re.compile(r"\s*```\n(.*?)^```", re.MULTILINE | re.DOTALL).match(text, end_of_commands)
+    assert match, f"docs/{page}: no output block after {command!r}"
+    return match.group(1).splitlines()
+
+
+@contextmanager
+def background(argv: list[str], console_script: Callable[[str], str], cwd: Path) -> Iterator[Callable[[], str]]:
+    """One of our executables as a page starts it with ``&``; yields its output so far. On leaving
+    it is interrupted (Ctrl-C) and must exit with status 0."""
+    log = cwd / f"{Path(argv[0]).name}.log"
+    with open(log, "w") as out:
+        proc = subprocess.Popen([console_script(argv[0]), *argv[1:]], stdout=out, stderr=subprocess.STDOUT,
+                                cwd=cwd, env=os.environ.copy())
+    try:
+        yield lambda: log.read_text() + (f"\n(exited with {proc.returncode})" if proc.poll() is not None else "")
+    finally:
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGINT)
+            try:
+                proc.wait(60)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+    assert proc.returncode == 0, log.read_text()
+
+
+def wait_for_publisher(topic: str, output: Callable[[], str], timeout: float = 90.0) -> None:
+    """Wait until ``topic`` has a publisher in the ROS graph; fail at once if the process whose
+    ``output`` is given has exited."""
+    import rclpy
+
+    context = rclpy.Context()
+    rclpy.init(context=context)
+    node = rclpy.create_node("docs_example_probe", context=context)
+    try:
+        def published() -> bool:
+            assert "(exited with" not in output(), output()
+            return node.count_publishers(topic) > 0
+        wait_until(published, timeout, what=f"a publisher on {topic}")
+    finally:
+        node.destroy_node()
+        rclpy.shutdown(context=context)
+
+
 # --- the repository ---------------------------------------------------------------------------
 
 def test_every_relative_link_and_anchor_resolves():
@@ -201,6 +283,40 @@ def test_topic_tables_match_the_interface():
 def test_readme_is_short():
     lines = (REPO / "README.md").read_text(encoding="utf-8").count("\n")
     assert lines <= README_MAX_LINES, f"README.md has {lines} lines (at most {README_MAX_LINES})"
+
+
+# --- examples that can run here ----------------------------------------------------------------
+
+@pytest.mark.ros
+def test_install_page_node_command_starts_the_node(console_script, tmp_path):
+    commands = [argv for argv, _ in example("install.md", "magma_node", "--ros-args") if argv[0] == "magma_node"]
+    assert len(commands) == 1, commands
+    with background(commands[0], console_script, tmp_path) as output:
+        wait_for_publisher(interface.TWIST.absolute, output)
+
+
+@pytest.mark.ros
+def test_record_in_a_namespace_example_records_the_namespaced_node(console_script, tmp_path):
+    from rosbags.highlevel import AnyReader
+
+    commands = example("eval.md", "record", "-r")
+    (node_argv, in_background), (record_argv, record_in_background) = commands
+    assert node_argv[0] == "magma_node" and in_background and record_argv[:2] == ["magma-ros", "record"]
+    assert not record_in_background
+    namespace = next(arg for arg in record_argv if arg.startswith("__ns:=")).removeprefix("__ns:=")
+    assert f"__ns:={namespace}" in node_argv
+    with background(node_argv, console_script, tmp_path):  # the recorder waits for the node's publishers
+        result = subprocess.run([console_script("magma-ros"), *record_argv[1:]], capture_output=True, text=True,
+                                timeout=120, cwd=tmp_path, env=os.environ.copy())
+    assert result.returncode == 0, result.stderr
+    assert result.stderr.splitlines()[0] == output_block_after("eval.md", shlex.join(record_argv))[0]
+    counts: dict[str, int] = {}
+    with AnyReader([tmp_path / record_argv[record_argv.index("--out") + 1]]) as reader:
+        for connection in reader.connections:
+            counts[connection.topic] = connection.msgcount
+    moved = {f"{namespace}/{topic.name}" for topic in (interface.TWIST, interface.GRIPPER, interface.NODE_ACTION)}
+    assert set(counts) == moved | {interface.DIAGNOSTICS.absolute}, result.stderr
+    assert counts[f"{namespace}/{interface.TWIST.name}"] > 0, result.stderr  # enabled, no camera: zero twists
 
 
 # --- the checkers fail when they should -------------------------------------------------------

@@ -22,7 +22,7 @@ import magma_ros
 
 PACKAGE = "magma_ros"
 LAYERS: tuple[tuple[str, ...], ...] = (
-    ("errors", "finite", "options", "interface", "image_msgs", "progress", "actions"),
+    ("errors", "finite", "options", "interface", "image_msgs", "progress", "rcl_startup", "actions"),
     ("policy",),
     ("safety",),
     ("ros", "sim", "eval", "server"),

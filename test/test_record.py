@@ -13,7 +13,7 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
-from magma_ros.interface import DIAGNOSTICS, GRIPPER, NODE_ACTION, RELIABLE_QOS, TWIST
+from magma_ros.interface import DIAGNOSTICS, GRIPPER, IMAGE, NODE_ACTION, RELIABLE_QOS, TWIST
 
 pytestmark = pytest.mark.ros
 
@@ -138,6 +138,18 @@ def test_unknown_topic_without_type_times_out(tmp_path, capsys):
     assert not (tmp_path / "x").exists()
 
 
+def test_a_topic_without_publisher_is_named_and_recorded_from_when_one_appears(tmp_path, capsys):
+    from magma_ros.cli import main
+
+    out = tmp_path / "quiet"
+    code = main(["record", "--out", str(out), "--no-node-outputs", "--topic", "/nobody/talks:std_msgs/msg/String",
+                 "--discovery-timeout", "1", "--duration", "1"])
+    err = capsys.readouterr().err
+    assert code == 0, err
+    assert err.startswith("no publisher on /nobody/talks after 1 s: recorded from when one appears\n"), err
+    assert read_bag(out) == {"/nobody/talks": []}
+
+
 def test_refuses_existing_output_and_bad_topic(tmp_path, capsys):
     from magma_ros.cli import main
 
@@ -146,3 +158,76 @@ def test_refuses_existing_output_and_bad_topic(tmp_path, capsys):
     assert "already exists" in capsys.readouterr().err
     assert main(["record", "--out", str(tmp_path / "y"), "--topic", "relative/name"]) == 2
     assert "expected an absolute topic name" in capsys.readouterr().err
+
+
+def test_a_namespace_moves_the_default_topics(tmp_path, console_script):
+    """``--ros-args -r __ns:=/robot1`` records a magma_node running in /robot1 (issue 26): its twist,
+    gripper and ~/action under /robot1, /diagnostics where it always is."""
+    import rclpy
+    from rclpy.executors import SingleThreadedExecutor
+    from sensor_msgs.msg import Image
+    from std_msgs.msg import Float64MultiArray
+
+    from node_support import rgb_image, ros_value
+    from waiting import wait_until
+
+    namespace = "/robot1"
+    params = {"robot": "bridge_orig", "backend": "fixed", "fixed_action": ACTION, "enabled_on_start": True,
+              "instruction": "record me"}
+    args = [console_script("magma_node"), "--ros-args", "-r", f"__ns:={namespace}"]
+    for key, value in params.items():
+        args += ["-p", f"{key}:={ros_value(value)}"]
+    log = tmp_path / "magma_node.log"
+    with open(log, "w") as log_file:
+        node = subprocess.Popen(args, stdout=log_file, stderr=subprocess.STDOUT, env=ENV)
+    context = rclpy.Context()
+    rclpy.init(context=context, domain_id=DOMAIN)
+    camera = rclpy.create_node("namespaced_camera", context=context)
+    actions: list = []
+    camera.create_subscription(Float64MultiArray, f"{namespace}/{NODE_ACTION.name}", actions.append,
+                               NODE_ACTION.qos.profile())
+    image_pub = camera.create_publisher(Image, f"{namespace}/{IMAGE.name}", IMAGE.qos.profile())
+    stop = threading.Event()
+
+    def stream() -> None:
+        image = rgb_image()
+        while not stop.is_set():
+            image.header.stamp = camera.get_clock().now().to_msg()
+            image_pub.publish(image)
+            stop.wait(0.1)
+
+    executor = SingleThreadedExecutor(context=context)
+    executor.add_node(camera)
+    spinner = threading.Thread(target=executor.spin, daemon=True)
+    streamer = threading.Thread(target=stream, daemon=True)
+    spinner.start()
+    streamer.start()
+    out = tmp_path / "run_ns"
+    try:
+        wait_until(lambda: actions or node.poll() is not None, 90, what="the namespaced node's first action")
+        assert node.poll() is None, log.read_text()
+        result = subprocess.run([console_script("magma-ros"), "record", "--out", str(out), "--duration", "3",
+                                 "--ros-args", "-r", f"__ns:={namespace}"],
+                                capture_output=True, text=True, timeout=120, env=ENV)
+    finally:
+        stop.set()
+        streamer.join()
+        executor.shutdown()
+        camera.destroy_node()
+        rclpy.shutdown(context=context)
+        node.send_signal(signal.SIGINT)
+        try:
+            node.wait(60)
+        except subprocess.TimeoutExpired:
+            node.kill()
+            node.wait()
+    assert node.returncode == 0, log.read_text()
+    assert result.returncode == 0, result.stderr
+    msgs = read_bag(out)
+    moved = {f"{namespace}/{topic.name}" for topic in (TWIST, GRIPPER, NODE_ACTION)}
+    assert set(msgs) == moved | {DIAGNOSTICS.absolute}, result.stderr
+    for topic in moved:
+        assert len(msgs[topic]) >= 1, (topic, result.stderr)
+    np.testing.assert_allclose(msgs[f"{namespace}/{NODE_ACTION.name}"][-1].data, ACTION)
+    assert msgs[f"{namespace}/{GRIPPER.name}"][-1].data == 1.0
+    assert msgs[DIAGNOSTICS.absolute], result.stderr  # 1 Hz: at least one in 3 s

@@ -81,3 +81,11 @@ def test_node_with_openai_backend_drives_against_the_server(console_script, cli_
     assert stats["robots"]["/serve_openai_node"]["requests"] >= 3 and stats["robots"]["/serve_openai_node"]["errors"] == 0
     health = httpx.get(cli_server.url + "/health", timeout=10).json()
     assert health["model_loaded"] is True and health["queue_depth"] == 0
+
+
+def test_startup_line_gives_the_batch_size_health_reports(cli_server):
+    health = httpx.get(cli_server.url + "/health", timeout=10).json()
+    lines = [line for line in cli_server.output().splitlines() if line.startswith("magma-ros serve: ")]
+    assert health["model_loaded"] is True and health["max_batch_size"] == 8  # the --max-batch-size default
+    assert lines == [f"magma-ros serve: tiny on {cli_server.url} (auth on; action requests in batches of up to "
+                     f"{health['max_batch_size']})"]

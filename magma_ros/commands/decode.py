@@ -14,12 +14,14 @@ import re
 
 import numpy as np
 
+from ..actions.profiles import builtin_profile_names
 from ..options import Option, add_arguments as add_options
 
 HELP = "decode action token text or ids into robot units"
 IDS = Option("ids", None, "seven comma-separated action token ids instead of TEXT", type=str)
 STATS_SOURCES: tuple[Option, ...] = (  # one or the other
-    Option("robot", None, "built-in robot profile (bridge_orig, google_robot) or a profile YAML path", type=str),
+    Option("robot", None, f"built-in robot profile ({', '.join(builtin_profile_names())}) or a profile YAML path",
+           type=str),
     Option("stats", None, "YAML or JSON file with mask, q01, q99 (instead of --robot)", type=str),
 )
 VOCABULARY_OPTIONS: tuple[Option, ...] = (

@@ -1,14 +1,16 @@
 """Record magma_node's topics (or any others) into a rosbag2 bag, without ros2cli.
 
-By default records what magma_node publishes: /servo_node/delta_twist_cmds, /magma/gripper_command,
-/magma_node/action and /diagnostics. Subscriptions match the QoS of the publishers present at
-start, so start the recorder after the node. Stops after --duration or on Ctrl-C / SIGTERM, and
-always leaves a complete, readable bag.
+By default records what magma_node publishes: servo_node/delta_twist_cmds, magma/gripper_command,
+magma_node/action (relative names: in the recorder's namespace, as a node's topics) and
+/diagnostics. The recording starts once every topic has a publisher (or after --discovery-timeout)
+and its subscriptions match their QoS. Stops after --duration or on Ctrl-C / SIGTERM, and always
+leaves a complete, readable bag.
 
 examples:
   magma-ros record --out run1
   magma-ros record --out run2 --inputs --duration 60 --storage sqlite3
   magma-ros record --out run3 --topic /joint_states:sensor_msgs/msg/JointState --topic /tf
+  magma-ros record --out run4 --duration 30 --ros-args -r __ns:=/robot1   # magma_node in /robot1
 """
 from __future__ import annotations
 
@@ -25,9 +27,10 @@ RECORD_OPTIONS: tuple[Option, ...] = (
     Option("duration", None, "seconds to record (default: until Ctrl-C)", type=float),
     Option("topic", [], "also record this topic (type looked up in the graph when omitted)", type=str,
            repeated=True, metavar="NAME[:pkg/msg/Type]"),
-    Option("inputs", False, f"also record the node's inputs {IMAGE.absolute} and {INSTRUCTION.absolute}"),
+    Option("inputs", False, f"also record the node's inputs {IMAGE.name} and {INSTRUCTION.name}"),
     Option("no_node_outputs", False, "record only the --topic/--inputs topics"),
-    Option("discovery_timeout", 10.0, "seconds to wait for topics given without a type to appear"),
+    Option("discovery_timeout", 10.0, "seconds to wait for the topics' publishers to appear (topics given "
+           "without a type: an error after that)"),
 )
 
 
@@ -36,7 +39,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", type=Path, required=True, help="bag directory to create (must not exist)")
     add_options(parser, RECORD_OPTIONS)
     parser.add_argument("--ros-args", nargs=argparse.REMAINDER, default=[],
-                        help="ROS arguments for the recorder node (remappings, parameters); must come last")
+                        help="ROS arguments for the recorder node (a namespace moves the node's topics, "
+                        "e.g. -r __ns:=/robot1; remappings); must come last")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -44,16 +48,16 @@ def run(args: argparse.Namespace) -> int:
     from ..errors import UserError
     from ..eval.errors import BagError, RosSetupError
     from ..eval.record import record
-    from ..eval.recorder import NODE_INPUT_TOPICS, NODE_OUTPUT_TOPICS, TopicSpec
+    from ..eval.recorder import NODE_INPUTS, NODE_OUTPUTS, TopicSpec
 
     if args.duration is not None and not (args.duration > 0 and math.isfinite(args.duration)):
         raise UserError(f"--duration must be a finite number > 0, got {args.duration}")
     if not (args.discovery_timeout > 0 and math.isfinite(args.discovery_timeout)):
         raise UserError(f"--discovery-timeout must be a finite number > 0, got {args.discovery_timeout}")
     try:
-        topics = [] if args.no_node_outputs else [TopicSpec(n, t) for n, t in NODE_OUTPUT_TOPICS.items()]
+        topics = [] if args.no_node_outputs else [TopicSpec(t.name, t.type) for t in NODE_OUTPUTS]
         if args.inputs:
-            topics += [TopicSpec(n, t) for n, t in NODE_INPUT_TOPICS.items()]
+            topics += [TopicSpec(t.name, t.type) for t in NODE_INPUTS]
         topics += [TopicSpec.parse(text) for text in args.topic]
         names = [t.name for t in topics]
         if not topics:

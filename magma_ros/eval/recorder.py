@@ -17,16 +17,19 @@ from .. import interface
 from ..interface import DIAGNOSTICS, GRIPPER, IMAGE, INSTRUCTION, NODE_ACTION, TWIST, Qos
 from .errors import BagError
 
-# What magma_node publishes (issue 3), and its inputs, by their names in the root namespace.
-NODE_OUTPUT_TOPICS: dict[str, str] = {t.absolute: t.type for t in (TWIST, GRIPPER, NODE_ACTION, DIAGNOSTICS)}
-NODE_INPUT_TOPICS: dict[str, str] = {t.absolute: t.type for t in (IMAGE, INSTRUCTION)}
+NODE_OUTPUTS = (TWIST, GRIPPER, NODE_ACTION, DIAGNOSTICS)  # what magma_node publishes (issue 3)
+NODE_INPUTS = (IMAGE, INSTRUCTION)
+# The same by their names in the root namespace.
+NODE_OUTPUT_TOPICS: dict[str, str] = {t.absolute: t.type for t in NODE_OUTPUTS}
+NODE_INPUT_TOPICS: dict[str, str] = {t.absolute: t.type for t in NODE_INPUTS}
 KNOWN_TOPICS = {**NODE_OUTPUT_TOPICS, **NODE_INPUT_TOPICS}
 RECORD_DEPTH = 100  # messages a recording subscription queues
 
 
 @dataclass(frozen=True)
 class TopicSpec:
-    """A topic to record; ``msgtype`` like ``std_msgs/msg/Float64`` ('' = look it up in the graph)."""
+    """A topic to record; ``msgtype`` like ``std_msgs/msg/Float64`` ('' = look it up in the graph).
+    A relative ``name`` is resolved by the recording node, in its namespace, as a node's own topics are."""
 
     name: str
     msgtype: str = ""
@@ -51,6 +54,11 @@ def message_class(msgtype: str) -> Any:
         raise BagError(f"message type {msgtype}: not installed for rclpy (no module {package}.msg with {name})") from None
 
 
+def resolve_names(node: Node, topics: list[TopicSpec]) -> list[TopicSpec]:
+    """The topics by the names ``node`` subscribes to: relative names in its namespace, remappings applied."""
+    return [TopicSpec(node.resolve_topic_name(t.name), t.msgtype) for t in topics]
+
+
 def resolve_types(node: Node, topics: list[TopicSpec], timeout_s: float) -> list[TopicSpec]:
     """Fill in missing types from the ROS graph, waiting up to ``timeout_s`` for the topics to appear."""
     deadline = time.monotonic() + timeout_s
@@ -64,6 +72,16 @@ def resolve_types(node: Node, topics: list[TopicSpec], timeout_s: float) -> list
             raise BagError(f"no type for topic(s) {', '.join(missing)}: not seen in the ROS graph after "
                            f"{timeout_s:g} s (give it as NAME:pkg/msg/Type)")
         time.sleep(0.1)
+
+
+def wait_for_publishers(node: Node, names: list[str], timeout_s: float, stop: threading.Event) -> list[str]:
+    """Wait up to ``timeout_s`` (or until ``stop``) for every topic of ``names`` to have a publisher
+    in the ROS graph; returns those that still have none."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        silent = [name for name in names if node.count_publishers(name) == 0]
+        if not silent or time.monotonic() > deadline or stop.wait(0.1):
+            return silent
 
 
 def subscription_qos(node: Node, topic: str) -> QoSProfile:

@@ -12,26 +12,24 @@ from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
 from rclpy.node import Node
 from rclpy.signals import SignalHandlerOptions
 
-from .errors import RosSetupError
-
-try:
-    from rclpy._rclpy_pybind11 import RCLError
-except ImportError:  # rclpy keeps it private; fall back to its base class
-    RCLError = RuntimeError
+from ..rcl_startup import init_rclpy, node_startup
 
 
 class RosSession:
-    """An initialized context, a node spun in a background thread, and a stop event."""
+    """An initialized context, a node spun in a background thread, and a stop event. ``RosStartupError``
+    (one line, exit 2) when rcl rejects ``ros_args``."""
 
     def __init__(self, node_name: str, ros_args: Sequence[str]) -> None:
         self.context = rclpy.Context()
         # Our own SIGINT/SIGTERM handling (below) stops cleanly so that the bag is always closed.
+        init_rclpy(["magma-ros", "--ros-args", *ros_args] if ros_args else None, context=self.context,
+                   signal_handler_options=SignalHandlerOptions.NO)
         try:
-            rclpy.init(args=["magma-ros", "--ros-args", *ros_args] if ros_args else None, context=self.context,
-                       signal_handler_options=SignalHandlerOptions.NO)
-        except RCLError as exc:
-            raise RosSetupError(f"--ros-args {' '.join(ros_args)}: {str(exc).split(', at ')[0]}") from None
-        self.node = Node(node_name, context=self.context)
+            with node_startup():
+                self.node = Node(node_name, context=self.context)
+        except BaseException:
+            rclpy.shutdown(context=self.context)
+            raise
         self.executor = SingleThreadedExecutor(context=self.context)
         self.executor.add_node(self.node)
         self.stop = threading.Event()

@@ -24,6 +24,7 @@ from typing import Any, Callable, Sequence
 
 from .. import interface
 from ..options import Option, declare_options, parameter_help, wants_help
+from ..rcl_startup import RosStartupError, init_rclpy, node_startup
 
 SUMMARY = ("Turns magma_node's gripper command (std_msgs/Float64, 1.0 open, 0.0 closed) into an Interbotix "
            "X-Series gripper command (xs_sdk JointSingleCommand) or a ros2_control forward command.")
@@ -141,11 +142,16 @@ def main(args: Sequence[str] | None = None) -> int:
     from rclpy.exceptions import ParameterException
     from rclpy.executors import ExternalShutdownException
 
-    rclpy.init(args=argv)  # rclpy's handlers turn SIGINT and SIGTERM into a clean shutdown
+    try:
+        init_rclpy(argv)  # rclpy's handlers turn SIGINT and SIGTERM into a clean shutdown
+    except RosStartupError as exc:
+        print(f"interbotix_gripper_bridge: error: {exc}", file=sys.stderr)
+        return 2
     try:
         try:
-            node = _make_node()
-        except (BridgeError, ParameterException) as exc:
+            with node_startup():
+                node = _make_node()
+        except (BridgeError, ParameterException, RosStartupError) as exc:
             print(f"interbotix_gripper_bridge: error: {exc}", file=sys.stderr)
             return 2
         try:

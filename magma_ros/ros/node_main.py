@@ -14,6 +14,7 @@ from rclpy.signals import SignalHandlerOptions
 
 from ..options import parameter_help, wants_help
 from ..policy.base import PolicyError
+from ..rcl_startup import RosStartupError, init_rclpy, node_startup
 
 if TYPE_CHECKING:
     from .managed_node import LifecycleMagmaNode
@@ -48,7 +49,7 @@ def main(args: Sequence[str] | None = None) -> int:
     signal.signal(signal.SIGINT, _interrupt)  # also when started with SIGINT ignored (a shell's background job)
     configure_process()
     try:
-        rclpy.init(args=argv, signal_handler_options=SignalHandlerOptions.NO)
+        init_rclpy(argv, signal_handler_options=SignalHandlerOptions.NO)
         try:
             return _run()
         finally:
@@ -56,14 +57,18 @@ def main(args: Sequence[str] | None = None) -> int:
                 rclpy.shutdown()
     except KeyboardInterrupt:  # stopped while starting up: nothing was commanded yet
         return 0
+    except RosStartupError as exc:  # rcl rejected the --ros-args
+        print(f"magma_node: error: {exc}", file=sys.stderr)
+        return 2
 
 
 def _run() -> int:
     from .managed_node import LifecycleMagmaNode  # imported late: rclpy must be initialised
 
     try:
-        node = LifecycleMagmaNode()
-    except (ValueError, InvalidParameterValueException) as exc:
+        with node_startup():
+            node = LifecycleMagmaNode()
+    except (ValueError, InvalidParameterValueException, RosStartupError) as exc:
         print(f"magma_node: error: {exc}", file=sys.stderr)
         return 2
     except PolicyError as exc:

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from typing import Any, Mapping
 
 from .. import interface
-from ..actions.profiles import RobotProfile, load_profile
+from ..actions.profiles import RobotProfile, builtin_profile_names, load_profile
 from ..options import Option, defaults
 from ..policy.config import BACKEND_OPTIONS, BackendConfig
 from ..safety.limits import SafetyConfigError, SafetyLimits, WatchdogTiming
@@ -21,8 +21,8 @@ class SettingsError(ValueError):
 
 
 NODE_PARAMETERS: tuple[Option, ...] = (
-    Option("robot", "bridge_orig", "robot profile: built-in name (bridge_orig, google_robot) or path to a "
-           "profile YAML", read_only=True),
+    Option("robot", "bridge_orig", f"robot profile: built-in name ({', '.join(builtin_profile_names())}) or path "
+           "to a profile YAML", read_only=True),
     Option("image_topic", interface.IMAGE.name, "camera topic (sensor_msgs/Image); with compressed_image, "
            "sensor_msgs/CompressedImage on <image_topic>/compressed", read_only=True),
     Option("compressed_image", False, "subscribe to <image_topic>/compressed (JPEG/PNG, needs OpenCV)",

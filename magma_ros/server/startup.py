@@ -72,11 +72,21 @@ def build_app(args: argparse.Namespace) -> tuple[Any, ServerSettings]:
                             f"does not match the model's {runner.vocab_size}")
     actions = ActionTokenService(text_tokenizer, runner.vocab_size if runner else text_tokenizer.base_vocab_size)
     app = create_app(settings, actions, runner)
-    logging.getLogger("magma_ros.server").info(
-        "magma-ros serve: %s on http://%s:%d (auth %s, batches of up to %d)",
-        "no model" if runner is None else settings.served_model_name, settings.host, settings.port,
-        "on" if settings.auth_token else "off", settings.max_batch_size)
+    logging.getLogger("magma_ros.server").info("%s", startup_summary(settings, model_loaded=runner is not None))
     return app, settings
+
+
+def startup_summary(settings: ServerSettings, model_loaded: bool) -> str:
+    """The line serve prints once it is ready: what it serves, where, and how it runs action
+    requests (batches only with a model and ``--max-batch-size`` > 1, as ``/health`` reports)."""
+    where = f"http://{settings.host}:{settings.port} (auth {'on' if settings.auth_token else 'off'}"
+    if not model_loaded:
+        return f"magma-ros serve: no model on {where}; /v1/action-tokens, /v1/models and /health only)"
+    if settings.max_batch_size > 1:
+        batching = f"action requests in batches of up to {settings.max_batch_size}"
+    else:
+        batching = "one request at a time, no batching"
+    return f"magma-ros serve: {settings.served_model_name} on {where}; {batching})"
 
 
 def _tokenizer_file(source: str, revision: str) -> Path:

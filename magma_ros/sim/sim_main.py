@@ -25,6 +25,7 @@ import signal
 import sys
 
 from ..options import parameter_help, wants_help
+from ..rcl_startup import RosStartupError, init_rclpy, node_startup
 from .parameters import SIM_PARAMETERS
 
 
@@ -54,7 +55,6 @@ def main(argv: list[str] | None = None) -> int:
             print(parameter_help("magma_sim", (__doc__ or "").strip(), SIM_PARAMETERS,
                                  "magma_sim --ros-args -p seed:=3 -p instruction:='reach the red cube'"))
             return 0
-        import rclpy
         from rclpy.exceptions import InvalidParameterValueException
         from rclpy.executors import SingleThreadedExecutor
         from rclpy.signals import SignalHandlerOptions
@@ -62,9 +62,10 @@ def main(argv: list[str] | None = None) -> int:
         from .node import SimNode
         from .stepping import run
 
-        rclpy.init(args=argv, signal_handler_options=SignalHandlerOptions.NO)
+        init_rclpy(argv, signal_handler_options=SignalHandlerOptions.NO)
         try:
-            node = SimNode()
+            with node_startup():
+                node = SimNode()
         except (ValueError, InvalidParameterValueException) as exc:
             print(f"magma_sim: error: {exc}", file=sys.stderr)
             return 2
@@ -74,6 +75,9 @@ def main(argv: list[str] | None = None) -> int:
         run(node, executor, lambda: stop.requested)
     except KeyboardInterrupt:
         pass
+    except RosStartupError as exc:  # rcl rejected the --ros-args
+        print(f"magma_sim: error: {exc}", file=sys.stderr)
+        return 2
     except Exception as exc:  # noqa: BLE001 - rclpy's ExternalShutdownException ends the loop like a signal
         if type(exc).__name__ != "ExternalShutdownException":
             raise
