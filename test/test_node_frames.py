@@ -40,16 +40,20 @@ def attack(node, stamps, rate_hz: float, rule: str, frames: int = 20) -> dict[st
     with probe.stream(rgb_image()):  # a live camera first: it moves the arm
         probe.wait_motion(60)
     probe.wait_stop(30)  # the image watchdog (0.5 s) after the camera stopped
-    before = counter(probe, rule)
+    before = probe.wait_state("no_image", 30)
     started = ros_now(probe)
     with probe.stream(rgb_image(), rate_hz=rate_hz, stamps=stamps):
-        state = wait_until(lambda: probe.state() if counter(probe, rule) >= before + frames else None, 60,
-                           what=f"{frames} frames dropped by {rule}: {probe.state()}; node log:\n{proc.output()}")
+        state = wait_until(lambda: probe.state() if counter(probe, "images_received") >=
+                           int(before["images_received"]) + frames else None, 60,
+                           what=f"{frames} frames received: {probe.state()}; node log:\n{proc.output()}")
     wait_until(lambda: any(stamp_s(m) > started + 1.0 for _, m in list(probe.twists.items)), 30,
                what="twists stamped a second into the stream")
     during = [m for _, m in list(probe.twists.items) if stamp_s(m) >= started]
-    moving = [(stamp_s(m) - started, twist_values(m)) for m in during if not is_zero(m)]
+    moving = [(round(stamp_s(m) - started, 3), twist_values(m)) for m in during if not is_zero(m)]
     assert not moving, f"{len(moving)} of {len(during)} twists non-zero: {moving[:5]}"
+    received = int(state["images_received"]) - int(before["images_received"])
+    dropped = int(state.get(rule, 0)) - int(before.get(rule, 0))
+    assert received - 1 <= dropped <= received, (rule, before, state)  # (one may be between the two counts)
     assert "Traceback" not in proc.output()
     return state
 
