@@ -82,6 +82,7 @@ class Bench:
         end = time.monotonic() + seconds
         last = time.monotonic()
         while time.monotonic() < end:
+            self.image.header.stamp = self.probe.get_clock().now().to_msg()  # unstamped frames are ignored
             self.pub.publish(self.image)
             last = time.monotonic()
             time.sleep(1.0 / rate_hz)
