@@ -138,6 +138,7 @@ def main() -> int:
             start = time.monotonic()
             last = start
             while not any(m for t, m in b.twists if t > start) and time.monotonic() < start + 10:
+                b.image.header.stamp = b.probe.get_clock().now().to_msg()  # a new frame, not a repeat
                 b.pub.publish(b.image)  # until a fresh action moves the arm: it is held for 1 s from then
                 last = time.monotonic()
                 time.sleep(0.05)
