@@ -5,7 +5,6 @@ a live camera with fresh stamps still drives the arm (issue 23)."""
 from __future__ import annotations
 
 import itertools
-import time
 
 import pytest
 from builtin_interfaces.msg import Time
@@ -20,7 +19,8 @@ PLUS_X = (0.01, 0.0, 0.0, 0.0, 0.0, 0.0, 1.0)  # 5 cm/s along +x at bridge_orig'
 def node(console_script, tmp_path_factory):
     params = {"backend": "fixed", "fixed_action": PLUS_X, "enabled_on_start": True, "instruction": "frames test",
               "max_linear_accel": 100.0, "max_angular_accel": 100.0, **topic_params(TOPICS)}
-    with running_node(console_script, "frames_node", params, tmp_path_factory.mktemp("frames"), TOPICS) as (proc, probe):
+    with running_node(console_script, "frames_node", params, tmp_path_factory.mktemp("frames"),
+                      TOPICS) as (proc, probe):
         yield proc, probe
 
 
@@ -34,8 +34,9 @@ def ros_now(probe) -> float:
 
 
 def attack(node, stamps, rate_hz: float, rule: str, frames: int = 20) -> dict[str, str]:
-    """With the robot stopped, stream frames stamped with ``stamps`` until ``frames`` of them were
-    dropped by ``rule``: no twist stamped from the start of the stream on may be non-zero."""
+    """With the robot stopped, stream frames stamped with ``stamps`` until ``frames`` of them
+    arrived: no twist stamped from the start of the stream on may be non-zero, and ``rule``
+    dropped them all."""
     proc, probe = node
     with probe.stream(rgb_image()):  # a live camera first: it moves the arm
         probe.wait_motion(60)

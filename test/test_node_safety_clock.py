@@ -1,6 +1,8 @@
 """magma_node on simulated time (use_sim_time, /clock from the test): a clock that goes back with
 the camera stopped stops the robot at once (it used to hold the action for the length of the
-jump) and motion needs fresh inputs stamped after the jump."""
+jump) and motion needs fresh inputs stamped after the jump; a negative /clock is a clock fault
+(it used to raise in rclpy's /clock callback, in a loop). The probe's images are stamped on the
+simulated clock."""
 from __future__ import annotations
 
 import time
