@@ -103,6 +103,7 @@ def main() -> int:
         time.sleep(hold + 0.02)
         n_inference = len(node.stats.inference_s)
         start = time.perf_counter()
+        msg.header.stamp = probe.get_clock().now().to_msg()  # unstamped frames are ignored
         pub.publish(msg)
         deadline = start + 5.0
         moving = None
@@ -124,6 +125,7 @@ def main() -> int:
 
     def stream() -> None:
         while not stop.is_set():
+            msg.header.stamp = probe.get_clock().now().to_msg()
             pub.publish(msg)
             stop.wait(1 / 30)
 

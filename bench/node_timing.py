@@ -82,6 +82,7 @@ class Bench:
         end = time.monotonic() + seconds
         last = time.monotonic()
         while time.monotonic() < end:
+            self.image.header.stamp = self.probe.get_clock().now().to_msg()  # unstamped frames are ignored
             self.pub.publish(self.image)
             last = time.monotonic()
             time.sleep(1.0 / rate_hz)
@@ -137,6 +138,7 @@ def main() -> int:
             start = time.monotonic()
             last = start
             while not any(m for t, m in b.twists if t > start) and time.monotonic() < start + 10:
+                b.image.header.stamp = b.probe.get_clock().now().to_msg()  # a new frame, not a repeat
                 b.pub.publish(b.image)  # until a fresh action moves the arm: it is held for 1 s from then
                 last = time.monotonic()
                 time.sleep(0.05)

@@ -176,6 +176,7 @@ class Probe:
         self.executor.add_node(n)
         self._spin = threading.Thread(target=self.executor.spin, daemon=True)
         self._spin.start()
+        self.image_clock: Callable[[], float] | None = None  # seconds that stamp streamed images; None = ROS time
 
     def _on_diagnostics(self, msg) -> None:
         for status in msg.status:
@@ -202,14 +203,25 @@ class Probe:
         msg.pose.orientation.w = 1.0
         self.pose_pub.publish(msg)
 
+    def stamp_now(self):
+        """A stamp for now on the camera's clock: ``image_clock`` if set (a simulated clock), else ROS time."""
+        if self.image_clock is None:
+            return self.node.get_clock().now().to_msg()
+        from builtin_interfaces.msg import Time
+
+        ns = round(self.image_clock() * 1e9)
+        return Time(sec=ns // 10**9, nanosec=ns % 10**9)
+
     @contextmanager
-    def stream(self, image_msg: Any, rate_hz: float = 20.0, pose: Callable[[], Any] | None = None) -> Iterator[None]:
-        """Publish ``image_msg`` (and a pose from ``pose()``) at ``rate_hz`` while inside the block."""
+    def stream(self, image_msg: Any, rate_hz: float = 20.0, pose: Callable[[], Any] | None = None,
+               stamps: Iterator[Any] | None = None) -> Iterator[None]:
+        """Publish ``image_msg`` (and a pose from ``pose()``) at ``rate_hz`` while inside the block,
+        stamped now (``stamp_now``) or with the next of ``stamps`` (builtin_interfaces/Time)."""
         stop = threading.Event()
 
         def run() -> None:
             while not stop.is_set():
-                image_msg.header.stamp = self.node.get_clock().now().to_msg()
+                image_msg.header.stamp = self.stamp_now() if stamps is None else next(stamps)
                 self.image_pub.publish(image_msg)
                 if pose is not None:
                     self.pose(pose())

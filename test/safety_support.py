@@ -21,7 +21,8 @@ def stamp_s(msg: Any) -> float:
 
 class SimClock:
     """Publishes rosgraph_msgs/Clock from the probe's node at ``rate_hz``, advancing with the
-    monotonic clock from ``start`` seconds; ``jump_to`` sets it elsewhere."""
+    monotonic clock from ``start`` seconds; ``jump_to`` sets it elsewhere. The probe's streamed
+    images are stamped on it, as a simulated camera's are."""
 
     def __init__(self, probe: Any, start: float = 100.0, rate_hz: float = 100.0) -> None:
         from rosgraph_msgs.msg import Clock
@@ -29,26 +30,29 @@ class SimClock:
         self._msg_type = Clock
         self._pub = probe.node.create_publisher(Clock, CLOCK.name, CLOCK.qos.profile())
         self._lock = threading.Lock()
-        self._base, self._since = start, time.monotonic()
+        self._base, self._since, self._held = start, time.monotonic(), False
         self._stop = threading.Event()
         self._period = 1.0 / rate_hz
         self._thread = threading.Thread(target=self._run, daemon=True)
         self._thread.start()
+        probe.image_clock = self.now
 
     def now(self) -> float:
         with self._lock:
-            return self._base + time.monotonic() - self._since
+            return self._base + (0.0 if self._held else time.monotonic() - self._since)
 
-    def jump_to(self, t: float) -> None:
+    def jump_to(self, t: float, hold: bool = False) -> None:
+        """Set the clock to ``t``; with ``hold`` it stays there (every /clock message the same)."""
         with self._lock:
-            self._base, self._since = t, time.monotonic()
+            self._base, self._since, self._held = t, time.monotonic(), hold
 
     def _run(self) -> None:
         from builtin_interfaces.msg import Time
 
         while not self._stop.is_set():
             t = self.now()
-            self._pub.publish(self._msg_type(clock=Time(sec=int(t), nanosec=int((t % 1.0) * 1e9))))
+            ns = round(t * 1e9)  # floor division: -4.5 s is sec -5, nanosec 5e8
+            self._pub.publish(self._msg_type(clock=Time(sec=ns // 10**9, nanosec=ns % 10**9)))
             self._stop.wait(self._period)
 
     def close(self) -> None:

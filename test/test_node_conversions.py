@@ -88,6 +88,17 @@ def test_settings_resolve_profile_defaults():
     assert custom.limits.workspace_max == (1.0, 1.0, 1.0)
 
 
+@pytest.mark.parametrize("value,control_rate_hz,resolved", [
+    (-1.0, 0.0, 0.4),  # two control periods of bridge_orig (5 Hz)
+    (-1.0, 2.0, 1.0),  # ... of the rate in force
+    (0.0, 0.0, 0.0),  # no age check
+    (0.25, 0.0, 0.25),
+])
+def test_max_image_age_resolves_to_seconds(value, control_rate_hz, resolved):
+    s = build_settings(dict(default_values(), max_image_age_s=value, control_rate_hz=control_rate_hz))
+    assert s.max_image_age_s == pytest.approx(resolved)
+
+
 @pytest.mark.parametrize("change,error,message", [
     (dict(robot="no_such_robot"), ProfileError, "unknown robot 'no_such_robot'"),
     (dict(image_timeout_s=0.0), SettingsError, r"image_timeout_s: must be in \[0.01, 60.0\]"),
@@ -98,6 +109,8 @@ def test_settings_resolve_profile_defaults():
     (dict(instruction="x" * 20, max_instruction_chars=10), SettingsError, "instruction: longer"),
     (dict(backend="fixed", fixed_action=[1.0, float("nan")]), PolicyConfigError, "fixed_action"),
     (dict(backend="nonsense"), PolicyConfigError, "backend: must be one of"),
+    (dict(max_image_age_s=-0.5), SettingsError, r"max_image_age_s: must be -1 \(two control periods\), 0"),
+    (dict(max_image_age_s=-2.0), SettingsError, r"max_image_age_s: must be in \[-1.0, 60.0\]"),
 ])
 def test_bad_settings_name_the_parameter(change, error, message):
     with pytest.raises(error, match=message):

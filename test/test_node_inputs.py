@@ -100,7 +100,6 @@ def test_a_frame_published_again_is_not_a_new_frame(node):
     """Same stamp as the frame before: counted as repeated, not given to the model (magma_sim resends
     a lockstep frame whose reply is late, since camera frames are best effort)."""
     msg = jpeg_image()
-    msg.header.stamp = node.node.get_clock().now().to_msg()
 
     def quiet() -> dict[str, str] | None:  # two diagnostics in a row without a new frame: no stream left
         last_two = [values for _, (_, values) in list(node.diagnostics.items)[-2:]]
@@ -110,6 +109,7 @@ def test_a_frame_published_again_is_not_a_new_frame(node):
 
     start = wait_until(quiet, 60, what="the camera topic quiet")
     received, repeated = int(start["images_received"]), int(start["images_repeated"])
+    msg.header.stamp = node.node.get_clock().now().to_msg()  # fresh: within max_image_age_s when it arrives
 
     def settled() -> bool:
         state = node.state()

@@ -1,7 +1,11 @@
 """magma_node on simulated time (use_sim_time, /clock from the test): a clock that goes back with
 the camera stopped stops the robot at once (it used to hold the action for the length of the
-jump) and motion needs fresh inputs stamped after the jump."""
+jump) and motion needs fresh inputs stamped after the jump; a negative /clock is a clock fault
+(it used to raise in rclpy's /clock callback, in a loop). The probe's images are stamped on the
+simulated clock."""
 from __future__ import annotations
+
+import time
 
 import pytest
 
@@ -72,3 +76,33 @@ def test_clock_jumping_forward_past_a_timeout_is_a_fault(sim):
         probe.wait_motion(60)
     after = sorted((stamp_s(m), is_zero(m)) for _, m in list(probe.twists.items) if stamp_s(m) >= 500.0)
     assert after[0] == (first, True), after[:3]
+
+
+def test_a_negative_clock_is_a_clock_fault_not_an_exception_loop(sim):
+    """/clock at sec=-5 (rclpy has no negative time: it used to raise in every callback, thousands
+    of internal errors and zero twists at the rate of the error loop)."""
+    node, probe, clock = sim
+    with probe.stream(rgb_image()):
+        probe.wait_motion(60)
+        received_before = int(probe.state().get("images_received", 0))
+        clock.jump_to(-5.0, hold=True)  # /clock at sec=-5; the camera keeps streaming, stamped -5 s
+        state = probe.wait_state("fault", 60)
+        wait_until(lambda: "clock: reads a negative or non-finite time" in probe.state().get("last_fault", ""), 30,
+                   what=f"the invalid clock as last_fault: {probe.state()}")
+        faulted = time.monotonic()
+        probe.assert_still(faulted, count=25)  # zero twists keep coming: the publish timer runs
+        wait_until(lambda: int(probe.state().get("images_without_clock", 0)) > 0, 30,
+                   what=f"frames refused while the clock is negative: {probe.state()}")
+    state = probe.state()
+    assert int(state["internal_errors"]) == 0, state
+    assert int(state["images_received"]) > received_before
+    assert probe.state().get("state") == "fault", probe.state()
+    output = node.output()
+    assert "Traceback" not in output and "internal error" not in output, output
+    assert output.count("clock: reads a negative or non-finite time") == 1, output  # one log line
+    # the clock runs again from 200 s: fresh inputs move the robot again
+    clock.jump_to(200.0)
+    with probe.stream(rgb_image()):
+        probe.wait_state("active", 60)
+        probe.wait_motion(60)
+    assert "Traceback" not in node.output()

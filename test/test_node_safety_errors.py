@@ -117,16 +117,22 @@ def test_diagnostics_path_under_concurrent_use():
 
     from magma_ros.policy.fixed import FixedPolicy
     from magma_ros.ros.node import MagmaNode
+    from magma_ros.safety.frames import RULES as FRAME_RULES
 
     context = rclpy.Context()
     rclpy.init(context=context)
     node = MagmaNode(FixedPolicy(MOVE), node_name="hammered_node", context=context, parameter_overrides=[
         Parameter("enabled_on_start", value=True), Parameter("instruction", value="hammer"),
         Parameter("twist_topic", value="/sc_hammer/twist"), Parameter("image_topic", value="/sc_hammer/camera")])
-    image, rounds = rgb_image(), 400
+    rounds = 400
+
+    def fresh_image():  # stamped now: through the frame rules (or counted as a repeat) to the model
+        image = rgb_image()
+        image.header.stamp = node.get_clock().now().to_msg()
+        return image
     try:
         errors = run_concurrently([node.publish_diagnostics, node.publish_diagnostics, node._publish_command,
-                                   lambda: node._on_image(image), lambda: node._on_image(image),
+                                   lambda: node._on_image(fresh_image()), lambda: node._on_image(fresh_image()),
                                    node.stats.publish_rate.rate], rounds)
     finally:
         node.close()
@@ -134,3 +140,5 @@ def test_diagnostics_path_under_concurrent_use():
     assert not errors, errors
     assert node.stats.counters["internal_errors"] == 0
     assert node.stats.counters["images_received"] == 2 * rounds
+    counters = node.stats.counters
+    assert counters["images_received"] - sum(counters[rule] for rule in FRAME_RULES) > 0, counters  # some admitted

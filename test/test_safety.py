@@ -485,3 +485,36 @@ def test_a_clock_jump_commands_zero_before_fresh_inputs_can_move_again(clock):
     epoch = sup.image_ok()
     assert sup.action_ok(twist((0.1, 0, 0)), epoch)
     assert sup.tick().state is SafetyState.ACTIVE
+
+
+@pytest.mark.parametrize("reading", [-5.0, -math.inf, math.nan])
+def test_an_invalid_clock_is_a_fault_for_as_long_as_it_lasts(clock, reading):
+    """A negative /clock (the node reads it as -inf: rclpy has no negative time), NaN or infinity."""
+    sup = running(clock, tim=timing(control_period_s=30.0))
+    epoch = sup.image_ok()
+    assert sup.action_ok(twist((0.1, 0, 0)), epoch)
+    assert not sup.tick().twist.is_zero()
+    valid, clock.t = clock.t, reading
+    cmd = sup.tick()
+    assert cmd.state is SafetyState.FAULT and cmd.twist.is_zero() and cmd.changed
+    assert "clock: reads a negative or non-finite time" in cmd.reason and sup.clock_jumps == 1
+    for _ in range(5):  # fresh inputs, a reset: nothing moves while the clock is invalid
+        new_epoch = sup.image_ok()
+        assert new_epoch != epoch
+        assert not sup.action_ok(twist((0.1, 0, 0)), new_epoch)
+        assert sup.reset()[0]
+        cmd = sup.tick()
+        assert cmd.state is SafetyState.FAULT and cmd.twist.is_zero() and not cmd.changed, "reported once"
+    assert sup.clock_jumps == 1
+    clock.t = valid + 0.02  # valid again: fresh inputs end the fault
+    assert sup.tick().state is SafetyState.FAULT
+    epoch = sup.image_ok()
+    assert sup.action_ok(twist((0.1, 0, 0)), epoch)
+    clock.advance(0.02)
+    assert sup.tick().state is SafetyState.ACTIVE
+
+
+def test_a_clock_invalid_from_the_start_is_a_fault_not_no_clock():
+    sup = SafetySupervisor(limits(), timing(), lambda: -math.inf, enabled=True)
+    cmd = sup.tick()
+    assert cmd.state is SafetyState.FAULT and cmd.twist.is_zero() and "clock: reads a negative" in cmd.reason

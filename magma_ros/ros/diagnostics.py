@@ -8,9 +8,10 @@ from typing import Callable, Iterator
 
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 
+from ..safety.frames import RULES as FRAME_RULES
 from ..safety.supervisor import SafetyState
 
-COUNTERS = ("images_received", "images_rejected", "images_repeated", "instructions_received", "instructions_rejected",
+COUNTERS = ("images_received", "images_rejected", *FRAME_RULES, "instructions_received", "instructions_rejected",
             "predictions", "policy_errors", "actions_rejected", "actions_executed", "commands_published",
             "ee_poses_rejected", "internal_errors")
 _LEVELS = {SafetyState.ACTIVE: DiagnosticStatus.OK, SafetyState.ESTOP: DiagnosticStatus.ERROR,

@@ -16,6 +16,7 @@ import traceback
 from dataclasses import replace
 from typing import Any, Callable, TypeVar
 
+from builtin_interfaces.msg import Time
 from geometry_msgs.msg import PoseStamped, TwistStamped
 from rcl_interfaces.msg import SetParametersResult
 from rclpy.callback_groups import MutuallyExclusiveCallbackGroup
@@ -31,6 +32,7 @@ from diagnostic_msgs.msg import DiagnosticArray
 from ..policy.base import Policy
 from ..policy.registry import create_policy
 from ..safety.conversion import ActionConverter
+from ..safety.frames import NO_CLOCK, REPEATED, FrameGate
 from ..safety.supervisor import Command, SafetyState, SafetySupervisor
 from .debug_views import DebugViews
 from .diagnostics import NodeStats, build_diagnostics
@@ -70,13 +72,33 @@ class MagmaNode(Node):
     def _default_clock(self) -> Callable[[], float]:
         """Simulated seconds with use_sim_time (holds and timeouts follow the simulator), else the
         monotonic clock (immune to wall-clock jumps)."""
-        if self.get_parameter("use_sim_time").value:
-            ros_clock = self.get_clock()
-            return lambda: ros_clock.now().nanoseconds * 1e-9
-        return time.monotonic
+        return self._ros_seconds if self.get_parameter("use_sim_time").value else time.monotonic
+
+    def _ros_seconds(self) -> float:
+        """ROS time now (s); -inf while it is negative: the supervisor's clock fault."""
+        ns = self._ros_time_ns()
+        return -math.inf if ns is None else ns * 1e-9
+
+    def _ros_time_ns(self) -> int | None:
+        """ROS time now (ns): simulated with use_sim_time, else system time. None while the last
+        /clock was negative (rclpy keeps the time before it: it has no negative time)."""
+        if self._clock_negative:
+            return None
+        try:
+            return self.get_clock().now().nanoseconds
+        except ValueError:  # a negative time that reached the clock another way: rclpy's Time refuses it
+            return None
+
+    def _stamp_now(self) -> Time:
+        """A header stamp for now; time 0 while ROS time is negative (see ``_ros_time_ns``)."""
+        ns = self._ros_time_ns()
+        return Time() if ns is None else Time(sec=ns // 1_000_000_000, nanosec=ns % 1_000_000_000)
 
     def _setup(self, settings: NodeSettings, policy: Policy | None) -> None:
         """Load the policy (unless given) and create everything the node runs with ``settings``."""
+        self._clock_negative = False  # the last /clock message had a negative time
+        self._negative_clock_tick = -math.inf  # monotonic times of the last command and diagnostics
+        self._negative_clock_diagnostics = -math.inf  # published on a negative /clock
         clock = self._now
         self.settings = settings
         self.profile = self.settings.profile
@@ -134,7 +156,11 @@ class MagmaNode(Node):
         self.add_on_set_parameters_callback(self._guard("parameters", self._on_set_parameters, _parameters_failed))
         if self._post_set:
             self.add_post_set_parameters_callback(self._guard("parameters", self._apply_parameters))
-        self._last_image_stamp: tuple[int, int] | None = None  # a frame published again is not a new one
+        # only new, recent frames reach the model (a frame published again is not a new one)
+        self.frames = FrameGate(self._ros_time_ns, self.settings.max_image_age_s, s["allow_unstamped_images"])
+        if s["allow_unstamped_images"]:
+            self.get_logger().warning("allow_unstamped_images: camera frames stamped 0 are taken as stamped on "
+                                      "arrival; their age cannot be checked")
         self.worker = InferenceWorker(self._infer, lambda: self.supervisor.timing.control_period_s,
                                       self._on_inference_error, clock)
         self.worker.start()
@@ -147,6 +173,7 @@ class MagmaNode(Node):
             self._jump_handle = self.get_clock().create_jump_callback(
                 JumpThreshold(min_forward=None, min_backward=Duration(nanoseconds=-1), on_clock_change=True),
                 post_callback=self._guard("clock jump", self._on_clock_jump))
+            self._check_clock_topic()
         else:
             # not an executor timer: its callbacks queue behind the executor's wait-set rebuilds and
             # image takes (jitter measured in bench/node_latency.py; see periodic.py)
@@ -210,16 +237,19 @@ class MagmaNode(Node):
     def _accept_image(self, convert: Callable[[Any], Any], msg: Any) -> None:
         arrived = self._now()
         self.stats.count("images_received")
-        stamp = (msg.header.stamp.sec, msg.header.stamp.nanosec)
-        if stamp != (0, 0) and stamp == self._last_image_stamp:
-            self.stats.count("images_repeated")  # e.g. magma_sim resending a frame it fears was lost
+        rejection = self.frames.admit(msg.header.stamp.sec, msg.header.stamp.nanosec)
+        if rejection is not None:  # ignored, not a fault: the image watchdog stops the robot
+            self.stats.count(rejection.counter)
+            # not logged: repeats (routine: magma_sim resends a frame it fears was lost) and frames
+            # without a valid clock (the clock fault is logged)
+            if rejection.counter not in (REPEATED, NO_CLOCK):
+                self.get_logger().warning(f"image ignored: {rejection.message}", throttle_duration_sec=THROTTLE_S)
             return
         try:
             image = convert(msg)
         except ImageError as exc:
             self._reject("image", "images_rejected", f"image rejected: {exc}")
             return
-        self._last_image_stamp = stamp
         self.stats.image_rate.mark()
         epoch = self.supervisor.image_ok()
         self.worker.submit(Frame(image=image, arrived=arrived, epoch=epoch))
@@ -317,6 +347,39 @@ class MagmaNode(Node):
     def _on_clock_jump(self, jump: Any) -> None:
         self._publish_command()  # the supervisor sees the jump on this reading and commands zero
 
+    def _check_clock_topic(self) -> None:
+        """Put a check for negative times in front of rclpy's own /clock subscription, which raises
+        on one (in the executor, on every message: its Time has no negative values). Once per node
+        (a managed node sets up again on every configure)."""
+        if getattr(self, "_clock_topic_checked", False):
+            return
+        self._clock_topic_checked = True
+        subscription = getattr(getattr(self, "_time_source", None), "_clock_sub", None)
+        if subscription is None or not callable(getattr(subscription, "callback", None)):
+            self.get_logger().warning("cannot check /clock for negative times in this rclpy: a negative /clock "
+                                      "will be reported as an internal error")
+            return
+        forward = subscription.callback
+        subscription.callback = self._guard("/clock", lambda msg: self._on_clock(forward, msg))
+
+    def _on_clock(self, forward: Callable[[Any], None], msg: Any) -> None:
+        """A /clock message: a valid time goes on to rclpy; a negative one is a clock fault (the
+        supervisor reads -inf), and zero is commanded on it at most once per publish period, and
+        diagnostics once per DIAGNOSTICS_PERIOD_S (the ROS time stands still, so their timers do
+        not fire)."""
+        if msg.clock.sec >= 0:
+            self._clock_negative = False
+            forward(msg)
+            return
+        self._clock_negative = True
+        now = time.monotonic()
+        if now - self._negative_clock_tick >= self.supervisor.timing.publish_period_s:
+            self._negative_clock_tick = now
+            self._publish_command()
+        if now - self._negative_clock_diagnostics >= DIAGNOSTICS_PERIOD_S:  # its timer stands still too
+            self._negative_clock_diagnostics = now
+            self.publish_diagnostics()
+
     def _on_publish_error(self, exc: BaseException) -> bool:
         """A failed tick of the publish thread: end the loop once the context is shut down,
         otherwise report it (fault: zero) and keep publishing."""
@@ -336,7 +399,7 @@ class MagmaNode(Node):
             if self._closed and not final:
                 return None
             # stamped before the decision: a twist decided before a clock jump never carries a later stamp
-            stamp = self.get_clock().now().to_msg()
+            stamp = self._stamp_now()
             command = self.supervisor.tick()
             self._last_command = command
             if not (command.publish or final):
@@ -384,9 +447,11 @@ class MagmaNode(Node):
             "inference_ms_last": 1000.0 * inference[-1] if inference else 0.0,
             "inference_ms_mean": 1000.0 * sum(inference) / len(inference) if inference else 0.0,
             "images_dropped": self.worker.dropped,
+            "max_image_age_s": self.frames.max_age_s,
+            "last_image_rejection": self.frames.last_rejection,
         }
         values.update(self.stats.counters)
-        self.diag_pub.publish(build_diagnostics(self.get_clock().now().to_msg(), f"{self.get_name()}: safety",
+        self.diag_pub.publish(build_diagnostics(self._stamp_now(), f"{self.get_name()}: safety",
                                                 self.profile.name, state, reason, values))
 
     # --- services and parameters ---------------------------------------------------------------
@@ -432,6 +497,7 @@ class MagmaNode(Node):
         with self._publish_lock:  # no command computed under the old limits goes out after this
             previous, self.settings = self.settings, settings
             self.supervisor.configure(settings.limits, settings.timing)
+            self.frames.configure(settings.max_image_age_s)
         if settings["instruction"] != previous["instruction"]:
             if settings["instruction"]:
                 self._set_instruction(settings["instruction"])

@@ -20,6 +20,9 @@ class SettingsError(ValueError):
     """A node parameter with an invalid value."""
 
 
+IMAGE_AGE_PERIODS = 2.0  # max_image_age_s -1: frames up to this many control periods old are used
+
+
 NODE_PARAMETERS: tuple[Option, ...] = (
     Option("robot", "bridge_orig", f"robot profile: built-in name ({', '.join(builtin_profile_names())}) or path "
            "to a profile YAML", read_only=True),
@@ -50,6 +53,12 @@ NODE_PARAMETERS: tuple[Option, ...] = (
            "this long (s), then nothing until enabled, so another source can command the arm; e-stop "
            "keeps publishing zero", range=(0.1, 1e6)),
     Option("image_timeout_s", 0.5, "stop when no valid image arrived for this long (s)", range=(0.01, 60.0)),
+    Option("max_image_age_s", -1.0, "ignore a camera frame stamped more than this long (s) before or after the "
+           "node's clock (ROS time: simulated with use_sim_time); -1 = two control periods, 0 = no age check",
+           range=(-1.0, 60.0)),
+    Option("allow_unstamped_images", False, "take a camera frame stamped 0 as stamped on arrival (a camera "
+           "driver that stamps nothing; logged as a warning at start); false: such frames are ignored",
+           read_only=True),
     Option("action_timeout_s", 2.0, "stop when the policy produced no action for this long (s)", range=(0.01, 600.0)),
     Option("ee_pose_timeout_s", 0.5, "with ee_pose_topic set, stop when no pose arrived for this long (s)",
            range=(0.01, 60.0)),
@@ -82,6 +91,7 @@ class NodeSettings:
     frame_id: str
     limits: SafetyLimits
     timing: WatchdogTiming
+    max_image_age_s: float  # resolved: -1 is two control periods; 0 = no age check
 
     def __getitem__(self, name: str) -> Any:
         return self.values[name]
@@ -112,6 +122,12 @@ def build_settings(values: Mapping[str, Any], profile: RobotProfile | None = Non
     for name in ("workspace_min", "workspace_max"):
         if len(values[name]) not in (0, 3):
             raise SettingsError(f"{name}: expected [] (profile) or [x, y, z], got {list(values[name])}")
+    max_image_age_s = float(values["max_image_age_s"])
+    if -1.0 < max_image_age_s < 0.0:
+        raise SettingsError(f"max_image_age_s: must be -1 (two control periods), 0 (no age check) or a "
+                            f"positive age in seconds, got {max_image_age_s!r}")
+    if max_image_age_s < 0.0:
+        max_image_age_s = IMAGE_AGE_PERIODS / rate
     if len(values["instruction"]) > values["max_instruction_chars"]:
         raise SettingsError(f"instruction: longer than max_instruction_chars ({values['max_instruction_chars']})")
     try:
@@ -128,7 +144,8 @@ def build_settings(values: Mapping[str, Any], profile: RobotProfile | None = Non
     except SafetyConfigError as exc:
         raise SettingsError(str(exc)) from None
     settings = NodeSettings(values=dict(values), profile=profile, control_rate_hz=rate,
-                         frame_id=values["frame_id"] or profile.base_frame, limits=limits, timing=timing)
+                         frame_id=values["frame_id"] or profile.base_frame, limits=limits, timing=timing,
+                         max_image_age_s=max_image_age_s)
     settings.backend_config()  # validates the backend options (PolicyConfigError)
     return settings
 

@@ -1,6 +1,7 @@
 """The watchdog state machine: which command the robot gets at each tick, and why."""
 from __future__ import annotations
 
+import math
 import threading
 from dataclasses import dataclass
 from enum import Enum
@@ -45,7 +46,10 @@ class SafetySupervisor:
     """Thread-safe; every decision uses the injected ``clock`` (seconds, monotonic or simulated).
     A reading that goes back, or forward by more than the shortest input timeout, is a clock
     fault: zero at once, the held action and every input timestamp are dropped, and motion needs
-    an image, pose and action that arrive after the jump."""
+    an image, pose and action that arrive after the jump. A reading that is negative or not a
+    number (the node passes -inf for a negative ROS time, which rclpy cannot represent) is an
+    invalid clock: the same fault, which lasts while the clock is invalid (meanwhile time stands
+    still at the last valid reading, and inputs that arrive then are not fresh afterwards)."""
 
     def __init__(self, limits: SafetyLimits, timing: WatchdogTiming, clock: Callable[[], float],
                  enabled: bool = False) -> None:
@@ -62,6 +66,7 @@ class SafetySupervisor:
         self._last_reading: float | None = None
         self._epoch = 0  # bumped by a clock jump or the start of simulated time: inputs from an earlier epoch are stale
         self._jumps = 0  # clock jumps detected
+        self._clock_invalid = False  # the last reading was negative or not a number
         self._last_image: float | None = None
         self._has_instruction = False
         self._ee_position: np.ndarray | None = None
@@ -114,17 +119,20 @@ class SafetySupervisor:
                 self._held = None
 
     def reset(self) -> tuple[bool, str]:
-        """Clear a latched e-stop and all faults, unless the e-stop is still asserted."""
+        """Clear a latched e-stop and all faults, unless the e-stop is still asserted (an invalid
+        clock's fault stays while the clock is invalid)."""
         with self._lock:
             if self._estop_asserted:
                 return False, "e-stop is still asserted (last e-stop message was true): release it first"
+            kept = {CLOCK: self._faults[CLOCK]} if self._clock_invalid and CLOCK in self._faults else {}
             cleared = []
             if self._estop_latched:
                 cleared.append("e-stop")
-            if self._faults:
-                cleared.append("faults: " + "; ".join(self._faults.values()))
+            faults = [message for source, message in self._faults.items() if source not in kept]
+            if faults:
+                cleared.append("faults: " + "; ".join(faults))
             self._estop_latched = False
-            self._faults.clear()
+            self._faults = kept
             return True, ("cleared " + ", ".join(cleared)) if cleared else "nothing to clear"
 
     # --- inputs --------------------------------------------------------------------------------
@@ -237,8 +245,19 @@ class SafetySupervisor:
     # --- the clock -----------------------------------------------------------------------------
     def _read_clock(self) -> float:
         """The clock now; a jump (back, or forward by more than the shortest input timeout) is a
-        fault. A first non-zero reading after zeros is a clock starting (ROS time before /clock)."""
+        fault. A first non-zero reading after zeros is a clock starting (ROS time before /clock).
+        An invalid reading (negative, NaN, infinite) is a fault once, and returns the last valid one."""
         now = float(self._clock())
+        if not (math.isfinite(now) and now >= 0.0):
+            if not self._clock_invalid:
+                self._clock_invalid = True
+                inputs = "an image, a pose and an action" if self.timing.use_ee_pose else "an image and an action"
+                self._clock_fault(f"reads a negative or non-finite time ({now:g} s): "
+                                  f"held action dropped; waiting for a valid clock, then {inputs}", now)
+            return self._last_reading if self._last_reading is not None else 0.0
+        if self._clock_invalid:  # valid again: what arrived meanwhile has no valid time
+            self._clock_invalid = False
+            self._clock_started()
         last = self._last_reading
         self._last_reading = now
         if last is None or (last == 0.0 and now >= 0.0):
@@ -246,7 +265,7 @@ class SafetySupervisor:
                 self._clock_started()
             return now
         step = now - last
-        if step < 0 or step > self.timing.max_clock_step_s or not np.isfinite(now):
+        if step < 0 or step > self.timing.max_clock_step_s:
             self._clock_jump(now, step)
         return now
 
@@ -261,7 +280,11 @@ class SafetySupervisor:
         direction = (f"back by {-step:.3f} s" if step < 0 else
                      f"forward by {step:.3f} s (or the node was stalled that long)")
         inputs = "an image, a pose and an action" if self.timing.use_ee_pose else "an image and an action"
-        message = f"jumped {direction} (to {now:.3f} s): held action dropped; waiting for {inputs} after the jump"
+        self._clock_fault(f"jumped {direction} (to {now:.3f} s): held action dropped; waiting for {inputs} after "
+                          "the jump", now)
+
+    def _clock_fault(self, message: str, now: float) -> None:
+        """Zero at once; drop the held action and every input time (motion needs fresh ones)."""
         self._faults[CLOCK] = message
         self.last_fault = f"{CLOCK}: {message}"
         self._jumps += 1
@@ -270,7 +293,7 @@ class SafetySupervisor:
         self._last_image = self._last_ee_pose = self._last_action = None
         self._ready_since = self._last_tick = None
         self._output = Twist.zero()
-        if self._disabled_since is not None:
+        if self._disabled_since is not None and math.isfinite(now) and now >= 0.0:
             self._disabled_since = now
 
     def _clock_fault_over(self) -> bool:
@@ -280,14 +303,14 @@ class SafetySupervisor:
 
     def _evaluate(self, now: float) -> tuple[SafetyState, str]:
         t = self.timing
-        if CLOCK in self._faults and self._clock_fault_over():
+        if CLOCK in self._faults and not self._clock_invalid and self._clock_fault_over():
             del self._faults[CLOCK]
         if self._estop_latched:
             return SafetyState.ESTOP, "e-stop latched: call ~/reset after releasing it"
         if not self._enabled:
             self._ready_since = None
             return SafetyState.DISABLED, "disabled: call ~/enable"
-        if now == 0.0:
+        if now == 0.0 and not self._clock_invalid:
             self._ready_since = None
             return SafetyState.NO_CLOCK, "the clock reads 0: waiting for simulated time (/clock)"
         state, reason = self._input_state(now)
