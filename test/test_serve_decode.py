@@ -186,6 +186,16 @@ def test_a_wrong_method_is_405_naming_the_allowed_ones(server, auth_server):
     assert response.headers["allow"] == "GET"
 
 
+def test_the_action_token_table_is_built_at_start_up(llama3_tokenizer_path, monkeypatch):
+    from magma_ros.server.schemas import ActionTokensRequest
+
+    text_tokenizer = TextTokenizer(llama3_tokenizer_path)  # a fresh one: no table built by other tests
+    service = ActionTokenService(text_tokenizer, vocab_size=128000)
+    monkeypatch.setattr(text_tokenizer, "token_bytes",
+                        lambda token_id: pytest.fail(f"token {token_id} looked up during a request"))
+    assert service.decode(ActionTokensRequest(text=EXAMPLE_TEXT, robot_type="bridge_orig")) == PUBLISHED_BRIDGE
+
+
 def test_bearer_comparison_is_constant_time(monkeypatch):
     import hmac
 
