@@ -146,3 +146,13 @@ def test_refuses_existing_output_and_bad_topic(tmp_path, capsys):
     assert "already exists" in capsys.readouterr().err
     assert main(["record", "--out", str(tmp_path / "y"), "--topic", "relative/name"]) == 2
     assert "expected an absolute topic name" in capsys.readouterr().err
+
+
+def test_an_unknown_message_type_is_a_bag_error_naming_it():
+    from magma_ros.eval.errors import BagError
+    from magma_ros.eval.messages import message_class
+
+    assert message_class("std_msgs/msg/Float64").__name__ == "Float64"
+    with pytest.raises(BagError, match=r"message type no_such_msgs/msg/Thing: not installed for rclpy "
+                                       r"\(no module no_such_msgs.msg with Thing\)"):
+        message_class("no_such_msgs/msg/Thing")
