@@ -23,14 +23,14 @@ from .worker import Job, QueueFullError
 ACTION_TOKENS_MAX_BODY = 64 * 1024  # an action-tokens body is a short text and 21 numbers
 
 
-async def server_state(request: Request) -> ServerState:  # async: runs on the loop, not in the thread pool
-    """The state of the app serving ``request``."""
+def state_of(request: Request) -> ServerState:
+    """The state of the app serving ``request`` (read directly: a dependency would cost a step per request)."""
     return request.app.state.server
 
 
-async def require_auth(request: Request) -> None:
+async def require_auth(request: Request) -> None:  # async: runs on the loop, not in the thread pool
     """401 unless the request carries the configured bearer token (if any)."""
-    request.app.state.server.auth.check(request.headers.get("authorization"))
+    state_of(request).auth.check(request.headers.get("authorization"))
 
 
 router = APIRouter()
@@ -38,8 +38,9 @@ authorized = [Depends(require_auth)]
 
 
 @router.get("/health")
-async def health(state: ServerState = Depends(server_state)) -> dict[str, Any]:
+async def health(request: Request) -> dict[str, Any]:
     """Liveness and queue figures (never behind auth: load balancers probe it)."""
+    state = state_of(request)
     settings, worker = state.settings, state.worker
     return {"status": "ok", "model_loaded": state.runner is not None,
             "model": settings.served_model_name if state.runner is not None else None,
@@ -49,22 +50,24 @@ async def health(state: ServerState = Depends(server_state)) -> dict[str, Any]:
 
 
 @router.get("/v1/stats", dependencies=authorized)
-async def stats(state: ServerState = Depends(server_state)) -> dict[str, Any]:
+async def stats(request: Request) -> dict[str, Any]:
     """Per-robot request counts and latencies."""
-    return {"object": "stats", "robots": state.metrics.snapshot()}
+    return {"object": "stats", "robots": state_of(request).metrics.snapshot()}
 
 
 @router.get("/v1/models", dependencies=authorized)
-async def models(state: ServerState = Depends(server_state)) -> dict[str, Any]:
+async def models(request: Request) -> dict[str, Any]:
     """The served model (none with --no-model)."""
+    state = state_of(request)
     data = [] if state.runner is None else [{"id": state.settings.served_model_name, "object": "model",
                                              "created": 0, "owned_by": "magma-ros"}]
     return {"object": "list", "data": data}
 
 
 @router.post("/v1/action-tokens", dependencies=authorized)
-async def action_tokens(request: Request, state: ServerState = Depends(server_state)) -> dict[str, float]:
+async def action_tokens(request: Request) -> dict[str, float]:
     """Action token text -> a 7-DoF delta in robot units."""
+    state = state_of(request)
     settings = state.settings
     raw = await read_body(request, min(settings.max_body_bytes, ACTION_TOKENS_MAX_BODY))
     if len(raw) <= INLINE_BODY_BYTES:  # bounded work: the text is limited to a few hundred characters
@@ -75,8 +78,9 @@ async def action_tokens(request: Request, state: ServerState = Depends(server_st
 
 
 @router.post("/v1/chat/completions", dependencies=authorized)
-async def chat_completions(request: Request, state: ServerState = Depends(server_state)) -> Response:
+async def chat_completions(request: Request) -> Response:
     """OpenAI chat completions: robot prompts with an image answer action tokens, anything else text."""
+    state = state_of(request)
     deadline = time.monotonic() + state.settings.timeout_s
     state.model()  # 404 before the body is read when there is no model
     body = await _chat_request(request, state)
