@@ -13,4 +13,5 @@ def message_class(msgtype: str) -> Any:
     try:
         return interface.message_class(msgtype)
     except (ImportError, AttributeError):
-        raise BagError(f"message type {msgtype}: not installed for rclpy (no module {package}.msg with {name})") from None
+        raise BagError(f"message type {msgtype}: not installed for rclpy "
+                       f"(no module {package}.msg with {name})") from None
