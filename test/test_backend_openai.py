@@ -295,3 +295,23 @@ def test_malformed_action_token_ids(server, make_policy, ids, message):
     server.script = [reply]
     with pytest.raises(PolicyError, match=message):
         make_policy(server.url).predict(IMAGE, "x")
+
+
+def test_the_action_token_table_is_built_at_start_up(server, llama3_tokenizer_path, profile, monkeypatch):
+    text_tokenizer = TextTokenizer(llama3_tokenizer_path)  # a fresh one: no table built by other tests
+    policy = OpenAIPolicy(server.url, "microsoft/Magma-8B", profile, text_tokenizer)
+    try:
+        monkeypatch.setattr(text_tokenizer, "token_bytes",
+                            lambda token_id: pytest.fail(f"token {token_id} looked up during an action"))
+        assert policy.predict(IMAGE, "put the spoon in the pot").token_ids.tolist() == EXAMPLE_IDS
+    finally:
+        policy.close()
+
+
+def test_a_tokenizer_without_the_action_tokens_fails_at_start_up(tmp_path, profile):
+    from tokenizers import Tokenizer, models
+
+    vocab = {f"w{i}": i for i in range(400) if i != 390}  # 399 tokens: action ids 143..398, 390 missing
+    Tokenizer(models.WordLevel(vocab, unk_token="w0")).save(str(tmp_path / "tokenizer.json"))
+    with pytest.raises(PolicyConfigError, match="tokenizer: cannot index the action tokens: .*no token with id 390"):
+        OpenAIPolicy("http://127.0.0.1:9", "m", profile, TextTokenizer(tmp_path))

@@ -16,7 +16,7 @@ from magma_ros.policy.magma import MagmaPolicy
 from magma_ros.policy.vlm import VLMRunner
 from magma_ros.image_msgs import image_to_rgb
 from node_support import assert_node_publishes, rgb_image, topics_under
-from test_serve_support import CliServer, png_data_url
+from serve_support import CliServer, png_data_url
 from tiny_magma import BASE_VOCAB, build_tiny_magma
 
 TOPICS = topics_under("nm")

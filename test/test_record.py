@@ -231,3 +231,13 @@ def test_a_namespace_moves_the_default_topics(tmp_path, console_script):
     np.testing.assert_allclose(msgs[f"{namespace}/{NODE_ACTION.name}"][-1].data, ACTION)
     assert msgs[f"{namespace}/{GRIPPER.name}"][-1].data == 1.0
     assert msgs[DIAGNOSTICS.absolute], result.stderr  # 1 Hz: at least one in 3 s
+
+
+def test_an_unknown_message_type_is_a_bag_error_naming_it():
+    from magma_ros.eval.errors import BagError
+    from magma_ros.eval.messages import message_class
+
+    assert message_class("std_msgs/msg/Float64").__name__ == "Float64"
+    with pytest.raises(BagError, match=r"message type no_such_msgs/msg/Thing: not installed for rclpy "
+                                       r"\(no module no_such_msgs.msg with Thing\)"):
+        message_class("no_such_msgs/msg/Thing")

@@ -144,6 +144,31 @@ def test_converter_decodes_ids_and_passes_robot_unit_actions():
         conv.action(Prediction(token_ids=np.arange(7)))
 
 
+@pytest.mark.parametrize("prediction", [Prediction(token_ids=np.full(7, 127900)), Prediction(action=[0.01] * 7)],
+                         ids=["token ids", "robot units"])
+def test_an_action_is_checked_once_from_prediction_to_command(monkeypatch, prediction):
+    import magma_ros.safety.conversion as conversion
+
+    checked = []
+    real = conversion.check_action
+    monkeypatch.setattr(conversion, "check_action", lambda values: checked.append(1) or real(values))
+    conv = ActionConverter(load_profile("bridge_orig"), vocab_size=128000)
+    action = conv.action(prediction)
+    conv.command(action, 0.2)
+    assert len(checked) == 1
+    with pytest.raises(ValueError, match="read-only"):
+        action[0] = math.nan  # what action() checked cannot change before command() uses it
+
+
+def test_command_checks_an_action_it_did_not_produce():
+    conv = ActionConverter(load_profile("bridge_orig"), vocab_size=128000)
+    checked = conv.action(Prediction(action=[0.01] * 7))
+    with pytest.raises(UnsafeActionError, match="non-finite action values: y=nan"):
+        conv.command(np.array([0.01, math.nan, 0, 0, 0, 0, 1.0]), 0.2)
+    with pytest.raises(UnsafeActionError, match="7-vector"):
+        conv.command(checked[:6], 0.2)  # a view of a checked action is not that action
+
+
 def test_converter_relative_gripper_is_sticky_and_reset_forgets():
     conv = ActionConverter(load_profile("google_robot"), vocab_size=128000)
     step = lambda g: conv.command(np.array([0, 0, 0, 0, 0, 0, g], float), 1 / 3)[1]  # noqa: E731

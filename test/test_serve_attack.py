@@ -12,7 +12,7 @@ from urllib.parse import urlsplit
 import httpx
 import openai
 import pytest
-from test_serve_support import CliServer, png_bytes, png_data_url, tiny_model_dir
+from serve_support import CliServer, png_bytes, png_data_url, tiny_model_dir
 from waiting import wait_until
 
 pytestmark = pytest.mark.slow
@@ -110,6 +110,16 @@ def test_health_is_served_while_oversized_decode_bodies_are_refused(decode_serve
         statuses = [f.result().status_code for f in heavy]
     assert statuses == [413] * 4
     assert post(decode_server.url + "/v1/action-tokens", good).status_code == 200
+
+
+def test_errors_keep_their_headers_through_the_cli_server(decode_server):
+    """A 405 names the allowed methods (RFC 9110) in the served process as in the app."""
+    for method, path, allowed in (("GET", "/v1/chat/completions", "POST"), ("PUT", "/v1/action-tokens", "POST"),
+                                  ("POST", "/v1/models", "GET")):
+        response = httpx.request(method, decode_server.url + path, timeout=30)
+        assert error_of(response, 405)["message"] == f"{method} {path}: Method Not Allowed"
+        assert response.headers["allow"] == allowed
+        assert response.headers["x-request-id"]  # the access log saw it
 
 
 def test_oversized_body_is_413_then_next_request_served(decode_server):

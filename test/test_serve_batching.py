@@ -17,7 +17,7 @@ import openai
 import pytest
 import torch
 from PIL import Image
-from test_serve_support import GatedRunner, ServerThread, png_bytes, tiny_model_dir, wait_until
+from serve_support import GatedRunner, ServerThread, png_bytes, tiny_model_dir, wait_until
 
 from magma_ros.actions import TextTokenizer
 from magma_ros.policy.base import PolicyConfigError

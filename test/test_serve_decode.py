@@ -7,7 +7,7 @@ import subprocess
 import httpx
 import numpy as np
 import pytest
-from test_serve_support import CliServer, ServerThread, wait_until
+from serve_support import CliServer, ServerThread, wait_until
 
 from magma_ros.actions import ActionTokenizer, TextTokenizer, load_profile
 from magma_ros.server.app import create_app
@@ -160,7 +160,9 @@ def test_auth(auth_server):
     missing = post(url, body)
     assert "missing bearer token" in error_of(missing, 401)["message"]
     assert missing.headers["www-authenticate"].startswith("Bearer")
-    assert "invalid bearer token" in error_of(post(url, body, headers={"Authorization": "Bearer nope"}), 401)["message"]
+    invalid = post(url, body, headers={"Authorization": "Bearer nope"})
+    assert "invalid bearer token" in error_of(invalid, 401)["message"]
+    assert invalid.headers["www-authenticate"] == 'Bearer error="invalid_token"'
     assert error_of(post(url, body, headers={"Authorization": f"Basic {TOKEN}"}), 401)
     assert error_of(post(url, body, headers={"Authorization": f"Bearer {TOKEN}x"}), 401)
     ok = post(url, body, headers={"Authorization": f"Bearer {TOKEN}"})
@@ -171,6 +173,27 @@ def test_auth(auth_server):
     assert httpx.get(auth_server.url + "/health", timeout=10).status_code == 200  # health stays open for probes
     # auth is checked before the body is read or parsed
     assert error_of(post(url, b"{not json"), 401)
+
+
+def test_a_wrong_method_is_405_naming_the_allowed_ones(server, auth_server):
+    """RFC 9110: a 405 carries ``Allow``; the error keeps the API's format (and auth is not asked first)."""
+    for srv in (server, auth_server):
+        response = httpx.get(srv.url + "/v1/action-tokens", timeout=10)
+        assert error_of(response, 405)["message"] == "GET /v1/action-tokens: Method Not Allowed"
+        assert response.headers["allow"] == "POST"
+    response = httpx.delete(server.url + "/health", timeout=10)
+    assert error_of(response, 405)["type"] == "invalid_request_error"
+    assert response.headers["allow"] == "GET"
+
+
+def test_the_action_token_table_is_built_at_start_up(llama3_tokenizer_path, monkeypatch):
+    from magma_ros.server.schemas import ActionTokensRequest
+
+    text_tokenizer = TextTokenizer(llama3_tokenizer_path)  # a fresh one: no table built by other tests
+    service = ActionTokenService(text_tokenizer, vocab_size=128000)
+    monkeypatch.setattr(text_tokenizer, "token_bytes",
+                        lambda token_id: pytest.fail(f"token {token_id} looked up during a request"))
+    assert service.decode(ActionTokensRequest(text=EXAMPLE_TEXT, robot_type="bridge_orig")) == PUBLISHED_BRIDGE
 
 
 def test_bearer_comparison_is_constant_time(monkeypatch):
@@ -262,7 +285,7 @@ class Magma8BIds:
 
 
 def action_reply(service, ids: list[int]) -> dict:
-    from test_serve_support import png_data_url
+    from serve_support import png_data_url
 
     with ServerThread(create_app(ServerSettings(), service, Magma8BIds(ids))) as srv:
         content = [{"type": "image_url", "image_url": {"url": png_data_url()}},

@@ -16,7 +16,7 @@ import numpy as np
 import openai
 import pytest
 from PIL import Image
-from test_serve_support import free_port, png_bytes, png_data_url, tiny_model_dir, wait_until
+from serve_support import free_port, png_bytes, png_data_url, tiny_model_dir, wait_until
 from tiny_vlm import BASE_VOCAB
 
 from magma_ros.actions import ActionTokenizer, TextTokenizer, text_ids_to_action_ids

@@ -15,7 +15,7 @@ import numpy as np
 import openai
 import pytest
 from PIL import Image
-from test_serve_support import GatedRunner, ServerThread, png_bytes, png_data_url, tiny_model_dir, wait_until
+from serve_support import GatedRunner, ServerThread, png_bytes, png_data_url, tiny_model_dir, wait_until
 
 from magma_ros.actions import ActionTokenizer, TextTokenizer, text_ids_to_action_ids
 from magma_ros.policy.config import BackendConfig

@@ -7,7 +7,7 @@ import numpy as np
 import openai
 import pytest
 from node_support import assert_node_publishes, rgb_image
-from test_serve_support import CliServer, png_data_url, tiny_model_dir
+from serve_support import CliServer, png_data_url, tiny_model_dir
 
 from magma_ros.actions import ActionDecoder, ActionTokenizer, TextTokenizer, load_profile, text_ids_to_action_ids
 from magma_ros.policy.openai_backend import OpenAIPolicy

@@ -9,7 +9,7 @@ import subprocess
 import httpx
 import pytest
 import yaml
-from test_serve_support import ServerThread
+from serve_support import ServerThread
 
 from magma_ros.actions import NormalizationStats, TextTokenizer, load_profile, profile_from_mapping
 from magma_ros.actions.errors import ProfileError, StatsError

@@ -91,6 +91,11 @@ class TextTokenizer:
             raise ActionTokenError(f"text {preview(text)} is not exactly {count} action tokens{hint}")
         raise ActionTokenError(f"text {preview(text)} splits into {count} action tokens in more than one way")
 
+    def prepare_action_range(self, first_id: int, last_id: int) -> None:
+        """Build the byte table ``split_action_text`` uses for tokens ``first_id..last_id`` now (at
+        start-up, not on the first action); ``TokenizerError`` when a token of the range is missing."""
+        self._pieces_by_first_byte(first_id, last_id)
+
     def _pieces_by_first_byte(self, first_id: int, last_id: int) -> dict[int, list[tuple[int, bytes]]]:
         """The bytes of tokens ``first_id..last_id`` grouped by their first byte, built once per range."""
         key = (first_id, last_id)

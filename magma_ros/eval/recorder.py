@@ -13,9 +13,9 @@ from typing import Any
 from rclpy.node import Node
 from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
 
-from .. import interface
 from ..interface import DIAGNOSTICS, GRIPPER, IMAGE, INSTRUCTION, NODE_ACTION, TWIST, Qos
 from .errors import BagError
+from .messages import message_class
 
 NODE_OUTPUTS = (TWIST, GRIPPER, NODE_ACTION, DIAGNOSTICS)  # what magma_node publishes (issue 3)
 NODE_INPUTS = (IMAGE, INSTRUCTION)
@@ -43,15 +43,6 @@ class TopicSpec:
         if msgtype and msgtype.count("/") != 2:
             raise BagError(f"topic {text!r}: message type must look like pkg/msg/Type")
         return cls(name, msgtype or KNOWN_TOPICS.get(name, ""))
-
-
-def message_class(msgtype: str) -> Any:
-    """The rclpy message class for ``pkg/msg/Type``."""
-    package, _, name = msgtype.split("/")
-    try:
-        return interface.message_class(msgtype)
-    except (ImportError, AttributeError):
-        raise BagError(f"message type {msgtype}: not installed for rclpy (no module {package}.msg with {name})") from None
 
 
 def resolve_names(node: Node, topics: list[TopicSpec]) -> list[TopicSpec]:

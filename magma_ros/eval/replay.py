@@ -25,7 +25,8 @@ from .bag import check_output_bag, open_bag, topic_connections
 from .convert import IMAGE_TYPES, INSTRUCTION_TYPES
 from .errors import BagError, RosSetupError
 from ..progress import Progress
-from .recorder import BagRecorder, TopicSpec, message_class
+from .messages import message_class
+from .recorder import BagRecorder, TopicSpec
 from .ros_session import RosSession, ros_session
 
 

@@ -47,6 +47,11 @@ class OpenAIPolicy:
         self.text_tokenizer = text_tokenizer
         self.vocab_size = text_tokenizer.base_vocab_size
         self.action_tokenizer = ActionTokenizer(self.vocab_size)
+        try:  # the table that splits reply text into action tokens, built before the first action
+            text_tokenizer.prepare_action_range(self.action_tokenizer.min_action_id,
+                                                self.action_tokenizer.max_action_id)
+        except ActionContractError as exc:
+            raise PolicyConfigError(f"tokenizer: cannot index the action tokens: {exc}") from None
         self.temperature = float(temperature)
         self.robot_id = robot_id
         headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}

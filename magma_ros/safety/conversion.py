@@ -20,18 +20,26 @@ class ActionConverter:
         self.profile = profile
         self.decoder = ActionDecoder(profile.stats, ActionTokenizer(vocab_size=vocab_size))
         self.gripper = GripperConverter(profile.gripper)
+        self._checked: np.ndarray | None = None  # the latest action() result: command() need not check it again
         load_rotations()  # at start-up, not in the first action's control period
 
     def action(self, prediction: Prediction) -> np.ndarray:
         """Token ids are decoded with the profile's statistics; an ``action`` is already in robot
-        units. Raises ``ValueError`` (ActionTokenError, UnsafeActionError) for unusable output."""
+        units. Raises ``ValueError`` (ActionTokenError, UnsafeActionError) for unusable output.
+        The result is checked and read-only."""
         if prediction.token_ids is not None:
-            return check_action(self.decoder.decode_ids(prediction.token_ids))
-        return check_action(prediction.action)
+            values = self.decoder.decode_ids(prediction.token_ids)
+        else:
+            values = prediction.action
+        checked = check_action(values).copy()  # a copy: never freeze or alias the policy's own array
+        checked.flags.writeable = False
+        self._checked = checked
+        return checked
 
     def command(self, action: np.ndarray, control_period_s: float) -> tuple[Twist, float]:
-        """The twist for one control period and the gripper command in [0, 1] (1 open)."""
-        checked = check_action(action)
+        """The twist for one control period and the gripper command in [0, 1] (1 open). ``action`` is
+        checked unless it is the (read-only) array the latest ``action()`` call returned."""
+        checked = action if action is self._checked else check_action(action)
         return delta_to_twist(checked, control_period_s), self.gripper(float(checked[6]))
 
     def reset(self) -> None:

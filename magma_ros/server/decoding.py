@@ -19,6 +19,7 @@ class ActionTokenService:
     def __init__(self, text_tokenizer: TextTokenizer, vocab_size: int) -> None:
         self.text_tokenizer = text_tokenizer
         self.tokenizer = ActionTokenizer(vocab_size=vocab_size)
+        text_tokenizer.prepare_action_range(self.tokenizer.min_action_id, self.tokenizer.max_action_id)  # at start-up
         self.robot_stats = {name: load_profile(name).stats for name in builtin_profile_names()}
 
     def decode(self, request: ActionTokensRequest) -> dict[str, float]:

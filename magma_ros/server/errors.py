@@ -20,6 +20,10 @@ _TYPES = {
 }
 
 
+class ClientGone(Exception):
+    """The client disconnected before its answer was ready (answered, for the access log, with 499)."""
+
+
 class ApiError(Exception):
     """An error answered to the client with ``status`` and a message saying what and where."""
 

@@ -1,4 +1,4 @@
-"""Shared helpers for the ``magma-ros serve`` tests (this module holds no tests)."""
+"""Shared helpers for the ``magma-ros serve`` tests."""
 from __future__ import annotations
 
 import base64
