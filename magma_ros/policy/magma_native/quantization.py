@@ -11,7 +11,7 @@ bitsandbytes is imported here only, when a quantization is asked for.
 """
 from __future__ import annotations
 
-import warnings
+import logging
 from typing import Any
 
 import torch
@@ -34,8 +34,10 @@ class Quantizer:
         if method not in ("int8", "nf4"):
             raise PolicyConfigError(f"quantization: must be none, int8 or nf4, got {method!r}")
         self.bnb = import_bitsandbytes()
-        # bitsandbytes warns on every int8 call that bfloat16 inputs go through float16: expected, not news
-        warnings.filterwarnings("ignore", message="MatMul8bitLt: inputs will be cast", category=UserWarning)
+        # bitsandbytes logs on every int8 call that bfloat16 inputs go through float16: expected, not news
+        logger = logging.getLogger("bitsandbytes.autograd._functions")
+        if not any(isinstance(f, _Int8CastNotice) for f in logger.filters):
+            logger.addFilter(_Int8CastNotice())
         self.method = method
         self.device = device
         self.compute_dtype = compute_dtype
@@ -46,7 +48,7 @@ class Quantizer:
         """Swap the selected ``nn.Linear`` modules of ``model`` (on the meta device) for empty
         bitsandbytes layers of the same shape."""
         for name, module in list(model.named_modules()):
-            if type(module) is nn.Linear and name.startswith(self.prefixes):
+            if type(module) is nn.Linear and name.startswith(self.prefixes) and self._fits(module):
                 owner, _, leaf = name.rpartition(".")
                 with torch.device("meta"):
                     layer = self._layer(module.in_features, module.out_features, module.bias is not None)
@@ -114,11 +116,35 @@ class Quantizer:
         finally:
             self.layers.pop("probe", None)
 
+    def _fits(self, module: nn.Linear) -> bool:
+        """NF4 rows must be whole 64-value blocks (every Llama and ConvNeXt-XXLarge layer is)."""
+        return self.method != "nf4" or module.in_features % NF4_BLOCKSIZE == 0
+
     def _layer(self, fan_in: int, fan_out: int, bias: bool) -> nn.Module:
         if self.method == "nf4":
             return self.bnb.nn.Linear4bit(fan_in, fan_out, bias=bias, compute_dtype=self.compute_dtype,
                                           compress_statistics=True, quant_type="nf4")
-        return self.bnb.nn.Linear8bitLt(fan_in, fan_out, bias=bias, has_fp16_weights=False, threshold=0.0)
+        return _int8_any_rank(self.bnb)(fan_in, fan_out, bias=bias, has_fp16_weights=False, threshold=0.0)
+
+
+class _Int8CastNotice(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not str(record.msg).startswith("MatMul8bitLt: inputs will be cast")
+
+
+def _int8_any_rank(bnb: Any) -> type:
+    """bitsandbytes' int8 Linear for inputs of any rank (it takes 2-D and 3-D; the ConvNeXt MLPs get 4-D)."""
+    global _INT8_ANY_RANK
+    if _INT8_ANY_RANK is None:
+        class Linear8bitAnyRank(bnb.nn.Linear8bitLt):
+            def forward(self, x: torch.Tensor) -> torch.Tensor:
+                return super().forward(x.reshape(-1, x.shape[-1])).reshape(*x.shape[:-1], -1)
+
+        _INT8_ANY_RANK = Linear8bitAnyRank
+    return _INT8_ANY_RANK
+
+
+_INT8_ANY_RANK: type | None = None
 
 
 def import_bitsandbytes() -> Any:
@@ -160,4 +186,5 @@ def layer_bytes(layer: nn.Module) -> int:
 
 
 def _is_quantized(module: nn.Module) -> bool:
-    return type(module).__module__.startswith("bitsandbytes.")
+    return any(cls.__module__.startswith("bitsandbytes.") and cls.__name__ in ("Linear4bit", "Linear8bitLt")
+               for cls in type(module).__mro__)
