@@ -40,7 +40,7 @@ FRAME = (256, 256)                     # the camera frame of one action (width, 
 INSTRUCTION_TOKENS = 40                # system message + chat header + a short instruction, measured on Magma's template
 # Memory bandwidth (GB/s) of common GPUs, matched against torch.cuda.get_device_name() (first match wins)
 GPU_BANDWIDTH_GBS: tuple[tuple[str, float], ...] = (
-    ("H100 SXM", 3350), ("H100 NVL", 3900), ("H100", 2000), ("H200", 4800), ("A100-SXM4-80GB", 2039),
+    ("H100 PCIe", 2000), ("H100 NVL", 3900), ("H100", 3350), ("H200", 4800), ("A100-SXM4-80GB", 2039),
     ("A100 80GB", 1935), ("A100", 1555), ("L40S", 864), ("L40", 864), ("L4", 300), ("A10G", 600), ("A10", 600),
     ("T4", 320), ("RTX 6000 Ada", 960), ("RTX A6000", 768), ("RTX 5090", 1792), ("RTX 4090", 1008),
     ("RTX 4080", 717), ("RTX 4070 Ti", 504), ("RTX 4070", 504), ("RTX 4060 Ti", 288), ("RTX 3090", 936),

@@ -84,29 +84,37 @@ def main(argv: list[str] | None = None) -> int:
     frames = [rng.integers(0, 256, (args.height, args.width, 3), dtype=np.uint8) for _ in range(8)]
     parts: dict[str, list[float]] = {"resize": [], "inputs (prompt, tokens, crops)": [], "decode loop + text": [],
                                      "ids -> twist": [], "total": []}
+    wall: list[float] = []
+    clock = time.thread_time  # CPU time of this thread: what the host work costs, whatever else runs
     for i in range(args.frames + 20):
         frame = frames[i % len(frames)]
-        t0 = time.perf_counter()
-        resized = resize_image(frame, profile.image_size)
-        t1 = time.perf_counter()
+        w0, t0 = time.perf_counter(), clock()
+        resize_image(frame, profile.image_size)  # timed alone; predict() repeats it
+        t1 = clock()
+        preprocess_inputs = runner.prepare_action(resize_image(frame, profile.image_size), profile.prompt("x"))
+        t2 = clock()
+        w2 = time.perf_counter()
         prediction = policy.predict(frame, "pick up the red block")
-        t2 = time.perf_counter()
+        w3, t3 = time.perf_counter(), clock()
         converter.command(converter.action(prediction), 1.0 / profile.control_rate_hz)
-        t3 = time.perf_counter()
+        w4, t4 = time.perf_counter(), clock()
         if i >= 20:
-            prep = prediction.timings["preprocess"]
-            parts["resize"].append(t1 - t0)
-            parts["inputs (prompt, tokens, crops)"].append(prep)
-            parts["decode loop + text"].append(max(t2 - t1 - (t1 - t0) - prep, 0.0))
-            parts["ids -> twist"].append(t3 - t2)
-            parts["total"].append(t3 - t2 + prediction.timings["inference"])
-        del resized
+            resize, inputs = t1 - t0, t2 - t1 - (t1 - t0)
+            parts["resize"].append(resize)
+            parts["inputs (prompt, tokens, crops)"].append(inputs)
+            parts["decode loop + text"].append(max(t3 - t2 - resize - inputs, 0.0))
+            parts["ids -> twist"].append(t4 - t3)
+            parts["total"].append(t4 - t2)
+            wall.append(w4 - w3 + (w3 - w2))
+        del preprocess_inputs, w0
     grid = adapter.inputs(resize_image(frames[0], profile.image_size), "x")["pixel_values"].shape
     print(f"host work per action, {args.width}x{args.height} frame -> {profile.image_size[0]}x{profile.image_size[1]} "
           f"({args.profile}) -> crops {tuple(grid[1:])}; model double; 1 torch thread; {args.frames} actions")
     for name, values in parts.items():
         print(f"  {name:32s} median {statistics.median(values) * 1e3:7.3f} ms   p90 {percentile(values, 90) * 1e3:7.3f} ms")
-    print(f"target: total median <= 3 ms -> {'met' if statistics.median(parts['total']) <= 3e-3 else 'NOT met'}")
+    print(f"  {'total, wall clock':32s} median {statistics.median(wall) * 1e3:7.3f} ms   p90 {percentile(wall, 90) * 1e3:7.3f} ms")
+    print(f"target: total CPU median <= 3 ms -> {'met' if statistics.median(parts['total']) <= 3e-3 else 'NOT met'} "
+          "(parts are CPU time of the calling thread; the wall clock also counts waiting for a busy CPU)")
     return 0
 
 

@@ -166,7 +166,7 @@ def layer_bytes(layer: nn.Module) -> int:
     """Bytes one layer holds: its weight (packed if quantized), bias and quantization state
     (scales, nested scales, code tables); tensors shared between layers count in each."""
     tensors: list[torch.Tensor] = [p for p in layer.parameters(recurse=False)]
-    weight = layer.weight
+    weight = getattr(layer, "weight", None)
     int8_state = getattr(layer, "state", None)  # Linear8bitLt moves CB/SCB here on its first forward
     tensors += [t for t in (getattr(weight, "SCB", None), getattr(int8_state, "SCB", None), getattr(int8_state, "CB", None))
                 if isinstance(t, torch.Tensor)]
