@@ -117,6 +117,14 @@ def test_nf4_slices_equal_bitsandbytes_whole_tensor_quantization():
     assert torch.equal(bnb.functional.dequantize_4bit(packed, state), bnb.functional.dequantize_4bit(ref_packed, ref_state))
 
 
+def test_int8_equals_bitsandbytes_own_quantization():
+    weight = torch.randn(96, 256, generator=torch.Generator().manual_seed(1))
+    ours = Quantizer("int8", "cpu", torch.bfloat16).int8(weight)
+    ref = bnb.nn.Int8Params(weight.to(torch.bfloat16), requires_grad=False, has_fp16_weights=False).to("cpu")
+    assert ours.dtype == torch.int8 and torch.equal(ours.data, ref.data)
+    assert torch.equal(ours.CB, ref.CB) and torch.equal(ours.SCB, ref.SCB)
+
+
 class LiveBytes(TorchDispatchMode):
     """Bytes of CPU tensor storage made by torch operations and still alive, and their peak
     (storages are freed when their last tensor goes: tracked with weakref finalizers)."""

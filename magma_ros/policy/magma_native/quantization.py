@@ -68,9 +68,18 @@ class Quantizer:
                                                   bnb_quantized=True)
             layer.quant_state = state
         else:
-            layer.weight = self.bnb.nn.Int8Params(tensor.to(self.compute_dtype), requires_grad=False,
-                                                  has_fp16_weights=False).to(self.device)
+            layer.weight = self.int8(tensor)
         return True
+
+    def int8(self, tensor: torch.Tensor) -> Any:
+        """Row-wise int8 weights and scales, as ``Int8Params`` computes them when moved off the CPU;
+        done here explicitly because ``Int8Params.to`` quantizes only tensors that start on the CPU."""
+        weight = tensor.to(device=self.device, dtype=self.compute_dtype).to(torch.float16).contiguous()
+        rows, scales, _ = self.bnb.functional.int8_vectorwise_quant(weight)
+        del weight
+        param = self.bnb.nn.Int8Params(rows, requires_grad=False, has_fp16_weights=False)
+        param.CB, param.SCB = rows, scales
+        return param
 
     def nf4(self, tensor: torch.Tensor) -> tuple[torch.Tensor, Any]:
         """NF4 with double quantization, as ``bitsandbytes.functional.quantize_4bit`` computes it,
