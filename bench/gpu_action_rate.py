@@ -37,7 +37,7 @@ TEXT_CONFIG = {
 }
 CROP_SIZE, MAX_CROPS = 512, 4          # Magma-8B's image processor: 512 px crops, at most 4
 FRAME = (256, 256)                     # the camera frame of one action (width, height)
-INSTRUCTION_TOKENS = 40                # system message + chat header + a short instruction, measured on Magma's template
+INSTRUCTION_TOKENS = 40                # Magma's system message, chat headers and a short instruction (estimate)
 # Memory bandwidth (GB/s) of common GPUs, matched against torch.cuda.get_device_name() (first match wins)
 GPU_BANDWIDTH_GBS: tuple[tuple[str, float], ...] = (
     ("H100 PCIe", 2000), ("H100 NVL", 3900), ("H100", 3350), ("H200", 4800), ("A100-SXM4-80GB", 2039),
@@ -129,8 +129,20 @@ def decode_loop(model: Any, logits: Any, state: Any) -> Any:
     return torch.cat(ids, dim=1)
 
 
+def decoders(model: Any, device: str, compile_step: bool) -> list[tuple[str, Any]]:
+    """(name, object with prefill/step): the default loop, and with ``compile_step`` the backend's
+    ``compile: true`` loop (static KV cache, compiled step)."""
+    out: list[tuple[str, Any]] = [("eager", model)]
+    if compile_step:
+        from magma_ros.policy.magma_native.static_decoding import StaticDecoder
+
+        out.append(("compiled", StaticDecoder(model, True, device)))
+    return out
+
+
 def time_action(model: Any, inputs: dict[str, Any], repeats: int, sync: Callable[[], None]) -> tuple[float, float]:
-    """Median seconds of the prefill and of the 7-token loop (after one warm-up action)."""
+    """Median seconds of the prefill and of the 7-token loop (after one warm-up action);
+    ``model``: anything with the native model's ``prefill``/``step``."""
     import torch
 
     prefill_s, loop_s = [], []
@@ -182,6 +194,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--batch-sizes", default="1,2,4,8", help="comma-separated batch sizes")
     parser.add_argument("--repeats", type=int, default=5, help="timed actions per row (after one warm-up)")
     parser.add_argument("--bandwidth-gbs", type=float, default=None, help="the GPU's memory bandwidth, GB/s")
+    parser.add_argument("--compile", action="store_true",
+                        help="also time the backend's compile: true loop (static KV cache, CUDA graphs)")
     args = parser.parse_args(argv)
     try:
         args.quantization = [q.strip() for q in args.quantization.split(",") if q.strip()]
@@ -217,7 +231,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"Magma-8B architecture, random weights, bfloat16 compute; prompt = {image_tokens} image tokens "
           f"({FRAME[0]}x{FRAME[1]} frame, {rows}x{cols} crops of {CROP_SIZE}) + {INSTRUCTION_TOKENS} text tokens; "
           f"medians of {args.repeats} actions")
-    print(f"{'quant':>5} {'batch':>5} {'ready s':>8} {'peak GiB':>8} {'prefill ms':>10} {'7-tok ms':>9} "
+    print(f"{'quant':>5} {'loop':>8} {'batch':>5} {'ready s':>8} {'peak GiB':>8} {'prefill ms':>10} {'7-tok ms':>9} "
           f"{'actions/s':>9} {'floor ms':>8} {'bound act/s':>11} {'loop/floor':>10}")
     for quantization in args.quantization:
         if quantization != "none":
@@ -234,17 +248,23 @@ def main(argv: list[str] | None = None) -> int:
         sync = torch.cuda.synchronize
         time_action(model, synthetic_inputs(settings, 1, device, dtype), 1, sync)  # warm-up, as the backend does
         ready = time.perf_counter() - t0
-        for batch in args.batch_sizes:
-            prefill, loop = time_action(model, synthetic_inputs(settings, batch, device, dtype), args.repeats, sync)
-            peak = torch.cuda.max_memory_allocated(0) / 2**30
-            rate = batch / (prefill + loop)
-            floor = (ACTION_TOKENS - 1) * step_floor_seconds(weights, gbs) if gbs else None  # the loop's 6 steps
-            bound = f"{batch / (floor * ACTION_TOKENS / (ACTION_TOKENS - 1)):11.1f}" if floor else f"{'?':>11}"
-            ratio = f"{loop / floor:10.2f}" if floor else f"{'?':>10}"
-            print(f"{quantization:>5} {batch:5d} {ready:8.1f} {peak:8.2f} {prefill * 1e3:10.1f} {loop * 1e3:9.1f} "
-                  f"{rate:9.2f} {'?' if floor is None else f'{floor * 1e3:8.1f}':>8} {bound} {ratio}")
+        for loop_name, decoder in decoders(model, device, args.compile):
+            for batch in args.batch_sizes:
+                inputs = synthetic_inputs(settings, batch, device, dtype)
+                if loop_name == "compiled":  # compiling for this batch size is not part of the timing
+                    time_action(decoder, inputs, 1, sync)
+                prefill, loop = time_action(decoder, inputs, args.repeats, sync)
+                peak = torch.cuda.max_memory_allocated(0) / 2**30
+                rate = batch / (prefill + loop)
+                floor = (ACTION_TOKENS - 1) * step_floor_seconds(weights, gbs) if gbs else None  # the loop's 6 steps
+                bound = f"{batch / (floor * ACTION_TOKENS / (ACTION_TOKENS - 1)):11.1f}" if floor else f"{'?':>11}"
+                ratio = f"{loop / floor:10.2f}" if floor else f"{'?':>10}"
+                floor_ms = "?" if floor is None else f"{floor * 1e3:8.1f}"
+                print(f"{quantization:>5} {loop_name:>8} {batch:5d} {ready:8.1f} {peak:8.2f} {prefill * 1e3:10.1f} "
+                      f"{loop * 1e3:9.1f} {rate:9.2f} {floor_ms:>8} {bound} {ratio}")
         print(f"{quantization:>5}  weights read per decoded token: {weights / 2**30:.2f} GiB")
-        del model
+        del model, decoder
+        torch._dynamo.reset()  # compiled graphs hold the model
     print("floor = the 7-token loop's 6 steps x weight bytes read per step / bandwidth; bound act/s = batch / "
           "(7 x bytes / bandwidth), the prefill counted as one weight read (it is compute-bound, so slower)")
     return 0

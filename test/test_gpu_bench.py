@@ -58,6 +58,19 @@ def test_tiny_model_builds_and_times_on_cpu(bench, method):
     assert weights == bf16 if method == "none" else weights < 0.8 * bf16
 
 
+def test_compiled_loop_rows_give_the_eager_ids(bench):
+    """--compile: the backend's compile: true loop (inductor on this CPU) next to the eager one."""
+    settings = bench.magma_8b_settings(TINY_TEXT, depths=(1, 1, 1, 1), dims=(64, 64, 128, 128))
+    model = bench.build_random_model(settings, "cpu", torch.float32)
+    inputs = bench.synthetic_inputs(settings, 2, "cpu", torch.float32, crop=64, text_tokens=12)
+    (eager_name, eager), (compiled_name, compiled) = bench.decoders(model, "cpu", True)
+    assert (eager_name, compiled_name) == ("eager", "compiled") and len(bench.decoders(model, "cpu", False)) == 1
+    with torch.inference_mode():
+        ids = [bench.decode_loop(d, *d.prefill(**inputs)) for d in (eager, compiled)]
+    assert torch.equal(ids[0], ids[1])
+    assert all(t > 0 for t in bench.time_action(compiled, inputs, 1, lambda: None))
+
+
 def test_bandwidth_table_and_override(bench):
     assert bench.bandwidth_gbs("NVIDIA H100 80GB HBM3", None)[0] == 3350  # SXM
     assert bench.bandwidth_gbs("NVIDIA H100 PCIe", None)[0] == 2000

@@ -97,7 +97,8 @@ def test_quantize_vision_also_quantizes_the_tower_and_projector(wide_vision_dir,
         try:
             names = set(quantized_layers(runner.adapter.model))
             tower = {n for n in names if n.startswith("vision_tower.")}
-            assert bool(tower) is vision and ({"multi_modal_projector.proj.0", "multi_modal_projector.proj.2"} <= names) is vision
+            projector = {"multi_modal_projector.proj.0", "multi_modal_projector.proj.2"}
+            assert bool(tower) is vision and (projector <= names) is vision
             if vision:
                 assert len(tower) == 2 * 4  # fc1 and fc2 of each block
             assert runner.action_ids(FRAMES[1], PROMPT).shape == (7,)
@@ -114,7 +115,8 @@ def test_nf4_slices_equal_bitsandbytes_whole_tensor_quantization():
                                                          compress_statistics=True, quant_type="nf4")
     assert torch.equal(packed, ref_packed)
     assert torch.equal(state.absmax, ref_state.absmax) and torch.equal(state.offset, ref_state.offset)
-    assert torch.equal(bnb.functional.dequantize_4bit(packed, state), bnb.functional.dequantize_4bit(ref_packed, ref_state))
+    dequantize = bnb.functional.dequantize_4bit
+    assert torch.equal(dequantize(packed, state), dequantize(ref_packed, ref_state))
 
 
 def test_int8_equals_bitsandbytes_own_quantization():

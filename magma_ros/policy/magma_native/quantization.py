@@ -63,9 +63,9 @@ class Quantizer:
             return False
         if self.method == "nf4":
             packed, state = self.nf4(tensor)
-            layer.weight = self.bnb.nn.Params4bit(packed, requires_grad=False, quant_state=state, blocksize=NF4_BLOCKSIZE,
-                                                  compress_statistics=True, quant_type="nf4", module=layer,
-                                                  bnb_quantized=True)
+            layer.weight = self.bnb.nn.Params4bit(packed, requires_grad=False, quant_state=state,
+                                                  blocksize=NF4_BLOCKSIZE, compress_statistics=True, quant_type="nf4",
+                                                  module=layer, bnb_quantized=True)
             layer.quant_state = state
         else:
             layer.weight = self.int8(tensor)
@@ -98,9 +98,10 @@ class Quantizer:
         absmax = torch.cat(scales)
         offset = absmax.mean()
         nested, nested_state = functional.quantize_blockwise(absmax - offset, blocksize=256)
+        code = functional.get_4bit_type("nf4", device=absmax.device)
         state = functional.QuantState(absmax=nested, shape=tensor.shape, dtype=self.compute_dtype,
-                                      blocksize=NF4_BLOCKSIZE, code=functional.get_4bit_type("nf4", device=absmax.device),
-                                      quant_type="nf4", offset=offset, state2=nested_state)
+                                      blocksize=NF4_BLOCKSIZE, code=code, quant_type="nf4", offset=offset,
+                                      state2=nested_state)
         return torch.cat(packed), state
 
     def check_device(self) -> None:
@@ -177,14 +178,13 @@ def layer_bytes(layer: nn.Module) -> int:
     tensors: list[torch.Tensor] = [p for p in layer.parameters(recurse=False)]
     weight = getattr(layer, "weight", None)
     int8_state = getattr(layer, "state", None)  # Linear8bitLt moves CB/SCB here on its first forward
-    tensors += [t for t in (getattr(weight, "SCB", None), getattr(int8_state, "SCB", None), getattr(int8_state, "CB", None))
-                if isinstance(t, torch.Tensor)]
+    candidates = [getattr(weight, "SCB", None), getattr(int8_state, "SCB", None), getattr(int8_state, "CB", None)]
     state = getattr(weight, "quant_state", None)
     while state is not None:
-        tensors += [t for t in (state.absmax, state.code, getattr(state, "offset", None)) if isinstance(t, torch.Tensor)]
+        candidates += [state.absmax, state.code, getattr(state, "offset", None)]
         state = getattr(state, "state2", None)
-    if isinstance(getattr(weight, "CB", None), torch.Tensor):
-        tensors.append(weight.CB)
+    candidates.append(getattr(weight, "CB", None))
+    tensors += [t for t in candidates if isinstance(t, torch.Tensor)]
     seen, total = set(), 0
     for t in tensors:
         key = (t.data_ptr(), t.nbytes)

@@ -61,7 +61,8 @@ class StaticDecoder:
         state.last_position = state.last_position + 1
         return self._step(tokens, state.attention_mask, state.last_position, state.cache)
 
-    def _eager_step(self, tokens: torch.Tensor, mask: torch.Tensor, positions: torch.Tensor, cache: Any) -> torch.Tensor:
+    def _eager_step(self, tokens: torch.Tensor, mask: torch.Tensor, positions: torch.Tensor,
+                    cache: Any) -> torch.Tensor:
         lm = self.model.language_model
         out = lm.model(inputs_embeds=lm.get_input_embeddings()(tokens), attention_mask=mask, position_ids=positions,
                        cache=cache, use_cache=True)
