@@ -254,3 +254,12 @@ def test_agreement_measure_sees_an_unconfident_model(wide_dir):
     frames = [np.random.default_rng(i).integers(0, 256, (120, 160, 3), dtype=np.uint8) for i in range(6)]
     share, answers = agreement(wide_dir, frames, PROMPT, "nf4")
     assert answers == len(frames) and share < 0.95
+
+
+@pytest.mark.parametrize("option", [{"quantization": "nf4"}, {"compile": True}])
+def test_quantization_and_compile_refuse_a_non_magma_checkpoint(tmp_path, option):
+    from tiny_vlm import build_tiny_vlm
+
+    directory = build_tiny_vlm(tmp_path / "llava")
+    with pytest.raises(PolicyConfigError, match="apply to Magma checkpoints .*not to model_type 'llava'"):
+        VLMRunner.load(config(directory, **option))
