@@ -243,17 +243,29 @@ def main(argv: list[str] | None = None) -> int:
         torch.cuda.empty_cache()
         torch.cuda.reset_peak_memory_stats(0)
         t0 = time.perf_counter()
-        model = build_random_model(settings, device, dtype, quantization)
-        weights = decoded_weight_bytes(model)
         sync = torch.cuda.synchronize
-        time_action(model, synthetic_inputs(settings, 1, device, dtype), 1, sync)  # warm-up, as the backend does
+        try:
+            model = build_random_model(settings, device, dtype, quantization)
+            time_action(model, synthetic_inputs(settings, 1, device, dtype), 1, sync)  # warm-up, as the backend does
+        except torch.cuda.OutOfMemoryError:
+            print(f"{quantization:>5}  skipped: does not fit in this GPU's memory")
+            model = None
+            torch.cuda.empty_cache()
+            continue
+        weights = decoded_weight_bytes(model)
         ready = time.perf_counter() - t0
         for loop_name, decoder in decoders(model, device, args.compile):
             for batch in args.batch_sizes:
                 inputs = synthetic_inputs(settings, batch, device, dtype)
-                if loop_name == "compiled":  # compiling for this batch size is not part of the timing
-                    time_action(decoder, inputs, 1, sync)
-                prefill, loop = time_action(decoder, inputs, args.repeats, sync)
+                try:
+                    if loop_name == "compiled":  # compiling for this batch size is not part of the timing
+                        time_action(decoder, inputs, 1, sync)
+                    prefill, loop = time_action(decoder, inputs, args.repeats, sync)
+                except torch.cuda.OutOfMemoryError:
+                    print(f"{quantization:>5} {loop_name:>8} {batch:5d}  out of GPU memory at this batch size")
+                    del inputs
+                    torch.cuda.empty_cache()
+                    break
                 peak = torch.cuda.max_memory_allocated(0) / 2**30
                 rate = batch / (prefill + loop)
                 floor = (ACTION_TOKENS - 1) * step_floor_seconds(weights, gbs) if gbs else None  # the loop's 6 steps
