@@ -51,6 +51,7 @@ setup(
         "eval": ["rosbags>=0.10", "matplotlib>=3.5"],
         "sim": ["pybullet>=3.2", "matplotlib>=3.5", "pillow>=9"],
         "compressed": ["opencv-python-headless>=4.5"],
+        "quantization": ["bitsandbytes>=0.50"],  # quantization: int8 | nf4 for the native Magma (with the magma extra)
         "fleet": ["ray[serve]>=2.40"],  # magma-ros fleet: replicas on Ray Serve (with the serve and magma extras)
         "test": ["pytest"],  # colcon test runs pytest (not unittest) when pytest is a declared test dependency
     },

@@ -10,6 +10,7 @@ from ..options import Option
 from .base import PolicyConfigError
 
 BACKEND_NAMES = ("magma", "openai", "fixed", "demo")
+QUANTIZATIONS = ("none", "int8", "nf4")
 _ROBOT_ID = re.compile(r"[A-Za-z0-9_./:@-]{1,128}")  # what magma-ros serve accepts in X-Robot-Id
 
 BACKEND_OPTIONS: tuple[Option, ...] = (
@@ -25,6 +26,13 @@ BACKEND_OPTIONS: tuple[Option, ...] = (
     Option("dtype", "bfloat16", "torch dtype for the magma backend", choices=("bfloat16", "float16", "float32")),
     Option("attn_implementation", "sdpa", "attention kernel for the magma backend",
            choices=("sdpa", "eager", "flash_attention_2")),
+    Option("quantization", "none",
+           "magma (native): language-model linear layers as bitsandbytes 8-bit (int8) or 4-bit NF4 (nf4) weights, "
+           "quantized while the checkpoint loads; needs the quantization extra", choices=QUANTIZATIONS),
+    Option("quantize_vision", False, "magma (native): with quantization, also quantize the vision tower and projector"),
+    Option("compile", False,
+           "magma (native): torch.compile the 7-token decode step over a static KV cache (CUDA graphs on a GPU); "
+           "the first actions take longer while it compiles"),
     Option("endpoint_url", "", "base URL of an OpenAI-compatible endpoint (openai), e.g. http://gpu-box:8000"),
     Option("api_key_env", "", "name of the environment variable holding the endpoint's bearer token (never the token)"),
     Option("tokenizer", "", "tokenizer.json or model directory used to turn action text into ids (openai)"),
@@ -50,6 +58,9 @@ class BackendConfig:
     device: str = "cuda"
     dtype: str = "bfloat16"
     attn_implementation: str = "sdpa"
+    quantization: str = "none"
+    quantize_vision: bool = False
+    compile: bool = False
     endpoint_url: str = ""
     api_key_env: str = ""
     tokenizer: str = ""
@@ -67,8 +78,12 @@ class BackendConfig:
             value = getattr(self, spec.name)
             if spec.choices and value not in spec.choices:
                 raise PolicyConfigError(f"{spec.name}: must be one of {', '.join(spec.choices)}, got {value!r}")
-        if not isinstance(self.trust_remote_code, bool):
-            raise PolicyConfigError(f"trust_remote_code: must be true or false, got {self.trust_remote_code!r}")
+        for flag in ("trust_remote_code", "quantize_vision", "compile"):
+            if not isinstance(getattr(self, flag), bool):
+                raise PolicyConfigError(f"{flag}: must be true or false, got {getattr(self, flag)!r}")
+        if self.trust_remote_code and (self.quantization != "none" or self.compile):
+            raise PolicyConfigError("quantization and compile apply to the native Magma implementation: "
+                                    "set trust_remote_code: false")
         if not math.isfinite(self.temperature) or self.temperature < 0:
             raise PolicyConfigError(f"temperature: must be >= 0, got {self.temperature!r}")
         if not math.isfinite(self.request_timeout_s) or self.request_timeout_s <= 0:

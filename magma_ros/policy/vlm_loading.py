@@ -53,6 +53,9 @@ def load_adapter(config: BackendConfig) -> LoadedAdapter:
         return LoadedAdapter(_load_remote_magma(config, device, dtype, revision), LLAMA3_BASE_VOCAB, remote_code=True)
     if model_type == "magma":
         return LoadedAdapter(_load_native_magma(config, device, dtype, revision))
+    if config.quantization != "none" or config.compile:
+        raise PolicyConfigError(f"model {config.model}: quantization and compile apply to Magma checkpoints "
+                                f"(native implementation), not to model_type {model_type!r}")
     return LoadedAdapter(_load_llava(config, device, dtype, revision))
 
 
@@ -90,7 +93,8 @@ def _load_native_magma(config: BackendConfig, device: str, dtype: Any, revision:
 
     directory = resolve_directory(config.model, revision)
     try:
-        return load_native(directory, device, dtype, config.attn_implementation)
+        return load_native(directory, device, dtype, config.attn_implementation, config.quantization,
+                           config.quantize_vision, config.compile)
     except (ImportError, ValueError) as exc:  # e.g. flash_attention_2 requested but not installed
         if isinstance(exc, PolicyConfigError):
             raise

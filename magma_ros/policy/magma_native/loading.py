@@ -27,8 +27,10 @@ def resolve_directory(model: str, revision: str | None) -> Path:
                                 f"{type(exc).__name__}") from None
 
 
-def load_native(directory: Path, device: str, dtype: Any, attn_implementation: str) -> MagmaNativeAdapter:
-    """Load everything the native model needs from ``directory``."""
+def load_native(directory: Path, device: str, dtype: Any, attn_implementation: str, quantization: str = "none",
+                quantize_vision: bool = False, compile_step: bool = False) -> MagmaNativeAdapter:
+    """Load everything the native model needs from ``directory`` (``quantization``: see ``quantization.py``;
+    ``compile_step``: the static-cache, compiled decode step of ``static_decoding.py``)."""
     from transformers import PreTrainedTokenizerFast
 
     settings = read_model_settings(directory)
@@ -45,6 +47,16 @@ def load_native(directory: Path, device: str, dtype: Any, attn_implementation: s
     if image_id != settings.image_token_index:
         raise PolicyConfigError(f"{directory}: the tokenizer's {IMAGE_PLACEHOLDER} token is id {image_id}, but "
                                 f"config.json says image_token_index {settings.image_token_index}")
-    model = load_magma(directory, settings, dtype, device, attn_implementation)
+    quantizer = None
+    if quantization != "none":
+        from .quantization import Quantizer
+
+        quantizer = Quantizer(quantization, device, dtype, quantize_vision)
+        quantizer.check_device()
+    model = load_magma(directory, settings, dtype, device, attn_implementation, quantizer)
     start_end = bool(read_json(directory / "config.json", "the model configuration").get("mm_use_image_start_end", False))
+    if compile_step:
+        from .static_decoding import StaticMagmaAdapter
+
+        return StaticMagmaAdapter(model, tokenizer, image_settings, device, dtype, start_end)
     return MagmaNativeAdapter(model, tokenizer, image_settings, device, dtype, start_end)

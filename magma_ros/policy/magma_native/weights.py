@@ -47,14 +47,17 @@ def checkpoint_files(directory: Path) -> dict[str, Path]:
 
 
 def load_magma(directory: Path, settings: MagmaSettings, dtype: torch.dtype, device: str,
-               attn_implementation: str = "sdpa") -> MagmaForActions:
+               attn_implementation: str = "sdpa", quantizer: Any = None) -> MagmaForActions:
     """Build the model and fill it from the checkpoint in ``directory`` (strict: nothing is left
-    uninitialised, nothing in the checkpoint is ignored except the tower's unused pooling head)."""
+    uninitialised, nothing in the checkpoint is ignored except the tower's unused pooling head).
+    A ``quantization.Quantizer`` swaps its layers in first and quantizes their weights as they arrive."""
     from transformers.models.llama.modeling_llama import LlamaRotaryEmbedding
 
     files = checkpoint_files(directory)
     with torch.device("meta"):
         model = MagmaForActions(settings, attn_implementation)
+    if quantizer is not None:
+        quantizer.prepare(model)
     targets = dict(model.named_parameters())
     tie = bool(model.text_config.tie_word_embeddings)
     sources = _match(directory, files, targets, tie)
@@ -63,8 +66,10 @@ def load_magma(directory: Path, settings: MagmaSettings, dtype: torch.dtype, dev
         names = [(target, source) for target, (source, path) in sources.items() if path == shard]
         with _open(shard) as handle:
             for target, source in names:
-                tensor = handle.get_tensor(source).to(device=device, dtype=dtype)
-                _assign(model, target, tensor)
+                tensor = handle.get_tensor(source)
+                if quantizer is None or not quantizer.assign(target, tensor):
+                    _assign(model, target, tensor.to(device=device, dtype=dtype))
+                del tensor
     if tied:
         model.language_model.lm_head.weight = model.language_model.get_input_embeddings().weight
     model.language_model.model.rotary_emb = LlamaRotaryEmbedding(config=model.text_config).to(device)
