@@ -46,7 +46,7 @@ PROFILE = {
     "workspace": {"min": [-1.0, -1.0, -1.0], "max": [1.0, 1.0, 1.0]},
 }
 TRAIN_FLAGS = ["--device", "cpu", "--lora-rank", "32", "--lora-alpha", "32", "--learning-rate", "3e-3",
-               "--epochs", "20", "--batch-size", "8", "--warmup-fraction", "0.05", "--seed", "0",
+               "--epochs", "5", "--batch-size", "8", "--warmup-fraction", "0.05", "--seed", "0",
                "--eval-every", "100000", "--save-every", "100000", "--quiet"]
 
 
