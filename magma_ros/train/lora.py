@@ -41,13 +41,21 @@ def add_lora(model: Any, settings: TrainSettings) -> Any:
                              target_modules=target_pattern(settings.target_modules()))
     try:
         wrapped = peft.get_peft_model(model, config)
-    except ValueError as exc:  # peft: no module matched the targets
-        raise UserError(f"--lora-targets {settings.lora_targets}: no linear layer of the language model matches "
-                        f"({str(exc).splitlines()[0]})") from None
+    except ValueError:  # peft: no module matched the targets
+        raise UserError(f"--lora-targets {settings.lora_targets}: no linear layer of the language model has that "
+                        f"name (its linear layers: {', '.join(linear_layer_names(model))})") from None
     for part, wanted in (("vision_tower", settings.train_vision), ("multi_modal_projector", settings.train_projector)):
         for param in getattr(model, part).parameters():
             param.requires_grad_(wanted)
     return wrapped
+
+
+def linear_layer_names(model: Any) -> list[str]:
+    """Names (the last part) of the linear layers in the language model's decoder layers."""
+    from torch import nn
+
+    layers = model.language_model.model.layers
+    return sorted({name.rpartition(".")[2] for name, m in layers.named_modules() if isinstance(m, nn.Linear)})
 
 
 def non_lora_trainables(model: Any) -> dict[str, Any]:
