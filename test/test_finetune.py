@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import httpx
 import numpy as np
 import openai
 import pytest
@@ -166,7 +167,8 @@ def test_eval_scores_the_finetuned_directory(finetuned, tmp_path, capsys):  # no
 
 def test_serve_runs_the_finetuned_directory(finetuned, console_script, tmp_path):  # noqa: F811
     server = CliServer(console_script("magma-ros"), ["--model", str(finetuned.out), "--device", "cpu", "--dtype",
-                                                     "float32", "--served-model-name", "mine"], tmp_path / "serve.log")
+                                                     "float32", "--served-model-name", "mine", "--robot",
+                                                     str(finetuned.out / "robot.yaml")], tmp_path / "serve.log")
     try:
         server.wait_healthy()
         client = openai.OpenAI(base_url=server.url + "/v1", api_key="unused", max_retries=0, timeout=60)
@@ -180,6 +182,43 @@ def test_serve_runs_the_finetuned_directory(finetuned, console_script, tmp_path)
         profile = load_profile(finetuned.out / "robot.yaml")
         expected = ActionDecoder(profile.stats, ActionTokenizer(BASE_VOCAB)).encode(np.array(ACTIONS[("red", "left")]))
         assert ids.tolist() == expected.tolist()
+        # the fine-tuned profile, loaded with --robot, is a robot_type by its name
+        decoded = httpx.post(server.url + "/v1/action-tokens", json={
+            "text": reply.choices[0].message.content, "robot_type": "tiny_arm"}, timeout=30)
+        assert decoded.status_code == 200, decoded.text
+        want = ActionDecoder(profile.stats, ActionTokenizer(BASE_VOCAB)).decode_ids(expected)
+        assert list(decoded.json().values()) == pytest.approx(want.tolist())
     finally:
         code = server.stop()
     assert code == 0, server.output()
+
+
+def test_serve_refuses_a_robot_profile_it_cannot_read(tmp_path, capsys):
+    missing = tmp_path / "missing.yaml"
+    code = main(["serve", "--no-model", "--tokenizer", str(tmp_path), "--robot", str(missing)])
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and err == f"magma-ros serve: error: --robot: {missing}: robot profile file not found"
+
+
+def test_node_runs_the_finetuned_directory_with_its_profile_by_path(finetuned, console_script, tmp_path):  # noqa: F811
+    """magma_node with backend magma, model OUT and robot OUT/robot.yaml (what the launch file passes
+    for model:=OUT robot:=OUT/robot.yaml) acts on the fine-tuned rule: blue + right."""
+    from sensor_msgs.msg import Image
+
+    from node_support import assert_node_publishes, topics_under
+
+    pixels = frame_image("blue", np.random.default_rng(3))
+    image = Image(height=SIZE, width=SIZE, encoding="rgb8", step=SIZE * 3, data=pixels.tobytes())
+    profile = load_profile(finetuned.out / "robot.yaml")
+    expected_ids = ActionDecoder(profile.stats, ActionTokenizer(BASE_VOCAB)).encode(np.array(ACTIONS[("blue", "right")]))
+    runner = VLMRunner.load(BackendConfig(backend="magma", model=str(finetuned.out), **CPU32))
+    try:
+        ids = MagmaPolicy(runner, profile).predict(pixels, INSTRUCTIONS["right"]).token_ids
+    finally:
+        runner.close()
+    assert ids.tolist() == expected_ids.tolist()
+    expected = ActionDecoder(profile.stats, ActionTokenizer(BASE_VOCAB)).decode_ids(ids)
+    params = {"backend": "magma", "model": str(finetuned.out), "robot": str(finetuned.out / "robot.yaml"), **CPU32,
+              "enabled_on_start": True, "instruction": INSTRUCTIONS["right"], "action_timeout_s": 30.0}
+    assert_node_publishes(console_script, "finetuned_magma_node", params, topics_under("ft"), tmp_path, image,
+                          expected)

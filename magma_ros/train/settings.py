@@ -37,7 +37,7 @@ OPTIMIZER_OPTIONS: tuple[Option, ...] = (
            range=(0.0, 0.5)),
     Option("max_grad_norm", 1.0, "gradient clipping norm (0 = no clipping)"),
     Option("gradient_checkpointing", True, "recompute the language model's activations in the backward pass "
-           "(CUDA only; saves memory at ~30% more compute)"),
+           "(CUDA only; saves memory for about a third more compute)"),
     Option("seed", 0, "seed of the split, the shuffling and the LoRA initialisation (a CPU run is reproducible)"),
 )
 OUTPUT_OPTIONS: tuple[Option, ...] = (
