@@ -40,6 +40,16 @@ def lr_factor(step: int, warmup: int, total: int) -> float:
     return 0.5 * (1.0 + math.cos(math.pi * min(step - warmup, span) / span))
 
 
+def enable_checkpointing(language_model: Any) -> None:
+    """Recompute each decoder layer's activations in the backward pass (non-reentrant, so frozen
+    inputs are fine); transformers 5 names it ``activation_checkpointing_enable``."""
+    kwargs = {"use_reentrant": False}
+    if hasattr(language_model, "activation_checkpointing_enable"):
+        language_model.activation_checkpointing_enable(activation_checkpointing_kwargs=kwargs)
+    else:
+        language_model.gradient_checkpointing_enable(gradient_checkpointing_kwargs=kwargs)
+
+
 @dataclass
 class TrainResult:
     """How the run ended: ``done`` or ``interrupted`` (then ``checkpoint`` resumes it)."""
@@ -75,7 +85,7 @@ class Trainer:
         self.stop_requested = False
         self.last_validated = -1
         if self.cuda and settings.gradient_checkpointing:
-            self.model.language_model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+            enable_checkpointing(self.model.language_model)
 
     # -- checkpoints ------------------------------------------------------------------------------
     def save_checkpoint(self) -> Path:
@@ -161,6 +171,9 @@ class Trainer:
                 inputs, labels = self.builder.batch([self.train[i] for i in batch])
                 with self._autocast():
                     loss = answer_loss(self.model, inputs, labels)
+                if not torch.isfinite(loss):
+                    raise UserError(f"the loss is {float(loss)} at step {self.step + 1}: training diverged; lower "
+                                    f"--learning-rate (now {self.settings.learning_rate:g}) or check the actions")
                 (loss * (len(batch) / samples)).backward()
                 total += float(loss.detach()) * len(batch)
             if self.settings.max_grad_norm > 0:
