@@ -4,7 +4,6 @@ episodes), the merged checkpoint equals base + adapter and loads in eval and ser
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import httpx
 import numpy as np
