@@ -63,6 +63,13 @@ TABLES: tuple[Table, ...] = (
           "Read once at start-up (read-only). `magma_sim --help` lists them; a value that is not > 0 where "
           "the range says so exits with status 2 naming the parameter. With `lockstep` run magma_node with "
           "`use_sim_time:=true`; see [the simulator page](../sim.md).", read_only_all=True),
+    Table("finetune_options.md", "magma-ros finetune options", "magma_ros.train.settings:FINETUNE_OPTIONS",
+          "Besides these, `magma-ros finetune` takes `--bags`, `--val-bags`, `--robot`, `--out`, `--config`, the "
+          "base model's options of the magma backend (`--model`, `--revision`, `--device`, `--dtype`, "
+          "`--attn-implementation`, [backend_options.md](backend_options.md)) and the bag topics of `magma-ros "
+          "eval` ([cli.md](cli.md#magma-ros-finetune)). In a `--config` YAML file the same names go as keys. "
+          "Invalid values exit with status 2 and one line naming the option; see [fine-tuning](../finetune.md).",
+          flags=True),
 )
 
 

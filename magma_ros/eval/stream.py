@@ -68,6 +68,7 @@ class Frame:
     recorded: np.ndarray | None = None  # recorded prediction (replayed node output), if asked for
     recorded_t_ns: int | None = None
     missing: set[str] = field(default_factory=set)
+    invalid: set[str] = field(default_factory=set)  # ground-truth channels whose message for it was invalid
 
 
 @dataclass(frozen=True)
@@ -199,6 +200,10 @@ class FrameStream:
             value = channel.convert(msg)
         except ConversionError as exc:
             yield Skip(channel.bad_kind, channel.topic, t_ns, f"{channel.role} message: {exc}")
+            if channel.key.startswith("truth"):  # that message was these frames' action: never pair a later one
+                for frame in waiting:
+                    frame.missing.discard(channel.key)
+                    frame.invalid.add(channel.key)
             return
         prefix, part = channel.key.split(":")
         if prefix == "recorded":
@@ -233,6 +238,12 @@ class FrameStream:
         """Emit paired frames in order; give up on frames older than the delay (or all at the end)."""
         while pending:
             frame = pending[0]
+            if not frame.missing and frame.invalid:
+                pending.popleft()
+                topics = sorted({c.topic for c in self.channels if c.key in frame.invalid})
+                yield Skip("no_ground_truth", self.image_topic, frame.t_ns,
+                           f"frame {frame.index}: its message on {', '.join(topics)} was invalid")
+                continue
             if not frame.missing:
                 yield pending.popleft()
                 continue

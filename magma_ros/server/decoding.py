@@ -1,26 +1,30 @@
 """``/v1/action-tokens``: action token text -> a 7-DoF delta, through the shared action contract."""
 from __future__ import annotations
 
+from typing import Sequence
+
 import numpy as np
 
 from ..actions import (ActionContractError, ActionDecoder, ActionTokenizer, NormalizationStats, TextTokenizer,
                        action_to_dict, builtin_profile_names, load_profile, text_ids_to_action_ids)
+from ..actions.profiles import RobotProfile
 from .errors import ApiError
 from .schemas import ActionTokensRequest
 
 
 class ActionTokenService:
-    """Decodes action token text with a built-in robot profile or client-supplied statistics.
+    """Decodes action token text with a known robot profile or client-supplied statistics.
 
-    Only built-in profile names are accepted as ``robot_type``: a client must not make the
-    server read files by path.
+    ``robot_type`` names a built-in profile or one the operator loaded (``profiles``, from
+    ``--robot`` names or paths), by its name: a client must not make the server read files by path.
     """
 
-    def __init__(self, text_tokenizer: TextTokenizer, vocab_size: int) -> None:
+    def __init__(self, text_tokenizer: TextTokenizer, vocab_size: int, profiles: Sequence[RobotProfile] = ()) -> None:
         self.text_tokenizer = text_tokenizer
         self.tokenizer = ActionTokenizer(vocab_size=vocab_size)
         text_tokenizer.prepare_action_range(self.tokenizer.min_action_id, self.tokenizer.max_action_id)  # at start-up
         self.robot_stats = {name: load_profile(name).stats for name in builtin_profile_names()}
+        self.robot_stats.update({profile.name: profile.stats for profile in profiles})
 
     def decode(self, request: ActionTokensRequest) -> dict[str, float]:
         """The request's action in robot units; 422 ``ApiError`` naming the field otherwise."""

@@ -21,6 +21,10 @@ NETWORK_OPTIONS: tuple[Option, ...] = (
            "default: the built-in robot profiles' 'What action should the robot take to {instruction}?' (add "
            "your robot profile's prompt_template here if it differs)",
            type=str, repeated=True, metavar="TEMPLATE"),
+    Option("robot", [], "robot profile (built-in name or YAML path, e.g. a fine-tuned model's robot.yaml) that "
+           "/v1/action-tokens accepts as robot_type under its name; its prompt_template also marks action "
+           "requests (besides the built-in ones, unless --action-prompt is given)",
+           type=str, repeated=True, metavar="PROFILE"),
     Option("log_level", "info", "log level; access logs are JSON lines at info", choices=LOG_LEVELS),
 )
 LIMIT_OPTIONS: tuple[Option, ...] = (
@@ -88,6 +92,7 @@ class ServerSettings:
     action_prompts: tuple[str, ...] = ()   # --action-prompt templates; empty = the built-in profiles'
     max_batch_size: int = _DEFAULT["max_batch_size"]
     batch_window_ms: float = _DEFAULT["batch_window_ms"]
+    robot_profiles: tuple[str, ...] = ()  # --robot: profiles (names or paths) loaded at start for robot_type
 
     def __post_init__(self) -> None:
         if not 0 < self.port < 65536:

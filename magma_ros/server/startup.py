@@ -32,6 +32,10 @@ def check_serve_args(args: argparse.Namespace, read_token: bool = True) -> tuple
         if not token:
             raise UserError(f"--auth-token-env: environment variable {args.auth_token_env} is unset or empty")
     config = backend_config_from_args(args)
+    prompts = tuple(args.action_prompt)
+    profiles = _profiles(args.robot)
+    if profiles and not prompts:  # the built-in profiles' templates and the loaded ones'
+        prompts = tuple(dict.fromkeys([*_builtin_prompt_templates(), *(p.prompt_template for p in profiles)]))
     if config.backend != "magma":
         raise UserError(f"--backend: serve runs the model itself and supports only 'magma', got {config.backend!r}")
     try:
@@ -40,11 +44,11 @@ def check_serve_args(args: argparse.Namespace, read_token: bool = True) -> tuple
             auth_token=token, max_body_bytes=args.max_body_bytes, queue_depth=args.queue_depth,
             timeout_s=args.timeout_s, max_tokens_limit=args.max_tokens_limit,
             allowed_image_hosts=tuple(args.allow_image_host), image_fetch_max_bytes=args.image_fetch_max_bytes,
-            image_fetch_timeout_s=args.image_fetch_timeout_s, action_prompts=tuple(args.action_prompt),
+            image_fetch_timeout_s=args.image_fetch_timeout_s, action_prompts=prompts,
             max_text_chars=args.max_text_chars, max_json_depth=args.max_json_depth,
             max_image_pixels=args.max_image_pixels, max_decoded_pixels=args.max_decoded_pixels,
-            max_batch_size=args.max_batch_size,
-            batch_window_ms=args.batch_window_ms,
+            max_batch_size=args.max_batch_size, batch_window_ms=args.batch_window_ms,
+            robot_profiles=tuple(args.robot),
         )
     except SettingsError as exc:
         raise UserError(str(exc)) from None
@@ -70,7 +74,8 @@ def build_app(args: argparse.Namespace) -> tuple[Any, ServerSettings]:
             runner.close()
             raise UserError(f"--tokenizer {text_tokenizer.path}: base vocabulary {text_tokenizer.base_vocab_size} "
                             f"does not match the model's {runner.vocab_size}")
-    actions = ActionTokenService(text_tokenizer, runner.vocab_size if runner else text_tokenizer.base_vocab_size)
+    actions = ActionTokenService(text_tokenizer, runner.vocab_size if runner else text_tokenizer.base_vocab_size,
+                                 _profiles(settings.robot_profiles))
     app = create_app(settings, actions, runner)
     logging.getLogger("magma_ros.server").info("%s", startup_summary(settings, model_loaded=runner is not None))
     return app, settings
@@ -87,6 +92,22 @@ def startup_summary(settings: ServerSettings, model_loaded: bool) -> str:
     else:
         batching = "one request at a time, no batching"
     return f"magma-ros serve: {settings.served_model_name} on {where}; {batching})"
+
+
+def _profiles(names: Any) -> list[Any]:
+    """The robot profiles named by --robot (names or YAML paths); UserError naming a bad one."""
+    from ..actions import ActionContractError, load_profile
+
+    try:
+        return [load_profile(name) for name in names]
+    except ActionContractError as exc:
+        raise UserError(f"--robot: {exc}") from None
+
+
+def _builtin_prompt_templates() -> list[str]:
+    from ..actions import builtin_profile_names, load_profile
+
+    return [load_profile(name).prompt_template for name in builtin_profile_names()]
 
 
 def _tokenizer_file(source: str, revision: str) -> Path:
