@@ -23,7 +23,7 @@ from magma_ros.train.dataset import TrainFrame
 from magma_ros.train.examples import IGNORE_INDEX, ExampleBuilder, answer_loss
 from magma_ros.train.lora import apply_adapter
 from magma_ros.train.validation import predict_ids
-from test_serve_support import CliServer, png_data_url
+from serve_support import CliServer, png_data_url
 from tiny_magma import BASE_VOCAB, build_tiny_magma
 
 CPU32 = {"device": "cpu", "dtype": "float32"}

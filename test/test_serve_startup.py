@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import httpx
 import pytest
-from test_serve_support import CliServer
+from serve_support import CliServer
 
 from magma_ros.server.settings import ServerSettings
 from magma_ros.server.startup import startup_summary
