@@ -391,7 +391,8 @@ def assert_node_publishes(console_script: Callable[[str], str], node_name: str, 
                           topics: dict[str, str], tmp_path: Path, image, expected) -> None:
     """Run magma_node with ``params``, stream ``image`` and check that ``~/action`` carries ``expected``
     (at least three decoded actions), that twists come out, and that the node exits cleanly."""
-    with running_node(console_script, node_name, {**params, **topic_params(topics)}, tmp_path, topics) as (node, probe):
+    params = {**params, **topic_params(topics)}
+    with running_node(console_script, node_name, params, tmp_path, topics) as (node, probe):
         with probe.stream(image, rate_hz=10.0):
             wait_until(lambda: len(probe.actions.items) >= 3, 60,
                        what=f"three decoded actions on ~/action; node log:\n{node.output()}")

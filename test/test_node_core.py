@@ -197,7 +197,8 @@ def test_a_prediction_for_an_earlier_instruction_is_discarded(h):
     assert h.stats.counters["predictions"] == 1 and h.stats.counters["actions_executed"] == 0
 
 
-@pytest.mark.parametrize("text, why", [("   ", "empty"), ("x" * 11, "11 characters, more than max_instruction_chars (10)")])
+@pytest.mark.parametrize("text, why", [("   ", "empty"),
+                                       ("x" * 11, "11 characters, more than max_instruction_chars (10)")])
 def test_a_rejected_instruction_clears_the_one_in_force(h, text, why):
     h.core.set_instruction("pick", 10)
     h.core.infer(h.frame())

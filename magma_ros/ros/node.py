@@ -105,8 +105,8 @@ class MagmaNode(Node):
         for msg_type, topic, where, callback, entry in subscriptions:
             self.create_subscription(msg_type, topic, self._guard(where, callback), entry.qos.profile(),
                                      callback_group=inputs)
-        for srv_type, name, callback in ((SetBool, ENABLE.name, self._on_enable), (Trigger, RESET.name, self._on_reset)):
-            self.create_service(srv_type, name, self._guard(name, callback, service_failed), callback_group=services)
+        for srv_type, name, on_call in ((SetBool, ENABLE.name, self._on_enable), (Trigger, RESET.name, self._on_reset)):
+            self.create_service(srv_type, name, self._guard(name, on_call, service_failed), callback_group=services)
         self._post_set = watch_parameters(self, self._guard, lambda: self.settings, self._apply_settings)
         if s.allow_unstamped_images:
             self.get_logger().warning("allow_unstamped_images: camera frames stamped 0 are taken as stamped on "

@@ -44,7 +44,8 @@ def main(args: Sequence[str] | None = None) -> int:
         return 0
     # Our own signal handling: the context must stay valid long enough to publish a final zero twist.
     # Until the node runs, SIGINT and SIGTERM raise KeyboardInterrupt (nothing was commanded yet).
-    for signum in (signal.SIGINT, signal.SIGTERM):  # SIGINT also when started with it ignored (a shell's background job)
+    # SIGINT also when started with it ignored (a shell's background job)
+    for signum in (signal.SIGINT, signal.SIGTERM):
         signal.signal(signum, _interrupt)
     configure_process()
     try:
