@@ -138,7 +138,7 @@ def main() -> int:
     ticks = np.diff(np.array(node.stats.tick_times))
     arrivals = np.diff(np.array([t for t, _ in received]))
     predictions = int(node.stats.counters["predictions"])
-    dropped = node.worker.dropped
+    dropped = node.core.worker.dropped
 
     print(f"magma_node latency: 640x480 rgb8, model sleeps {1000 * args.model_s:.0f} ms, control {control_rate:g} Hz, "
           f"publish 50 Hz, {os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f}, "

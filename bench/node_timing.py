@@ -156,7 +156,7 @@ def main() -> int:
         window = [t for t, _ in b.twists if t >= start + 0.3]
         gaps = np.diff(window)
         print(f"  model taking 0.6 s per prediction: {len(window)} commands in {window[-1] - window[0]:.1f} s, "
-              f"largest gap {1000 * gaps.max():.0f} ms, dropped frames {b.node.worker.dropped}")
+              f"largest gap {1000 * gaps.max():.0f} ms, dropped frames {b.node.core.worker.dropped}")
     finally:
         b.close()
     return 0

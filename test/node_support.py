@@ -364,16 +364,22 @@ def private_name(node_name: str, entry: Topic | Service) -> str:
 def running_node(console_script: Callable[[str], str], name: str, params: dict[str, Any], log_dir: Path,
                  topics: dict[str, str], compressed: bool = False) -> Iterator[tuple[NodeProcess, "Probe"]]:
     """magma_node ``name`` as its own process and a Probe on ``topics``, from its first twist on; on
-    leaving, the probe closes and the node must exit with status 0."""
+    leaving, the probe closes and the node must exit with status 0. A failure inside the block is
+    the one reported (a bad exit status as well is added to it as a note)."""
     proc = NodeProcess(console_script("magma_node"), name, params, log_dir)
     probe = Probe(name, topics, compressed=compressed)
     try:
         wait_until(lambda: probe.twists.items, 90, what=f"first twist; node log:\n{proc.output()}")
         yield proc, probe
-    finally:
+    except BaseException as exc:
         probe.close()
         code = proc.stop()
-        assert code == 0, proc.output()
+        if code != 0 and hasattr(exc, "add_note"):  # Python >= 3.11
+            exc.add_note(f"magma_node {name} also exited with status {code}; its log:\n{proc.output()}")
+        raise
+    probe.close()
+    code = proc.stop()
+    assert code == 0, proc.output()
 
 
 def topic_params(topics: dict[str, str]) -> dict[str, str]:
@@ -385,10 +391,8 @@ def assert_node_publishes(console_script: Callable[[str], str], node_name: str, 
                           topics: dict[str, str], tmp_path: Path, image, expected) -> None:
     """Run magma_node with ``params``, stream ``image`` and check that ``~/action`` carries ``expected``
     (at least three decoded actions), that twists come out, and that the node exits cleanly."""
-    node = NodeProcess(console_script("magma_node"), node_name, {**params, **topic_params(topics)}, tmp_path)
-    probe = Probe(node_name, topics)
-    try:
-        wait_until(lambda: probe.twists.items, 90, what=f"first twist; node log:\n{node.output()}")
+    params = {**params, **topic_params(topics)}
+    with running_node(console_script, node_name, params, tmp_path, topics) as (node, probe):
         with probe.stream(image, rate_hz=10.0):
             wait_until(lambda: len(probe.actions.items) >= 3, 60,
                        what=f"three decoded actions on ~/action; node log:\n{node.output()}")
@@ -396,7 +400,3 @@ def assert_node_publishes(console_script: Callable[[str], str], node_name: str, 
         for action in published:
             assert np.allclose(action, expected), (action, expected)
         assert probe.twists.items, "no twist commands"
-    finally:
-        probe.close()
-        code = node.stop()
-    assert code == 0, node.output()

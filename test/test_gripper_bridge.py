@@ -114,4 +114,5 @@ def test_forward_position_bridge_in_a_namespace(console_script, tmp_path):
         log.close()
     output = (tmp_path / "bridge.log").read_text()
     assert code == 0, output
+    assert "Exception ignored" not in output and "Traceback" not in output, output
     assert f"rejected command #1 on /wx_test/{GRIPPER.name}: gripper command must be a finite number" in output

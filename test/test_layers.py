@@ -2,7 +2,7 @@
 
     errors, options, interface, image_msgs, progress, actions   (bottom)
     policy
-    safety
+    safety                                                      (with magma_node's turn: safety.node_core)
     ros | sim | eval | server                                   (peers: none imports another)
     train                          (fine-tuning: may use eval, never ros, sim or server)
     commands, demo, cli                                         (top)
@@ -122,7 +122,8 @@ def test_every_module_was_checked() -> None:
     """The walk sees the whole package (a wrong root would pass vacuously)."""
     root = Path(magma_ros.__file__).resolve().parent.parent
     modules = {module_name(p, root) for p in (root / PACKAGE).rglob("*.py")}
-    assert {"magma_ros.ros.node", "magma_ros.safety.conversion", "magma_ros.eval.replay", "magma_ros.cli"} <= modules
+    assert {"magma_ros.ros.node", "magma_ros.safety.conversion", "magma_ros.safety.node_core", "magma_ros.eval.replay",
+            "magma_ros.cli"} <= modules
     assert {layer_of(m) for m in modules} - {None} == set(RANK)
 
 

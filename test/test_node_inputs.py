@@ -30,8 +30,25 @@ def node(console_script, tmp_path_factory):
 
 
 @pytest.fixture
-def streaming(node):
-    """JPEG images at 20 Hz plus the end-effector pose in node.pose_position."""
+def enabled(node):
+    """The shared node, enabled (each test sets up the state it needs: any one runs alone, in any order)."""
+    assert node.enable(True).success
+    return node
+
+
+@pytest.fixture
+def streaming(enabled):
+    """The enabled node with JPEG images at 20 Hz plus the end-effector pose in node.pose_position."""
+    node = enabled
+    node.pose_position = INSIDE
+    with node.stream(jpeg_image(), pose=lambda: node.pose_position):
+        yield node
+
+
+@pytest.fixture
+def streaming_disabled(node):
+    """The node disabled (as it starts: enabled_on_start false), with images and poses streaming."""
+    assert node.enable(False).success
     node.pose_position = INSIDE
     with node.stream(jpeg_image(), pose=lambda: node.pose_position):
         yield node
@@ -41,13 +58,14 @@ def counter(probe: Probe, name: str) -> int:
     return int(probe.state().get(name, "0"))
 
 
-def test_disabled_at_start_runs_the_model_but_never_moves(streaming):
-    node = streaming
+def test_disabled_at_start_runs_the_model_but_never_moves(streaming_disabled):
+    node = streaming_disabled
+    t0 = time.monotonic()
     node.instruct("move")
     node.wait_state("disabled")
-    wait_until(lambda: node.actions.items, what="~/action while disabled (dry run)")
+    wait_until(lambda: node.actions.since(t0), what="~/action while disabled (dry run)")
     node.assert_still(time.monotonic(), count=15)
-    assert not node.grippers.items, "no gripper command while disabled"
+    assert not node.grippers.since(t0), "no gripper command while disabled"
     reply = node.enable(True)
     assert reply.success and "enabled" in reply.message
     msg = node.wait_steady_motion()
@@ -122,9 +140,10 @@ def test_a_frame_published_again_is_not_a_new_frame(node):
     wait_until(settled, 60, what=f"three copies of one frame received, all but one counted as repeated: {node.state()}")
 
 
-def test_bad_jpeg_stops_until_a_good_image(node):
+def test_bad_jpeg_stops_until_a_good_image(enabled):
     from sensor_msgs.msg import CompressedImage
 
+    node = enabled
     node.instruct("move")
     with node.stream(jpeg_image(), pose=lambda: INSIDE):
         node.wait_motion()
@@ -174,7 +193,8 @@ def test_workspace_limit_with_end_effector_pose(streaming):
     node.pose_position = INSIDE
 
 
-def test_stale_or_foreign_frame_pose_stops(node):
+def test_stale_or_foreign_frame_pose_stops(enabled):
+    node = enabled
     node.instruct("move")
     with node.stream(jpeg_image()):  # images but no pose
         node.wait_state("no_ee_pose")

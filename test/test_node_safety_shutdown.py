@@ -49,3 +49,30 @@ def test_signal_ends_the_node_after_a_final_zero_twist(console_script, tmp_path,
             clock.close()
         probe.close()
         node.stop()
+
+
+def test_sigint_while_images_stream_leaves_no_exception_noise(console_script, tmp_path):
+    """Ctrl-C lands while camera callbacks and the model run: the node ends with status 0 and its
+    output holds neither a traceback nor Python's 'Exception ignored' report (from an exception
+    raised inside a callback or finalizer of rclpy's)."""
+    name = "sd_streaming"
+    topics = topics_under(name)
+    params = {"backend": "fixed", "fixed_action": MOVE, "enabled_on_start": True, "instruction": "stream test",
+              **topic_params(topics)}
+    node = NodeProcess(console_script("magma_node"), name, params, tmp_path)
+    probe = Probe(name, topics)
+    try:
+        wait_until(lambda: probe.twists.items, 60, what=f"a twist; node log:\n{node.output()}")
+        with probe.stream(rgb_image(640, 480), rate_hz=100.0):
+            probe.wait_actions(5, 60)  # frames are arriving and being run through the model
+            node.proc.send_signal(signal.SIGINT)
+            try:
+                code = node.proc.wait(EXIT_DEADLINE_S)
+            except subprocess.TimeoutExpired:
+                pytest.fail(f"still running {EXIT_DEADLINE_S} s after SIGINT; log:\n{node.output()}")
+        output = node.output()
+        assert code == 0, output
+        assert "Exception ignored" not in output and "Traceback" not in output, output
+    finally:
+        probe.close()
+        node.stop()

@@ -5,7 +5,7 @@ import threading
 
 import numpy as np
 
-from magma_ros.ros.inference import Frame, InferenceWorker
+from magma_ros.safety.inference import Frame, InferenceWorker
 from node_support import wait_until
 
 

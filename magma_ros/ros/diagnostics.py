@@ -1,100 +1,20 @@
-"""Counters and rates the node reports, and their diagnostic_msgs form."""
+"""The node's messages: its state, counters and rates in diagnostic_msgs form (the counters
+themselves live in ``safety.node_stats``, re-exported here), and its twist commands."""
 from __future__ import annotations
 
-import threading
-import time
-from collections import deque
-from typing import Callable, Iterator
-
+from builtin_interfaces.msg import Time
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
+from geometry_msgs.msg import TwistStamped
 
-from ..safety.frames import RULES as FRAME_RULES
-from ..safety.supervisor import SafetyState
+from ..actions.twist import Twist
+from ..safety.frames import FrameGate
+from ..safety.node_stats import COUNTERS, NodeStats, RateMeter, Samples
+from ..safety.supervisor import Command, SafetyState, SafetySupervisor
 
-COUNTERS = ("images_received", "images_rejected", *FRAME_RULES, "instructions_received", "instructions_rejected",
-            "predictions", "policy_errors", "actions_rejected", "actions_executed", "commands_published",
-            "ee_poses_rejected", "internal_errors")
+__all__ = ["COUNTERS", "NodeStats", "RateMeter", "Samples", "build_diagnostics", "node_values", "twist_message"]
+
 _LEVELS = {SafetyState.ACTIVE: DiagnosticStatus.OK, SafetyState.ESTOP: DiagnosticStatus.ERROR,
            SafetyState.FAULT: DiagnosticStatus.ERROR}
-
-
-class RateMeter:
-    """Events per second over a sliding window; thread-safe. Marks from before a backward clock
-    jump are forgotten (they would count as recent forever)."""
-
-    def __init__(self, clock: Callable[[], float], window_s: float = 2.0) -> None:
-        self._clock, self._window = clock, window_s
-        self._lock = threading.Lock()
-        self._times: deque[float] = deque(maxlen=2000)
-
-    def mark(self) -> None:
-        with self._lock:
-            now = self._clock()
-            if self._times and now < self._times[-1]:
-                self._times.clear()
-            self._times.append(now)
-
-    def rate(self) -> float:
-        with self._lock:
-            now = self._clock()
-            recent = [t for t in self._times if 0.0 <= now - t <= self._window]
-        return 0.0 if len(recent) < 2 else (len(recent) - 1) / max(recent[-1] - recent[0], 1e-9)
-
-
-class Samples:
-    """The newest ``size`` values of one measurement (seconds); thread-safe."""
-
-    def __init__(self, size: int) -> None:
-        self._lock = threading.Lock()
-        self._values: deque[float] = deque(maxlen=size)
-
-    def append(self, value: float) -> None:
-        with self._lock:
-            self._values.append(value)
-
-    def values(self) -> list[float]:
-        """A copy, oldest first."""
-        with self._lock:
-            return list(self._values)
-
-    def clear(self) -> None:
-        with self._lock:
-            self._values.clear()
-
-    def __len__(self) -> int:
-        with self._lock:
-            return len(self._values)
-
-    def __getitem__(self, index: int) -> float:
-        with self._lock:
-            return self._values[index]
-
-    def __iter__(self) -> Iterator[float]:
-        return iter(self.values())
-
-
-class NodeStats:
-    """Thread-safe counters, rates and latency samples (seconds) of one node."""
-
-    def __init__(self, clock: Callable[[], float] = time.monotonic, samples: int = 2000) -> None:
-        self._lock = threading.Lock()
-        self._counters = {name: 0 for name in COUNTERS}
-        self.image_rate = RateMeter(clock)
-        self.action_rate = RateMeter(clock)
-        self.publish_rate = RateMeter(clock)
-        self.inference_s = Samples(samples)  # policy.predict durations
-        self.overhead_s = Samples(samples)  # image arrival -> command publish, minus predict
-        self.tick_times = Samples(samples)  # publish timer callback times
-
-    def count(self, name: str, n: int = 1) -> None:
-        with self._lock:
-            self._counters[name] += n
-
-    @property
-    def counters(self) -> dict[str, int]:
-        """A consistent copy of every counter."""
-        with self._lock:
-            return dict(self._counters)
 
 
 def build_diagnostics(stamp, name: str, hardware_id: str, state: SafetyState, reason: str,
@@ -115,3 +35,39 @@ def _text(value: object) -> str:
     if isinstance(value, bool):
         return "true" if value else "false"
     return str(value)
+
+
+def node_values(supervisor: SafetySupervisor, stats: NodeStats, command: Command | None, *, instruction: str,
+                backend: str, control_rate_hz: float, images_dropped: int, frames: FrameGate) -> dict[str, object]:
+    """The key/values of the node's safety status: state details, rates, latency and counters."""
+    inference = stats.inference_s.values()[-20:]
+    values: dict[str, object] = {
+        "enabled": supervisor.enabled,
+        "estop_latched": supervisor.estop_latched,
+        "last_fault": supervisor.last_fault,
+        "publishing": command.publish if command else True,
+        "clock_jumps": supervisor.clock_jumps,
+        "instruction": instruction,
+        "backend": backend,
+        "control_rate_hz": control_rate_hz,
+        "image_rate_hz": stats.image_rate.rate(),
+        "action_rate_hz": stats.action_rate.rate(),
+        "publish_rate_hz": stats.publish_rate.rate(),
+        "inference_ms_last": 1000.0 * inference[-1] if inference else 0.0,
+        "inference_ms_mean": 1000.0 * sum(inference) / len(inference) if inference else 0.0,
+        "images_dropped": images_dropped,
+        "max_image_age_s": frames.max_age_s,
+        "last_image_rejection": frames.last_rejection,
+    }
+    values.update(stats.counters)
+    return values
+
+
+def twist_message(stamp: Time, frame_id: str, twist: Twist) -> TwistStamped:
+    """A command as a TwistStamped."""
+    msg = TwistStamped()
+    msg.header.stamp = stamp
+    msg.header.frame_id = frame_id
+    (msg.twist.linear.x, msg.twist.linear.y, msg.twist.linear.z) = (float(v) for v in twist.linear)
+    (msg.twist.angular.x, msg.twist.angular.y, msg.twist.angular.z) = (float(v) for v in twist.angular)
+    return msg

@@ -18,7 +18,9 @@ sent): the gripper keeps its last command.
 from __future__ import annotations
 
 import math
+import signal
 import sys
+import threading
 from dataclasses import dataclass
 from typing import Any, Callable, Sequence
 
@@ -29,6 +31,7 @@ from ..rcl_startup import RosStartupError, init_rclpy, node_startup
 SUMMARY = ("Turns magma_node's gripper command (std_msgs/Float64, 1.0 open, 0.0 closed) into an Interbotix "
            "X-Series gripper command (xs_sdk JointSingleCommand) or a ros2_control forward command.")
 MODES = ("pwm", "position", "forward_position")
+SPIN_SLICE_S = 0.1  # the spin loop checks for a signal this often
 # the bridge's parameters, read once at start-up (declared in this order); BridgeSettings checks their values
 BRIDGE_PARAMETERS: tuple[Option, ...] = (
     Option("mode", "pwm", "pwm | position (interbotix_xs_msgs/JointSingleCommand) | forward_position "
@@ -140,10 +143,19 @@ def main(args: Sequence[str] | None = None) -> int:
         return 0
     import rclpy
     from rclpy.exceptions import ParameterException
-    from rclpy.executors import ExternalShutdownException
+    from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
+    from rclpy.signals import SignalHandlerOptions
 
+    # SIGINT and SIGTERM end the spin loop below (until then they raise KeyboardInterrupt). With
+    # rclpy's own handlers, the KeyboardInterrupt of a Ctrl-C could land inside rclpy's construction
+    # of a callback's task and leave an "Exception ignored in Task.__del__" report.
+    stop = threading.Event()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, _interrupt)
     try:
-        init_rclpy(argv)  # rclpy's handlers turn SIGINT and SIGTERM into a clean shutdown
+        init_rclpy(argv, signal_handler_options=SignalHandlerOptions.NO)
+    except KeyboardInterrupt:
+        return 0
     except RosStartupError as exc:
         print(f"interbotix_gripper_bridge: error: {exc}", file=sys.stderr)
         return 2
@@ -154,15 +166,27 @@ def main(args: Sequence[str] | None = None) -> int:
         except (BridgeError, ParameterException, RosStartupError) as exc:
             print(f"interbotix_gripper_bridge: error: {exc}", file=sys.stderr)
             return 2
+        executor = SingleThreadedExecutor()
+        executor.add_node(node)
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(signum, lambda *_: stop.set())
         try:
-            rclpy.spin(node)
-        except (KeyboardInterrupt, ExternalShutdownException):
+            while not stop.is_set() and rclpy.ok():
+                executor.spin_once(timeout_sec=SPIN_SLICE_S)
+        except ExternalShutdownException:
             pass
+        executor.shutdown()
         node.destroy_node()
+        return 0
+    except KeyboardInterrupt:  # stopped while starting up
         return 0
     finally:
         if rclpy.ok():
             rclpy.shutdown()
+
+
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
 
 
 if __name__ == "__main__":

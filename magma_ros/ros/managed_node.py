@@ -30,8 +30,6 @@ from std_srvs.srv import SetBool
 
 from ..interface import NODE_NAME
 from ..policy.base import Policy, PolicyError
-from ..safety.conversion import ActionConverter
-from .inference import InferenceWorker
 from .node import MagmaNode
 from .params import declare_parameters
 from .settings import NodeSettings, build_settings
@@ -49,7 +47,7 @@ class LifecycleMagmaNode(LifecycleNodeMixin, MagmaNode):
         self.managed = False
         Node.__init__(self, node_name, **node_kwargs)
         try:
-            self._now = clock or self._default_clock()
+            self._init_clock(clock)
             self._declared = declare_parameters(self)
             self.managed = bool(self._declared["managed"])
             if not self.managed:
@@ -107,12 +105,13 @@ class LifecycleMagmaNode(LifecycleNodeMixin, MagmaNode):
     def on_cleanup(self, state: LifecycleState) -> TransitionCallbackReturn:
         """Stop inference (after a model call in flight) and close and drop the policy; FAILURE,
         with inference running again, if the model call does not end within CLEANUP_WAIT_S."""
-        if not self.worker.stop(timeout=CLEANUP_WAIT_S):
+        if not self.core.stop(timeout=CLEANUP_WAIT_S):
             self.get_logger().error(f"cleanup failed: a model call has been running for more than "
                                     f"{CLEANUP_WAIT_S:g} s; the policy stays loaded")
-            self._start_worker()
+            self.core.start()
             return TransitionCallbackReturn.FAILURE
         policy, self.policy = self.policy, None
+        self.core.set_policy(None)
         if self._owns_policy:
             try:
                 policy.close()
@@ -151,17 +150,9 @@ class LifecycleMagmaNode(LifecycleNodeMixin, MagmaNode):
         with self._publish_lock:
             self.settings, self.profile = settings, settings.profile
             self.supervisor.configure(settings.limits, settings.timing)
-        policy = self._given_policy if self._given_policy is not None else self._create_policy()
-        with self._convert_lock:
-            self.policy = policy
-            self.converter = ActionConverter(self.profile, policy.vocab_size)
-        self._start_worker()
-
-    def _start_worker(self) -> None:
-        """A new inference thread (the previous one was stopped)."""
-        self.worker = InferenceWorker(self._infer, lambda: self.supervisor.timing.control_period_s,
-                                      self._on_inference_error, self._now)
-        self.worker.start()
+        self.policy = self._given_policy if self._given_policy is not None else self._create_policy()
+        self.core.set_policy(self.policy, self.profile)
+        self.core.start()
 
     def _entities(self) -> dict[str, set]:
         return {"publisher": set(self.publishers), "subscription": set(self.subscriptions),

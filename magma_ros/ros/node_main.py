@@ -44,9 +44,9 @@ def main(args: Sequence[str] | None = None) -> int:
         return 0
     # Our own signal handling: the context must stay valid long enough to publish a final zero twist.
     # Until the node runs, SIGINT and SIGTERM raise KeyboardInterrupt (nothing was commanded yet).
-    signal.signal(signal.SIGINT, _interrupt)
-    signal.signal(signal.SIGTERM, _interrupt)
-    signal.signal(signal.SIGINT, _interrupt)  # also when started with SIGINT ignored (a shell's background job)
+    # SIGINT also when started with it ignored (a shell's background job)
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, _interrupt)
     configure_process()
     try:
         init_rclpy(argv, signal_handler_options=SignalHandlerOptions.NO)
@@ -99,7 +99,7 @@ def _spin(executor: MultiThreadedExecutor, node: "LifecycleMagmaNode", stop: thr
         except ExternalShutdownException:
             return
         except Exception as exc:  # noqa: BLE001 - reported: logged, counted, robot stopped
-            node.report_internal_error("the executor", exc)
+            node.errors.report("the executor", exc)
 
 
 def _help() -> str:

@@ -13,7 +13,7 @@ from .. import interface
 from ..actions.profiles import RobotProfile, builtin_profile_names, load_profile
 from ..options import Option, defaults
 from ..policy.config import BACKEND_OPTIONS, BackendConfig
-from ..safety.limits import SafetyConfigError, SafetyLimits, WatchdogTiming
+from ..safety.limits import DEFAULT_MOTION_LIMITS, SafetyConfigError, SafetyLimits, WatchdogTiming
 
 
 class SettingsError(ValueError):
@@ -64,14 +64,16 @@ NODE_PARAMETERS: tuple[Option, ...] = (
            range=(0.01, 60.0)),
     Option("instruction", "", "initial instruction (empty = wait for one on instruction_topic)"),
     Option("max_instruction_chars", 1000, "longest accepted instruction (characters)", range=(1, 100000)),
-    Option("max_linear_speed", 0.25, "limit on the norm of the linear velocity (m/s); per-axis limits come "
-           "from the profile's max_linear_step", range=(0.001, 10.0)),
-    Option("max_angular_speed", 1.0, "limit on the norm of the angular velocity (rad/s); per-axis limits "
-           "come from the profile's max_angular_step", range=(0.001, 20.0)),
-    Option("max_linear_accel", 2.5, "limit on the change of linear velocity between published commands "
-           "(m/s^2); stops are immediate", range=(0.001, 1000.0)),
-    Option("max_angular_accel", 10.0, "limit on the change of angular velocity between published commands "
-           "(rad/s^2); stops are immediate", range=(0.001, 1000.0)),
+    *(Option(name, DEFAULT_MOTION_LIMITS[name], help, range=limits) for name, (help, limits) in {
+        "max_linear_speed": ("limit on the norm of the linear velocity (m/s); per-axis limits come from the "
+                             "profile's max_linear_step", (0.001, 10.0)),
+        "max_angular_speed": ("limit on the norm of the angular velocity (rad/s); per-axis limits come from the "
+                              "profile's max_angular_step", (0.001, 20.0)),
+        "max_linear_accel": ("limit on the change of linear velocity between published commands (m/s^2); stops "
+                             "are immediate", (0.001, 1000.0)),
+        "max_angular_accel": ("limit on the change of angular velocity between published commands (rad/s^2); "
+                              "stops are immediate", (0.001, 1000.0)),
+    }.items()),  # the defaults are safety.limits.DEFAULT_MOTION_LIMITS (the simulator's controllers use them too)
     Option("workspace_min", [], "workspace box lower corner [x, y, z] (m, base frame); empty = profile",
            type=list),
     Option("workspace_max", [], "workspace box upper corner [x, y, z] (m, base frame); empty = profile",
@@ -85,20 +87,36 @@ BACKEND_PARAMETER_NAMES = tuple(option.name for option in BACKEND_OPTIONS)
 class NodeSettings:
     """Every parameter value, validated, with profile defaults resolved."""
 
-    values: Mapping[str, Any]
+    values: Mapping[str, Any]  # every parameter by name, as given (for a change of some of them)
     profile: RobotProfile
-    control_rate_hz: float
-    frame_id: str
+    control_rate_hz: float  # resolved: 0 is the profile's rate
+    frame_id: str  # resolved: empty is the profile's base frame
     limits: SafetyLimits
     timing: WatchdogTiming
     max_image_age_s: float  # resolved: -1 is two control periods; 0 = no age check
+    image_topic: str
+    compressed_image: bool
+    instruction_topic: str
+    estop_topic: str
+    ee_pose_topic: str
+    twist_topic: str
+    gripper_topic: str
+    publish_rate_hz: float
+    enabled_on_start: bool
+    allow_unstamped_images: bool
+    instruction: str
+    max_instruction_chars: int
+    backend: BackendConfig
 
-    def __getitem__(self, name: str) -> Any:
-        return self.values[name]
-
-    def backend_config(self) -> BackendConfig:
-        """The backend options among the parameters."""
-        return BackendConfig.from_mapping({name: _backend_value(self.values[name]) for name in BACKEND_PARAMETER_NAMES})
+    def with_changes(self, changes: Mapping[str, Any]) -> "NodeSettings":
+        """These settings with some parameters changed (same profile); raises ``ValueError``
+        naming a bad value. Names that are not parameters are ignored."""
+        arrays = {p.name for p in NODE_PARAMETERS if p.type is list}
+        values = dict(self.values)
+        for name, value in changes.items():
+            if name in values:
+                values[name] = list(value) if name in arrays else value
+        return build_settings(values, profile=self.profile)
 
 
 def default_values() -> dict[str, Any]:
@@ -128,6 +146,8 @@ def build_settings(values: Mapping[str, Any], profile: RobotProfile | None = Non
                             f"positive age in seconds, got {max_image_age_s!r}")
     if max_image_age_s < 0.0:
         max_image_age_s = IMAGE_AGE_PERIODS / rate
+    if values["compressed_image"]:
+        _require_opencv()
     if len(values["instruction"]) > values["max_instruction_chars"]:
         raise SettingsError(f"instruction: longer than max_instruction_chars ({values['max_instruction_chars']})")
     try:
@@ -143,12 +163,26 @@ def build_settings(values: Mapping[str, Any], profile: RobotProfile | None = Non
             disabled_zero_s=float(values["disabled_zero_s"]))
     except SafetyConfigError as exc:
         raise SettingsError(str(exc)) from None
-    settings = NodeSettings(values=dict(values), profile=profile, control_rate_hz=rate,
-                         frame_id=values["frame_id"] or profile.base_frame, limits=limits, timing=timing,
-                         max_image_age_s=max_image_age_s)
-    settings.backend_config()  # validates the backend options (PolicyConfigError)
-    return settings
+    backend = BackendConfig.from_mapping({name: _backend_value(values[name]) for name in BACKEND_PARAMETER_NAMES})
+    return NodeSettings(
+        values=dict(values), profile=profile, control_rate_hz=rate, frame_id=values["frame_id"] or profile.base_frame,
+        limits=limits, timing=timing, max_image_age_s=max_image_age_s, image_topic=str(values["image_topic"]),
+        compressed_image=bool(values["compressed_image"]), instruction_topic=str(values["instruction_topic"]),
+        estop_topic=str(values["estop_topic"]), ee_pose_topic=str(values["ee_pose_topic"]),
+        twist_topic=str(values["twist_topic"]), gripper_topic=str(values["gripper_topic"]),
+        publish_rate_hz=float(values["publish_rate_hz"]), enabled_on_start=bool(values["enabled_on_start"]),
+        allow_unstamped_images=bool(values["allow_unstamped_images"]), instruction=str(values["instruction"]),
+        max_instruction_chars=int(values["max_instruction_chars"]), backend=backend)
 
 
 def _backend_value(value: Any) -> Any:
     return tuple(value) if isinstance(value, list) else value
+
+
+def _require_opencv() -> None:
+    """compressed_image decodes with OpenCV: fail at start-up, not on the first frame."""
+    try:
+        import cv2  # noqa: F401
+    except ImportError:
+        raise SettingsError("compressed_image: needs OpenCV (pip install 'magma_ros[compressed]' "
+                            "or the python3-opencv package)") from None
