@@ -97,8 +97,8 @@ def test_statistics_equal_numpy_on_every_recorded_action(tmp_path, capsys):
 
 
 def test_the_actions_are_the_ones_eval_scores_against(tmp_path):
-    """A messy recording: frames before the first instruction, NaN actions (their frames take the
-    next action within --max-delay, as in eval), frames whose action was never recorded, an
+    """A messy recording: frames before the first instruction, NaN actions (their frames are skipped,
+    as in eval), frames whose action was never recorded, an
     instruction that changes and comes back. The statistics are those of eval's truth column."""
     actions = random_actions(60, 9)
     actions[[10, 11, 30], 2] = np.nan
@@ -112,7 +112,7 @@ def test_the_actions_are_the_ones_eval_scores_against(tmp_path):
         rows = list(csv.DictReader(handle))
     truth = np.array([[float(row[f"true_{axis}"]) for axis in AXIS_NAMES] for row in rows])
     norm = normalization(out)
-    assert norm["num_transitions"] == len(rows) == 60 - 5 - 1  # no instruction: 5; frame 59: no action after it
+    assert norm["num_transitions"] == len(rows) == 60 - 5 - 3 - 1  # no instruction: 5; NaN: 3; frame 59: no action
     assert norm["num_trajectories"] == len({row["episode"] for row in rows}) == 3
     assert norm["q01"] == np.percentile(truth, 1, axis=0).tolist()
     assert norm["q99"] == np.percentile(truth, 99, axis=0).tolist()
