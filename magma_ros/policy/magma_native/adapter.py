@@ -2,10 +2,13 @@
 ``vlm.VLMRunner`` drives."""
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 from ..base import PolicyConfigError
 from ..hf_adapters import IMAGE_PLACEHOLDER, MAGMA_IMAGE_WITH_MARKERS, MAGMA_SYSTEM_PROMPT, ModelAdapter
+
+TOKENIZED_PROMPTS = 64  # prompts whose token ids are kept (a robot repeats its instruction for every frame)
 
 
 class MagmaNativeAdapter(ModelAdapter):
@@ -21,6 +24,7 @@ class MagmaNativeAdapter(ModelAdapter):
         super().__init__(model, None, device, dtype, tokenizer=tokenizer)
         self.image_settings = image_settings
         self.image_start_end = image_start_end
+        self._prompt_tokens = functools.lru_cache(TOKENIZED_PROMPTS)(self._tokenize)
 
     def image_marker(self) -> str:
         return MAGMA_IMAGE_WITH_MARKERS if self.image_start_end else IMAGE_PLACEHOLDER
@@ -29,19 +33,24 @@ class MagmaNativeAdapter(ModelAdapter):
         return int(self.model.text_config.max_position_embeddings)
 
     def inputs(self, image: Any, prompt: str) -> dict[str, Any]:
-        """As the base class; ``image`` may also be an RGB array."""
+        """As the base class; ``image`` may also be an RGB array. The token tensors of a repeated
+        prompt are shared between calls: read them, never write to them."""
         import numpy as np
         import torch
 
         from .processing import preprocess
 
-        batch = self.tokenizer(prompt, return_tensors="pt")
-        out = {"input_ids": batch["input_ids"].to(self.device), "attention_mask": batch["attention_mask"].to(self.device)}
+        input_ids, attention_mask = self._prompt_tokens(prompt)
+        out = {"input_ids": input_ids, "attention_mask": attention_mask}
         if image is not None:
             crops, grid = preprocess(np.asarray(image), self.image_settings)
             out["pixel_values"] = crops.unsqueeze(0).to(self.device, self.dtype)
             out["image_sizes"] = torch.tensor([[list(grid)]], device=self.device)
         return out
+
+    def _tokenize(self, prompt: str) -> tuple[Any, Any]:
+        batch = self.tokenizer(prompt, return_tensors="pt")
+        return batch["input_ids"].to(self.device), batch["attention_mask"].to(self.device)
 
     def batch_inputs(self, samples: list[tuple[Any, str]]) -> dict[str, Any]:
         return self.collate([self.inputs(image, text) for image, text in samples])
