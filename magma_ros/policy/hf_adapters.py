@@ -4,9 +4,10 @@ An adapter knows how one model family wants its prompt and its inputs: Magma's r
 (``MagmaForCausalLM`` + ``MagmaProcessor``, opt-in with ``trust_remote_code``) and
 transformers-native LLaVA-style models (used for the tiny test model and any Llama-based LLaVA
 fine-tune) are here; the native Magma implementation's adapter (the default for Magma
-checkpoints) is ``magma_native.adapter.MagmaNativeAdapter``, built on ``ModelAdapter``. It also runs the KV-cached decoding steps (``prefill``/``step``) and says which
-object ``generate`` runs on, and splits an action request's input work into ``prepare``
-(per request, on the requester's thread) and ``collate`` (the batch, on the model thread).
+checkpoints) is ``magma_native.adapter.MagmaNativeAdapter``, built on ``ModelAdapter``. An adapter
+also runs the KV-cached decoding steps (``prefill``/``step``), says which object ``generate`` runs
+on, and splits an action request's input work into ``prepare`` (per request, on the requester's
+thread) and ``collate`` (the batch, on the model thread).
 Everything else (decoding, checks, streaming) is shared by ``vlm.VLMRunner``. torch is only
 imported by the methods that need it.
 """
