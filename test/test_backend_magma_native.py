@@ -65,6 +65,17 @@ def test_runner_interface(runner):
     assert runner.decode([BASE_VOCAB - 256]) == "<act_0>"
 
 
+def test_a_repeated_prompt_is_tokenized_once_with_the_same_ids(runner):
+    adapter = runner.adapter
+    first, again = adapter.inputs(IMAGES[0], PROMPT + "?"), adapter.inputs(IMAGES[1], PROMPT + "?")
+    fresh = adapter.tokenizer(PROMPT + "?", return_tensors="pt")
+    assert again["input_ids"] is first["input_ids"] and torch.equal(first["input_ids"], fresh["input_ids"])
+    assert torch.equal(first["attention_mask"], fresh["attention_mask"])
+    other = adapter.inputs(IMAGES[0], PROMPT)["input_ids"]
+    assert not torch.equal(other, first["input_ids"])
+    assert torch.equal(other, adapter.tokenizer(PROMPT, return_tensors="pt")["input_ids"])
+
+
 def test_kv_cached_loop_equals_generate_and_the_image_matters(runner):
     direct = all_ids(runner)
     runner.decoder = "generate"

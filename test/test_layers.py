@@ -7,6 +7,11 @@
     train                          (fine-tuning: may use eval, never ros, sim or server)
     commands, demo, cli                                         (top)
 
+Inside every package, no import runs both ways or in a circle between two of its members (modules
+and subpackages alike: ``policy/hf_adapters.py`` importing ``policy/magma_native/processing.py``
+while ``policy/magma_native/loading.py`` imports ``policy/hf_adapters.py`` is a tie between
+``hf_adapters`` and ``magma_native``).
+
 Every module is parsed with ``ast`` (not imported), so imports inside functions count too, and
 relative imports are resolved against the module's own package.
 """
@@ -111,11 +116,86 @@ def check_tree(root: Path) -> list[Violation]:
     return violations
 
 
+def import_graph(root: Path) -> dict[str, dict[str, int]]:
+    """Every module under ``root/magma_ros`` -> {module of the package it imports: first line}
+    (``from X import name`` counts as the module ``X.name`` when that is one, else ``X``)."""
+    paths = {module_name(path, root): path for path in sorted((root / PACKAGE).rglob("*.py"))}
+
+    def resolve(name: str) -> str | None:
+        parts = name.split(".")
+        while parts and ".".join(parts) not in paths:
+            parts.pop()
+        return ".".join(parts) or None
+
+    graph: dict[str, dict[str, int]] = {}
+    for module, path in paths.items():
+        tree = ast.parse(path.read_text(encoding="utf-8"), filename=str(path))
+        edges = graph.setdefault(module, {})
+        for line, imported in sorted(imported_modules(tree, module, path.name == "__init__.py")):
+            target = resolve(imported)
+            if target is not None and target != module:
+                edges.setdefault(target, line)
+    return graph
+
+
+def sibling_pair(module: str, imported: str) -> tuple[str, str] | None:
+    """The members of their nearest common package that ``module`` and ``imported`` belong to
+    (``a.b.c``, ``a.d.e`` -> ``a.b``, ``a.d``); None when one contains the other."""
+    left, right = module.split("."), imported.split(".")
+    common = 0
+    while common < min(len(left), len(right)) and left[common] == right[common]:
+        common += 1
+    if common in (len(left), len(right)):
+        return None
+    return ".".join(left[: common + 1]), ".".join(right[: common + 1])
+
+
+def check_ties(root: Path) -> list[Violation]:
+    """Every import between two members of one package (modules or subpackages) that the other
+    member imports back, directly (both ways) or through others of the package (a circle)."""
+    graph = import_graph(root)
+    members: dict[str, dict[str, list[tuple[str, int, str]]]] = {}
+    for module, edges in graph.items():
+        for imported, line in edges.items():
+            pair = sibling_pair(module, imported)
+            if pair is not None:
+                members.setdefault(pair[0], {}).setdefault(pair[1], []).append((module, line, imported))
+
+    def reaches(start: str, goal: str) -> bool:
+        seen, todo = {start}, [start]
+        while todo:
+            for nxt in members.get(todo.pop(), {}):
+                if nxt == goal:
+                    return True
+                if nxt not in seen:
+                    seen.add(nxt)
+                    todo.append(nxt)
+        return False
+
+    violations = []
+    for own, targets in sorted(members.items()):
+        for other, imports in sorted(targets.items()):
+            if own in members.get(other, {}):
+                why = f"both ways: {other} imports {own} too"
+            elif reaches(other, own):
+                why = f"circle: {other} leads back to {own}"
+            else:
+                continue
+            violations += [Violation(module, line, imported, why) for module, line, imported in imports]
+    return violations
+
+
 def test_imports_follow_the_layers() -> None:
     root = Path(magma_ros.__file__).resolve().parent.parent
     assert (root / PACKAGE / "interface.py").is_file()
     violations = check_tree(root)
     assert not violations, "imports against the layers:\n" + "\n".join(map(str, violations))
+
+
+def test_no_import_runs_both_ways() -> None:
+    root = Path(magma_ros.__file__).resolve().parent.parent
+    violations = check_ties(root)
+    assert not violations, "imports that tie two modules:\n" + "\n".join(map(str, violations))
 
 
 def test_every_module_was_checked() -> None:
@@ -176,3 +256,31 @@ def test_checker_accepts_downward_imports(tmp_path: Path) -> None:
 def test_checker_names_a_planted_violation(tmp_path: Path, name: str, text: str, expected: str) -> None:
     violations = check_tree(plant(tmp_path, {**CLEAN, name: text}))
     assert len(violations) == 1 and str(violations[0]).startswith(expected), violations
+
+
+def test_tie_checker_accepts_one_way_imports(tmp_path: Path) -> None:
+    one_way = {**CLEAN, "policy/hf.py": "from .base import Prediction\n",
+               "policy/native/adapter.py": "from ..hf import Adapter\nfrom . import model\n",
+               "policy/native/model.py": "def f():\n    from ...actions import twist\n"}
+    assert check_ties(plant(tmp_path, one_way)) == []
+
+
+@pytest.mark.parametrize("files, expected", [
+    ({"policy/base.py": "from . import hf\n", "policy/hf.py": "def f():\n    from .base import Prediction\n"},
+     ["magma_ros.policy.base:1 imports magma_ros.policy.hf (both ways: magma_ros.policy.hf imports",
+      "magma_ros.policy.hf:2 imports magma_ros.policy.base (both ways: magma_ros.policy.base imports"]),
+    ({"policy/hf.py": "def f():\n    from .native.processing import crops\n",
+      "policy/native/processing.py": "x = 1\n", "policy/native/loading.py": "from ..hf import Adapter\n"},
+     ["magma_ros.policy.hf:2 imports magma_ros.policy.native.processing (both ways: magma_ros.policy.native",
+      "magma_ros.policy.native.loading:1 imports magma_ros.policy.hf (both ways: magma_ros.policy.hf"]),
+    ({"policy/a.py": "from . import b\n", "policy/b.py": "from . import c\n", "policy/c.py": "from .a import x\n"},
+     ["magma_ros.policy.a:1 imports magma_ros.policy.b (circle: magma_ros.policy.b leads back to magma_ros.policy.a)",
+      "magma_ros.policy.b:1 imports magma_ros.policy.c (circle:",
+      "magma_ros.policy.c:1 imports magma_ros.policy.a (circle:"]),
+    ({"errors.py": "from .options import Option\n", "options.py": "from .errors import UserError\n"},
+     ["magma_ros.errors:1 imports magma_ros.options (both ways:",
+      "magma_ros.options:1 imports magma_ros.errors (both ways:"]),
+])
+def test_tie_checker_names_each_import_of_a_tie(tmp_path: Path, files: dict[str, str], expected: list[str]) -> None:
+    violations = sorted(map(str, check_ties(plant(tmp_path, {**CLEAN, **files}))))
+    assert len(violations) == len(expected) and all(v.startswith(e) for v, e in zip(violations, expected)), violations

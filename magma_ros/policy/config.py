@@ -1,21 +1,29 @@
-"""Backend configuration: one table of option names used by node parameters and every CLI."""
+"""Backend configuration, declared once: ``BACKEND_OPTIONS`` (the option table used by node parameters,
+every CLI and the docs) generates ``BackendConfig``'s fields, and ``BUILTIN_BACKENDS`` (each built-in
+backend's factory, loaded by ``registry.create_policy``) gives ``BACKEND_NAMES``."""
 from __future__ import annotations
 
 import math
 import re
-from dataclasses import dataclass, fields
+from dataclasses import field, fields, make_dataclass
 from typing import Any
 
 from ..options import Option
 from .base import PolicyConfigError
 
-BACKEND_NAMES = ("magma", "openai", "fixed", "demo")
+BUILTIN_BACKENDS: dict[str, str] = {  # name -> "module:function" creating the policy
+    "magma": "magma_ros.policy.magma:create",
+    "openai": "magma_ros.policy.openai_backend:create",
+    "fixed": "magma_ros.policy.fixed:create",
+    "demo": "magma_ros.policy.demo:create",
+}
+BACKEND_NAMES = tuple(BUILTIN_BACKENDS)
 QUANTIZATIONS = ("none", "int8", "nf4")
 _ROBOT_ID = re.compile(r"[A-Za-z0-9_./:@-]{1,128}")  # what magma-ros serve accepts in X-Robot-Id
 
 BACKEND_OPTIONS: tuple[Option, ...] = (
     Option("backend", "magma",
-           "policy backend: magma, openai, fixed, demo, or a custom factory as 'package.module:function'"),
+           f"policy backend: {', '.join(BACKEND_NAMES)}, or a custom factory as 'package.module:function'"),
     Option("model", "microsoft/Magma-8B",
            "model id or local directory (magma); model name sent to the endpoint (openai)"),
     Option("revision", "", "model revision (commit hash) to take from the local Hugging Face cache; empty = default branch"),
@@ -46,28 +54,8 @@ BACKEND_OPTIONS: tuple[Option, ...] = (
 )
 
 
-@dataclass(frozen=True)
-class BackendConfig:
-    """Validated backend options (meanings: ``BACKEND_OPTIONS``, whose defaults test_policy_config checks
-    against these)."""
-
-    backend: str = "magma"
-    model: str = "microsoft/Magma-8B"
-    revision: str = ""
-    trust_remote_code: bool = False
-    device: str = "cuda"
-    dtype: str = "bfloat16"
-    attn_implementation: str = "sdpa"
-    quantization: str = "none"
-    quantize_vision: bool = False
-    compile: bool = False
-    endpoint_url: str = ""
-    api_key_env: str = ""
-    tokenizer: str = ""
-    temperature: float = 0.0
-    request_timeout_s: float = 10.0
-    robot_id: str = ""
-    fixed_action: tuple[float, ...] = ()
+class _BackendChecks:
+    """The checks and constructor of ``BackendConfig``, whose fields ``BACKEND_OPTIONS`` generates."""
 
     def __post_init__(self) -> None:
         if self.backend not in BACKEND_NAMES and not _is_factory_path(self.backend):
@@ -78,9 +66,8 @@ class BackendConfig:
             value = getattr(self, spec.name)
             if spec.choices and value not in spec.choices:
                 raise PolicyConfigError(f"{spec.name}: must be one of {', '.join(spec.choices)}, got {value!r}")
-        for flag in ("trust_remote_code", "quantize_vision", "compile"):
-            if not isinstance(getattr(self, flag), bool):
-                raise PolicyConfigError(f"{flag}: must be true or false, got {getattr(self, flag)!r}")
+            if spec.type is bool and not isinstance(value, bool):
+                raise PolicyConfigError(f"{spec.name}: must be true or false, got {value!r}")
         if self.trust_remote_code and (self.quantization != "none" or self.compile):
             raise PolicyConfigError("quantization and compile apply to the native Magma implementation: "
                                     "set trust_remote_code: false")
@@ -97,13 +84,26 @@ class BackendConfig:
         object.__setattr__(self, "fixed_action", action)
 
     @classmethod
-    def from_mapping(cls, values: dict[str, Any]) -> "BackendConfig":
+    def from_mapping(cls, values: dict[str, Any]) -> _BackendChecks:
         """Build from a dict of option names (unknown names are an error)."""
         known = {f.name for f in fields(cls)}
         unknown = sorted(set(values) - known)
         if unknown:
             raise PolicyConfigError(f"unknown backend option(s): {', '.join(unknown)}")
         return cls(**values)
+
+
+def _config_field(option: Option) -> tuple[str, Any, Any]:
+    """(name, type, dataclass field) of one option; a list option is a tuple of floats."""
+    if option.type is list:
+        return option.name, tuple[float, ...], field(default=tuple(option.default))
+    return option.name, option.type, field(default=option.default)
+
+
+BackendConfig = make_dataclass(
+    "BackendConfig", [_config_field(option) for option in BACKEND_OPTIONS], bases=(_BackendChecks,), frozen=True,
+    namespace={"__module__": __name__, "__doc__": "Validated backend options: one field per ``BACKEND_OPTIONS`` "
+               "entry, with its name and default."})
 
 
 def _is_factory_path(name: str) -> bool:

@@ -1,12 +1,13 @@
 """Per-architecture calling conventions for the vision-language runtime (``vlm.VLMRunner``).
 
-An adapter knows how one model family wants its prompt and its inputs: the native Magma
-implementation (``magma_native``, the default for Magma checkpoints), Magma's remote code
+An adapter knows how one model family wants its prompt and its inputs: Magma's remote code
 (``MagmaForCausalLM`` + ``MagmaProcessor``, opt-in with ``trust_remote_code``) and
 transformers-native LLaVA-style models (used for the tiny test model and any Llama-based LLaVA
-fine-tune). It also runs the KV-cached decoding steps (``prefill``/``step``) and says which
-object ``generate`` runs on, and splits an action request's input work into ``prepare``
-(per request, on the requester's thread) and ``collate`` (the batch, on the model thread).
+fine-tune) are here; the native Magma implementation's adapter (the default for Magma
+checkpoints) is ``magma_native.adapter.MagmaNativeAdapter``, built on ``ModelAdapter``. An adapter
+also runs the KV-cached decoding steps (``prefill``/``step``), says which object ``generate`` runs
+on, and splits an action request's input work into ``prepare`` (per request, on the requester's
+thread) and ``collate`` (the batch, on the model thread).
 Everything else (decoding, checks, streaming) is shared by ``vlm.VLMRunner``. torch is only
 imported by the methods that need it.
 """
@@ -18,6 +19,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from .base import PolicyConfigError, PolicyError
+from .kv_cache import cache_argument, position_ids
 
 MAGMA_SYSTEM_PROMPT = "You are agent that can see, talk and act."
 IMAGE_PLACEHOLDER = "<image>"
@@ -163,8 +165,7 @@ class LlavaAdapter(ModelAdapter):
         return self._to_device(batch)
 
     def prefill(self, inputs: dict[str, Any]) -> tuple[Any, CachedState]:
-        # Positions count real tokens only, so a left-padded row sees the positions it has alone.
-        positions = _positions(inputs["attention_mask"])
+        positions = position_ids(inputs["attention_mask"])
         out = self.model(**inputs, position_ids=positions, use_cache=True, return_dict=True,
                          **_keep_last_logits_kwarg(self.model))
         return out.logits[:, -1], CachedState(_output_cache(out), inputs["attention_mask"], positions[:, -1:])
@@ -175,86 +176,9 @@ class LlavaAdapter(ModelAdapter):
         state.attention_mask = torch.cat([state.attention_mask, state.attention_mask.new_ones(tokens.shape)], dim=1)
         state.last_position = state.last_position + 1
         out = self.model(input_ids=tokens, attention_mask=state.attention_mask, position_ids=state.last_position,
-                         use_cache=True, return_dict=True, **{_cache_kwarg(self.model): state.cache})
+                         use_cache=True, return_dict=True, **{cache_argument(self.model): state.cache})
         state.cache = _output_cache(out)
         return out.logits[:, -1]
-
-
-class MagmaNativeAdapter(ModelAdapter):
-    """The native Magma implementation: Magma's chat convention (as ``MagmaAdapter``), its
-    tokenizer called like ``MagmaProcessor`` does (special tokens added), Magma's crop
-    processing, and the model's own KV-cached ``prefill``/``step``."""
-
-    default_system_prompt = MAGMA_SYSTEM_PROMPT
-    direct_decode = True
-
-    def __init__(self, model: Any, tokenizer: Any, image_settings: Any, device: str, dtype: Any,
-                 image_start_end: bool) -> None:
-        super().__init__(model, None, device, dtype, tokenizer=tokenizer)
-        self.image_settings = image_settings
-        self.image_start_end = image_start_end
-
-    def image_marker(self) -> str:
-        return MAGMA_IMAGE_WITH_MARKERS if self.image_start_end else IMAGE_PLACEHOLDER
-
-    def max_context_tokens(self) -> int:
-        return int(self.model.text_config.max_position_embeddings)
-
-    def inputs(self, image: Any, prompt: str) -> dict[str, Any]:
-        """As the base class; ``image`` may also be an RGB array."""
-        import numpy as np
-        import torch
-
-        from .magma_native.processing import preprocess
-
-        batch = self.tokenizer(prompt, return_tensors="pt")
-        out = {"input_ids": batch["input_ids"].to(self.device), "attention_mask": batch["attention_mask"].to(self.device)}
-        if image is not None:
-            crops, grid = preprocess(np.asarray(image), self.image_settings)
-            out["pixel_values"] = crops.unsqueeze(0).to(self.device, self.dtype)
-            out["image_sizes"] = torch.tensor([[list(grid)]], device=self.device)
-        return out
-
-    def batch_inputs(self, samples: list[tuple[Any, str]]) -> dict[str, Any]:
-        return self.collate([self.inputs(image, text) for image, text in samples])
-
-    def prepare(self, image: Any, prompt: str) -> dict[str, Any]:
-        """The whole of one request's inputs: tokenized prompt and image crops (no PIL detour)."""
-        return self.inputs(image, prompt)
-
-    def collate(self, prepared: list[dict[str, Any]]) -> dict[str, Any]:
-        """One request's inputs as they are; several left-padded to one length, crops zero-padded."""
-        import torch
-
-        rows = prepared
-        if len(rows) == 1:
-            return rows[0]
-        if any("pixel_values" not in row for row in rows):
-            raise PolicyConfigError("batched inputs: every sample needs an image")
-        length = max(row["input_ids"].shape[1] for row in rows)
-        pad = self.tokenizer.pad_token_id or 0
-        ids = torch.full((len(rows), length), pad, dtype=rows[0]["input_ids"].dtype, device=self.device)
-        mask = torch.zeros((len(rows), length), dtype=rows[0]["attention_mask"].dtype, device=self.device)
-        crops = max(row["pixel_values"].shape[1] for row in rows)
-        pixels = rows[0]["pixel_values"].new_zeros((len(rows), crops, *rows[0]["pixel_values"].shape[2:]))
-        for b, row in enumerate(rows):
-            n = row["input_ids"].shape[1]
-            ids[b, length - n:] = row["input_ids"][0]
-            mask[b, length - n:] = row["attention_mask"][0]
-            pixels[b, : row["pixel_values"].shape[1]] = row["pixel_values"][0]
-        return {"input_ids": ids, "attention_mask": mask, "pixel_values": pixels,
-                "image_sizes": torch.cat([row["image_sizes"] for row in rows])}
-
-    def generate_call(self, inputs: dict[str, Any]) -> tuple[Any, dict[str, Any], int]:
-        """``generate`` of the Llama part on the merged prompt embeddings (its output holds only new tokens)."""
-        embeds, mask, _ = self.model.embed(**inputs)
-        return self.model.language_model, {"inputs_embeds": embeds, "attention_mask": mask}, 0
-
-    def prefill(self, inputs: dict[str, Any]) -> tuple[Any, Any]:
-        return self.model.prefill(**inputs)
-
-    def step(self, tokens: Any, state: Any) -> Any:
-        return self.model.step(tokens, state)
 
 
 def to_pil(image: Any) -> Any:
@@ -265,11 +189,6 @@ def to_pil(image: Any) -> Any:
     return Image.fromarray(np.ascontiguousarray(image), mode="RGB")
 
 
-def _positions(attention_mask: Any) -> Any:
-    """Position ids (B, T) counting only attended tokens (padding gets position 1)."""
-    return (attention_mask.long().cumsum(-1) - 1).masked_fill(attention_mask == 0, 1)
-
-
 def _keep_last_logits_kwarg(model: Any) -> dict[str, int]:
     """``{"logits_to_keep": 1}`` when the model's forward can skip the prompt's other logits."""
     params = inspect.signature(model.forward).parameters
@@ -277,11 +196,6 @@ def _keep_last_logits_kwarg(model: Any) -> dict[str, int]:
         if name in params:
             return {name: 1}
     return {}
-
-
-def _cache_kwarg(model: Any) -> str:
-    """transformers 5.x calls the KV-cache argument ``cache``; 4.x ``past_key_values``."""
-    return "cache" if "cache" in inspect.signature(model.forward).parameters else "past_key_values"
 
 
 def _output_cache(out: Any) -> Any:

@@ -6,22 +6,15 @@ from typing import Callable
 
 from ..actions.profiles import RobotProfile
 from .base import Policy, PolicyConfigError
-from .config import BackendConfig
+from .config import BUILTIN_BACKENDS, BackendConfig
 
 PolicyFactory = Callable[[BackendConfig, RobotProfile], Policy]
-
-_BUILTIN: dict[str, str] = {
-    "fixed": "magma_ros.policy.fixed:create",
-    "magma": "magma_ros.policy.magma:create",
-    "openai": "magma_ros.policy.openai_backend:create",
-    "demo": "magma_ros.policy.demo:create",
-}
 
 
 def create_policy(config: BackendConfig, profile: RobotProfile) -> Policy:
     """Instantiate the configured backend. Raises ``PolicyConfigError`` for bad options and
     ``PolicyError`` when a valid configuration cannot be brought up (e.g. no GPU)."""
-    factory = _load_factory(_BUILTIN.get(config.backend, config.backend))
+    factory = _load_factory(BUILTIN_BACKENDS.get(config.backend, config.backend))
     policy = factory(config, profile)
     if not isinstance(policy, Policy):
         raise PolicyConfigError(f"backend {config.backend!r}: factory returned {type(policy).__name__}, not a Policy")

@@ -107,7 +107,7 @@ def finetune(request: FinetuneRequest, log: TextIO) -> int:
 
 
 def _load(config: BackendConfig) -> Any:
-    from ..policy.hf_adapters import MagmaNativeAdapter
+    from ..policy.magma_native.adapter import MagmaNativeAdapter
     from ..policy.vlm import VLMRunner
 
     runner = VLMRunner.load(config)

@@ -7,7 +7,8 @@ from typing import Any
 
 from ...errors import one_line
 from ..base import PolicyConfigError
-from ..hf_adapters import IMAGE_PLACEHOLDER, MagmaNativeAdapter
+from ..hf_adapters import IMAGE_PLACEHOLDER
+from .adapter import MagmaNativeAdapter
 from .config import read_image_settings, read_json, read_model_settings
 from .weights import load_magma
 

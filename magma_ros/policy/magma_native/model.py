@@ -9,13 +9,13 @@ Inputs follow Magma's processor layout and are batch-ready: ``input_ids``/``atte
 """
 from __future__ import annotations
 
-import inspect
 from dataclasses import dataclass
 from typing import Any
 
 import torch
 from torch import nn
 
+from ..kv_cache import cache_argument, position_ids
 from .config import MagmaSettings, VisionSettings
 from .convnext import MagmaVisionTower
 
@@ -65,7 +65,7 @@ class MagmaForActions(nn.Module):
         self.text_config = LlamaConfig(**text)
         self.text_config._attn_implementation = attn_implementation
         self.language_model = LlamaForCausalLM(self.text_config)
-        self._cache_kwarg = _cache_kwarg_name(self.language_model.model)
+        self._cache_kwarg = cache_argument(self.language_model.model)
 
     def get_input_embeddings(self) -> nn.Module:
         return self.language_model.get_input_embeddings()
@@ -136,8 +136,7 @@ class MagmaForActions(nn.Module):
         for b, r in enumerate(rows):
             out[b, length - r.shape[0]:] = r
             mask[b, length - r.shape[0]:] = 1
-        positions = (mask.cumsum(-1) - 1).masked_fill(mask == 0, 1)
-        return out, mask, positions
+        return out, mask, position_ids(mask)
 
     # -- language model -------------------------------------------------------------------------
     def _run(self, embeds: torch.Tensor, mask: torch.Tensor, positions: torch.Tensor, cache: Any,
@@ -177,8 +176,3 @@ class MagmaForActions(nn.Module):
         embeds = self.language_model.get_input_embeddings()(tokens)
         return self._run(embeds, state.attention_mask, state.last_position, state.cache, 1)[:, -1]
 
-
-def _cache_kwarg_name(llama_model: nn.Module) -> str:
-    """transformers 5.x names the cache argument ``cache``; 4.x ``past_key_values``."""
-    params = inspect.signature(llama_model.forward).parameters
-    return "cache" if "cache" in params else "past_key_values"

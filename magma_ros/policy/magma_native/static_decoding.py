@@ -15,7 +15,7 @@ import torch
 
 from ...actions.tokenizer import ACTION_DIM
 from ..base import PolicyConfigError
-from ..hf_adapters import MagmaNativeAdapter
+from .adapter import MagmaNativeAdapter
 from .model import DecodeState, MagmaForActions
 
 LENGTH_BUCKET = 128
