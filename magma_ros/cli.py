@@ -15,6 +15,7 @@ COMMANDS: dict[str, str] = {
     "decode": "decode",
     "sim-eval": "sim_eval",
     "eval": "eval",
+    "stats": "stats",
     "record": "record",
     "replay": "replay",
     "serve": "serve",

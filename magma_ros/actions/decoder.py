@@ -38,7 +38,9 @@ class ActionDecoder:
         return self.decode_ids(text_ids_to_action_ids(text, text_tokenizer, self.tokenizer))
 
     def encode(self, action: ArrayLike) -> np.ndarray:
-        """(..., 7) robot-unit actions -> (..., 7) action ids (inverse up to half a bin)."""
+        """(..., 7) robot-unit actions -> (..., 7) action ids: ``decode_ids`` gives back each action to
+        within half a bin (clipped to q01..q99), and ``encode(decode_ids(ids)) == ids`` for every id
+        but the edge id ``vocab_size - 256``, which decodes like ``vocab_size - 255``."""
         return self.tokenizer.normalized_to_ids(self.stats.normalize(action))
 
 

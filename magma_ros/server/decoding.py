@@ -44,6 +44,6 @@ class ActionTokenService:
                                     f"(known: {', '.join(sorted(self.robot_stats))})", param="robot_type")
             return stats
         try:
-            return NormalizationStats.from_mapping(request.normalization_stats.model_dump(), "normalization_stats")
+            return NormalizationStats.from_mapping(request.normalization_stats, "normalization_stats")
         except ActionContractError as exc:
             raise ApiError(422, str(exc), param="normalization_stats") from None

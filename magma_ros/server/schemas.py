@@ -55,14 +55,6 @@ class ChatCompletionRequest(_Lenient):
     user: str | None = None  # the robot's identity when no X-Robot-Id header is sent
 
 
-class StatsBody(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-    mask: list[Any]
-    q01: list[Any]
-    q99: list[Any]
-
-
 class ActionTokensRequest(BaseModel):
     """``{"text", "robot_type"}`` or ``{"text", "normalization_stats"}``."""
 
@@ -70,7 +62,7 @@ class ActionTokensRequest(BaseModel):
 
     text: str = Field(max_length=MAX_ACTION_TEXT_CHARS)
     robot_type: str | None = None
-    normalization_stats: StatsBody | None = None
+    normalization_stats: Any = None  # validated by NormalizationStats.from_mapping, as everywhere else
 
 
 def describe_validation_error(exc: ValidationError) -> tuple[str, str | None]:
