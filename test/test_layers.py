@@ -4,7 +4,7 @@
     policy
     safety
     ros | sim | eval | server                                   (peers: none imports another)
-    commands, demo, cli                                         (top)
+    commands, demo, demo_learn, cli                             (top)
 
 Every module is parsed with ``ast`` (not imported), so imports inside functions count too, and
 relative imports are resolved against the module's own package.
@@ -26,7 +26,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("policy",),
     ("safety",),
     ("ros", "sim", "eval", "server"),
-    ("commands", "demo", "cli"),
+    ("commands", "demo", "demo_learn", "cli"),
 )
 PEERS = {"ros", "sim", "eval", "server"}  # a layer whose members must not import one another
 RANK = {part: rank for rank, parts in enumerate(LAYERS) for part in parts}
