@@ -47,6 +47,8 @@ setup(
         "magma": [  # the native Magma implementation (tested on transformers 4.55.4 and 5.24.0)
             "torch>=2.1", "transformers>=4.49", "safetensors>=0.4", "accelerate>=0.26",
         ],
+        "finetune": ["peft>=0.13", "torch>=2.1", "transformers>=4.49", "safetensors>=0.4", "rosbags>=0.10",
+                     "matplotlib>=3.5"],  # magma-ros finetune (with the magma extra's runtime)
         "serve": ["fastapi>=0.110", "uvicorn>=0.27", "pillow>=9"],
         "eval": ["rosbags>=0.10", "matplotlib>=3.5"],
         "sim": ["pybullet>=3.2", "matplotlib>=3.5", "pillow>=9"],

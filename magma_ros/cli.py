@@ -20,6 +20,7 @@ COMMANDS: dict[str, str] = {
     "replay": "replay",
     "serve": "serve",
     "fleet": "fleet",
+    "finetune": "finetune",
 }
 
 

@@ -4,6 +4,7 @@
     policy
     safety
     ros | sim | eval | server                                   (peers: none imports another)
+    train                          (fine-tuning: may use eval, never ros, sim or server)
     commands, demo, demo_learn, cli                             (top)
 
 Every module is parsed with ``ast`` (not imported), so imports inside functions count too, and
@@ -26,9 +27,12 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("policy",),
     ("safety",),
     ("ros", "sim", "eval", "server"),
+    ("train",),
     ("commands", "demo", "demo_learn", "cli"),
 )
 PEERS = {"ros", "sim", "eval", "server"}  # a layer whose members must not import one another
+# lower layers a layer must not import although they are below it
+FORBIDDEN = {"train": {"ros", "sim", "server"}}
 RANK = {part: rank for rank, parts in enumerate(LAYERS) for part in parts}
 
 
@@ -100,6 +104,8 @@ def check_tree(root: Path) -> list[Violation]:
                 continue  # ``from magma_ros import __version__`` and the like: not a module
             if RANK[target] > RANK[own]:
                 violations.append(Violation(module, line, imported, f"up: {own} is below {target}"))
+            elif target in FORBIDDEN.get(own, ()):
+                violations.append(Violation(module, line, imported, f"forbidden: {own} never imports {target}"))
             elif RANK[target] == RANK[own] and own in PEERS:
                 violations.append(Violation(module, line, imported, f"sideways: {own} and {target} are peers"))
     return violations
@@ -138,6 +144,7 @@ CLEAN = {
     "policy/base.py": "from ..actions import twist\nfrom magma_ros.errors import UserError\n",
     "safety/conversion.py": "from ..policy.base import Prediction\nfrom . import rules\n",
     "ros/node.py": "from .. import interface\nfrom ..safety import conversion\n",
+    "train/run.py": "from ..eval import stream\nfrom ..policy import magma\nfrom . import trainer\n",
     "cli.py": "from .commands import serve\nfrom magma_ros.ros import node\n",
 }
 
@@ -160,6 +167,10 @@ def test_checker_accepts_downward_imports(tmp_path: Path) -> None:
     ("eval/deep/inner.py", "class A:\n    def f(self):\n        from ...server import app\n",
      "magma_ros.eval.deep.inner:3 imports magma_ros.server.app (sideways: eval and server are peers)"),
     ("gadgets.py", "x = 1\n", "magma_ros.gadgets:0 imports magma_ros.gadgets ('gadgets' has no layer"),
+    ("train/trainer.py", "from ..ros import node\n",
+     "magma_ros.train.trainer:1 imports magma_ros.ros.node (forbidden: train never imports ros)"),
+    ("train/run.py", "from ..commands import eval\n",
+     "magma_ros.train.run:1 imports magma_ros.commands.eval (up: train is below commands)"),
 ])
 def test_checker_names_a_planted_violation(tmp_path: Path, name: str, text: str, expected: str) -> None:
     violations = check_tree(plant(tmp_path, {**CLEAN, name: text}))

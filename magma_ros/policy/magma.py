@@ -6,6 +6,7 @@ import time
 import numpy as np
 
 from ..actions.profiles import RobotProfile
+from .action_decoding import PreparedAction
 from .base import Prediction, check_image
 from .config import BackendConfig
 from .vlm import VLMRunner
@@ -22,16 +23,26 @@ class MagmaPolicy:
 
     def predict(self, image: np.ndarray, instruction: str) -> Prediction:
         """Resize to the profile's image size, prompt with the profile's template, decode 7 ids."""
-        check_image(image)
         t0 = time.perf_counter()
-        resized = resize_image(image, self.profile.image_size)
-        ids = self.runner.action_ids(resized, self.profile.prompt(instruction), self.temperature)
-        timings = {"inference": time.perf_counter() - t0, **self.runner.last_timings}
+        prepared = frame_inputs(self.runner, image, instruction, self.profile, self.temperature)
+        t1 = time.perf_counter()
+        ids = self.runner.decode_actions([prepared])[0]
+        timings = {"inference": time.perf_counter() - t0, "preprocess": prepared.preprocess_s,
+                   "generate": time.perf_counter() - t1}
         return Prediction(token_ids=ids, text=self.runner.decode(ids), timings=timings)
 
     def close(self) -> None:
         """Release the model."""
         self.runner.close()
+
+
+def frame_inputs(runner: VLMRunner, image: np.ndarray, instruction: str, profile: RobotProfile,
+                 temperature: float = 0.0) -> PreparedAction:
+    """The model input for one frame: the image resized to the profile's size, the profile's prompt
+    template, the chat template and the model's image processing. What ``predict`` sends and what
+    fine-tuning trains on (``magma_ros.train``): one function, so training sees what inference sees."""
+    check_image(image)
+    return runner.prepare_action(resize_image(image, profile.image_size), profile.prompt(instruction), temperature)
 
 
 def resize_image(image: np.ndarray, size: tuple[int, int]) -> np.ndarray:

@@ -1,0 +1,103 @@
+"""LoRA through ``peft`` on the language model's linear layers of the native Magma; the vision tower
+and the projector frozen unless asked for (then trained fully and saved beside the adapter as
+``non_lora_trainables.safetensors``, as LLaVA does). peft is imported lazily: a missing extra is
+a one-line error naming it."""
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any
+
+from ..errors import UserError
+from .settings import TrainSettings
+
+ADAPTER_DIR = "adapter"
+NON_LORA_FILE = "non_lora_trainables.safetensors"
+PEFT_MISSING = "magma-ros finetune needs peft: pip install 'magma_ros[finetune]'"
+
+
+def require_peft() -> Any:
+    """The peft module, or a UserError naming the extra to install."""
+    try:
+        import peft
+    except ImportError:
+        raise UserError(PEFT_MISSING) from None
+    return peft
+
+
+def target_pattern(names: list[str]) -> str:
+    """A regular expression (peft matches it against whole module names) for the named linear
+    layers of the language model's decoder layers only (never the vision tower or the projector)."""
+    alternatives = "|".join(re.escape(n) for n in names)
+    return rf"language_model\.model\.layers\.\d+\.(?:self_attn|mlp)\.(?:{alternatives})"
+
+
+def add_lora(model: Any, settings: TrainSettings) -> Any:
+    """Wrap the native Magma ``model`` with LoRA adapters (injected in place: ``model`` itself runs
+    with them); returns the peft model. Only the adapters (and the parts asked for) train."""
+    peft = require_peft()
+    config = peft.LoraConfig(r=settings.lora_rank, lora_alpha=settings.lora_alpha,
+                             lora_dropout=settings.lora_dropout, bias="none",
+                             target_modules=target_pattern(settings.target_modules()))
+    try:
+        wrapped = peft.get_peft_model(model, config)
+    except ValueError as exc:  # peft: no module matched the targets
+        raise UserError(f"--lora-targets {settings.lora_targets}: no linear layer of the language model matches "
+                        f"({str(exc).splitlines()[0]})") from None
+    for part, wanted in (("vision_tower", settings.train_vision), ("multi_modal_projector", settings.train_projector)):
+        for param in getattr(model, part).parameters():
+            param.requires_grad_(wanted)
+    return wrapped
+
+
+def non_lora_trainables(model: Any) -> dict[str, Any]:
+    """Trainable tensors that are not LoRA adapters (vision tower, projector), by model name."""
+    return {name: p.detach().cpu().contiguous() for name, p in model.named_parameters()
+            if p.requires_grad and "lora_" not in name}
+
+
+def save_adapter(peft_model: Any, model: Any, directory: Path) -> None:
+    """peft's adapter format in ``directory`` (+ the fully trained parts, if any)."""
+    from safetensors.torch import save_file
+
+    peft_model.save_pretrained(str(directory))
+    extra = non_lora_trainables(model)
+    if extra:
+        save_file(extra, str(directory / NON_LORA_FILE), metadata={"format": "pt"})
+
+
+def load_adapter_weights(peft_model: Any, model: Any, directory: Path) -> None:
+    """Put the adapter (and trained parts) saved in ``directory`` into an identically set-up model."""
+    import torch
+    from safetensors.torch import load_file
+
+    peft = require_peft()
+    state = load_file(str(directory / "adapter_model.safetensors"))
+    result = peft.set_peft_model_state_dict(peft_model, state)
+    if getattr(result, "unexpected_keys", None):
+        raise UserError(f"{directory}: adapter does not match the model ({result.unexpected_keys[0]} ...)")
+    extra = directory / NON_LORA_FILE
+    if extra.is_file():
+        params = dict(model.named_parameters())
+        with torch.no_grad():
+            for name, tensor in load_file(str(extra)).items():
+                if name not in params:
+                    raise UserError(f"{extra}: tensor {name} is not in the model")
+                params[name].copy_(tensor)
+
+
+def apply_adapter(model: Any, directory: Path) -> Any:
+    """The native Magma ``model`` with the adapter saved in ``directory`` (peft's format) applied,
+    not merged: what base + adapter predict. Returns the peft model."""
+    peft = require_peft()
+    wrapped = peft.PeftModel.from_pretrained(model, str(directory))
+    extra = Path(directory) / NON_LORA_FILE
+    if extra.is_file():
+        import torch
+        from safetensors.torch import load_file
+
+        params = dict(model.named_parameters())
+        with torch.no_grad():
+            for name, tensor in load_file(str(extra)).items():
+                params[name].copy_(tensor)
+    return wrapped.eval()

@@ -1,0 +1,167 @@
+"""A fine-tuning task a tiny random Magma cannot solve but learns in well under a minute on a CPU,
+and the model trained on it, built once per test session and shared (``finetuned`` fixture, or
+``build_finetuned(root)``): other tests use it as "the confident tiny model".
+
+The task: each frame's whole background is red or blue (with some noise), each episode's instruction
+says "left" or "right"; the action is a fixed 7-vector for each of the four (colour, instruction)
+pairs, distinct on every axis, so the right answer needs both the image and the instruction.
+"""
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterable
+
+import numpy as np
+import pytest
+import yaml
+
+from magma_ros.eval.bag import open_writer, typestore
+from magma_ros.interface import IMAGE, INSTRUCTION, TELEOP_ACTION
+from tiny_magma import build_tiny_magma
+
+IMAGE_TOPIC, INSTRUCTION_TOPIC, ACTION_TOPIC = IMAGE.absolute, INSTRUCTION.absolute, TELEOP_ACTION.absolute
+SIZE = 64  # the profile's image size: one 64-pixel crop of the tiny Magma
+RATE_HZ = 5.0
+START_NS = 1_700_000_000_000_000_000
+COLOURS = {"red": (200, 30, 30), "blue": (30, 40, 210)}
+INSTRUCTIONS = {"left": "push the block to the left", "right": "push the block to the right"}
+SPAN = 0.05
+# (colour, side) -> action in robot units: every axis differs between the four pairs
+ACTIONS = {
+    ("red", "left"): [-0.03, 0.02, 0.01, -0.04, 0.03, 0.00, 1.0],
+    ("red", "right"): [0.03, -0.02, 0.02, 0.04, -0.01, 0.02, 0.0],
+    ("blue", "left"): [-0.01, -0.03, -0.02, 0.01, 0.02, -0.03, 0.0],
+    ("blue", "right"): [0.02, 0.03, -0.01, -0.02, -0.03, 0.04, 1.0],
+}
+PROFILE = {
+    "name": "tiny_arm", "description": "test arm for fine-tuning", "control_rate_hz": RATE_HZ,
+    "base_frame": "base_link", "image_size": [SIZE, SIZE],
+    "prompt_template": "What action should the robot take to {instruction}?",
+    "normalization": {"mask": [True] * 6 + [False], "q01": [-SPAN] * 6 + [0.0], "q99": [SPAN] * 6 + [1.0]},
+    "gripper": {"mode": "binary", "threshold": 0.5, "initial": 1.0},
+    "limits": {"max_linear_step": 0.05, "max_angular_step": 0.25},
+    "workspace": {"min": [-1.0, -1.0, -1.0], "max": [1.0, 1.0, 1.0]},
+}
+TRAIN_FLAGS = ["--device", "cpu", "--lora-rank", "32", "--lora-alpha", "32", "--learning-rate", "3e-3",
+               "--epochs", "20", "--batch-size", "8", "--warmup-fraction", "0.05", "--seed", "0",
+               "--eval-every", "100000", "--save-every", "100000", "--quiet"]
+
+
+@dataclass(frozen=True)
+class Episode:
+    side: str  # "left" or "right"
+    colours: tuple[str, ...]  # one per frame
+
+
+def episodes(count: int, frames: int, seed: int) -> list[Episode]:
+    """Episodes alternating left/right (so consecutive ones differ), random colour per frame."""
+    rng = np.random.default_rng(seed)
+    return [Episode("left" if i % 2 == 0 else "right", tuple(rng.choice(list(COLOURS), frames)))
+            for i in range(count)]
+
+
+def frame_image(colour: str, rng: np.random.Generator) -> np.ndarray:
+    """A noisy background of ``colour``, with a random grey block somewhere."""
+    image = np.clip(np.array(COLOURS[colour]) + rng.normal(0, 12, (SIZE, SIZE, 3)), 0, 255).astype(np.uint8)
+    y, x = rng.integers(0, SIZE - 12, 2)
+    image[y:y + 12, x:x + 12] = rng.integers(90, 160)
+    return image
+
+
+def write_bag(path: Path, eps: Iterable[Episode], seed: int = 0, *, images: bool = True, actions: bool = True,
+              nan_frames: Iterable[int] = ()) -> Path:
+    """A teleoperation-like bag of ``eps``: instruction at each episode start, image, then its action
+    20 ms later (NaN values at the frame numbers in ``nan_frames``)."""
+    ts = typestore()
+    types = ts.types
+    rng = np.random.default_rng(seed)
+    nan = set(nan_frames)
+    with open_writer(path, "mcap") as writer:
+        conns = {"instruction": writer.add_connection(INSTRUCTION_TOPIC, INSTRUCTION.type, typestore=ts)}
+        if images:
+            conns["image"] = writer.add_connection(IMAGE_TOPIC, IMAGE.type, typestore=ts)
+        if actions:
+            conns["action"] = writer.add_connection(ACTION_TOPIC, TELEOP_ACTION.type, typestore=ts)
+
+        def write(key: str, t_ns: int, msg) -> None:
+            if key in conns:
+                writer.write(conns[key], t_ns, ts.serialize_cdr(msg, conns[key].msgtype))
+
+        index = 0
+        for episode in eps:
+            t = START_NS + int(index * 1e9 / RATE_HZ)
+            write("instruction", t - 1_000_000, types["std_msgs/msg/String"](data=INSTRUCTIONS[episode.side]))
+            for colour in episode.colours:
+                t = START_NS + int(index * 1e9 / RATE_HZ)
+                stamp = types["builtin_interfaces/msg/Time"](sec=t // 10**9, nanosec=t % 10**9)
+                image = frame_image(colour, rng)
+                write("image", t, types["sensor_msgs/msg/Image"](
+                    header=types["std_msgs/msg/Header"](stamp=stamp, frame_id="camera"), height=SIZE, width=SIZE,
+                    encoding="rgb8", is_bigendian=0, step=SIZE * 3, data=image.reshape(-1)))
+                action = np.array(ACTIONS[(colour, episode.side)], dtype=np.float64)
+                if index in nan:
+                    action[0] = math.nan
+                layout = types["std_msgs/msg/MultiArrayLayout"](
+                    dim=[types["std_msgs/msg/MultiArrayDimension"](label="action", size=7, stride=7)], data_offset=0)
+                write("action", t + 20_000_000, types["std_msgs/msg/Float64MultiArray"](layout=layout, data=action))
+                index += 1
+    return path
+
+
+def write_profile(path: Path, **changes) -> Path:
+    """The task's robot profile (``changes`` replace top-level keys)."""
+    path.write_text(yaml.safe_dump({**PROFILE, **changes}, sort_keys=False))
+    return path
+
+
+@dataclass(frozen=True)
+class Finetuned:
+    """The shared fine-tuning run: its inputs and its output directory."""
+
+    base: Path
+    train_bag: Path
+    val_bag: Path
+    profile: Path
+    out: Path
+
+    def flags(self) -> list[str]:
+        """The command line (after ``finetune``) of the run, without --out."""
+        return ["--model", str(self.base), "--bags", str(self.train_bag), "--val-bags", str(self.val_bag),
+                "--robot", str(self.profile), "--action-topic", ACTION_TOPIC, *TRAIN_FLAGS]
+
+    def validations(self) -> list[dict]:
+        """The validation summaries in metrics.jsonl, first (before training) to last."""
+        records = [json.loads(line) for line in (self.out / "metrics.jsonl").read_text().splitlines()]
+        return [r for r in records if "val" in r]
+
+
+def build_inputs(root: Path) -> Finetuned:
+    """Base checkpoint, bags and profile of the task under ``root`` (no training)."""
+    root.mkdir(parents=True, exist_ok=True)
+    return Finetuned(base=build_tiny_magma(root / "base"), train_bag=write_bag(root / "train", episodes(8, 25, 1), 1),
+                     val_bag=write_bag(root / "heldout", episodes(4, 10, 2), 2),
+                     profile=write_profile(root / "tiny_arm.yaml"), out=root / "finetuned")
+
+
+_BUILT: dict[Path, Finetuned] = {}
+
+
+def build_finetuned(root: Path) -> Finetuned:
+    """Build the inputs and fine-tune (in this process, through the CLI); cached per ``root``."""
+    from magma_ros.cli import main
+
+    if root not in _BUILT:
+        run = build_inputs(root)
+        code = main(["finetune", *run.flags(), "--out", str(run.out)])
+        assert code == 0, f"magma-ros finetune exited {code}"
+        _BUILT[root] = run
+    return _BUILT[root]
+
+
+@pytest.fixture(scope="session")
+def finetuned(tmp_path_factory) -> Finetuned:
+    """The tiny Magma fine-tuned on the task (built once per session)."""
+    return build_finetuned(tmp_path_factory.mktemp("finetune"))
