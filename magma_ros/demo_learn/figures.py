@@ -11,7 +11,7 @@ from ..interface import IMAGE, TELEOP_TWIST
 
 
 def loss_figure(metrics: Path, path: Path) -> Path:
-    """Training loss (and validation loss, when logged) per optimizer step, from finetune's metrics.jsonl."""
+    """Training loss (and validation loss, when finetune logs one) per optimizer step, from its metrics.jsonl."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -27,8 +27,8 @@ def loss_figure(metrics: Path, path: Path) -> Path:
             continue
         if "loss" in row:
             train.append((row["step"], row["loss"]))
-        if "val_loss" in row:
-            val.append((row["step"], row["val_loss"]))
+        if isinstance(row.get("val"), dict) and isinstance(row["val"].get("loss"), (int, float)):
+            val.append((row["step"], row["val"]["loss"]))
     if not train:
         raise ValueError(f"{metrics}: no training loss recorded")
     fig, ax = plt.subplots(figsize=(7, 3.5))

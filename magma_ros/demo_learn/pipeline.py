@@ -207,7 +207,8 @@ def finetune(out: Path, args: argparse.Namespace, env: dict[str, str], stage: St
     if args.train_steps is not None:
         settings["--max-steps"] = args.train_steps
     flags = [str(x) for item in settings.items() for x in item]
-    magma_ros(["finetune", "--model", out / "base_model", "--bags", *demo_bags(out), "--robot", out / "robot.yaml",
+    magma_ros(["finetune", "--model", out / "base_model", "--bags", *demo_bags(out), "--action-topic",
+               TELEOP_ACTION.absolute, "--robot", out / "robot.yaml",
                "--out", out / "model", "--seed", args.seed, *full_finetune_flags(model_spec(args.model_size, args.seed).hidden),
                *flags, *DEVICE_ARGS],
               env, out / "logs" / "finetune.log")
