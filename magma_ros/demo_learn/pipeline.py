@@ -316,9 +316,12 @@ def model_spec(size: str, seed: int) -> Any:
 
 
 # The demo model and its training (chosen by experiment, see docs/demo.md#learning-in-the-simulator-make-demo-learn).
+# The whole 256 x 256 frame goes through the vision tower at once (strategy global, one 128 px crop):
+# its features then know where in the frame they are, which separate crops would not.
 DEMO_SPEC: dict[str, Any] = {"hidden": 128, "layers": 4, "dims": (16, 32, 64, 128), "depths": (1, 1, 2, 1),
-                             "crop": 64, "max_crops": 16, "weight_std": 0.02}
-DEMO_FINETUNE: dict[str, Any] = {"--epochs": 6, "--learning-rate": 1e-3, "--batch-size": 16, "--val-fraction": 0.1}
+                             "crop": 128, "max_crops": 1, "strategy": "global", "weight_std": 0.02,
+                             "head_std": 0.1}
+DEMO_FINETUNE: dict[str, Any] = {"--epochs": 20, "--learning-rate": 1e-3, "--batch-size": 16, "--val-fraction": 0.05}
 TINY_FINETUNE: dict[str, Any] = {"--epochs": 1, "--max-steps": 3, "--batch-size": 2, "--val-fraction": 0.34}
 
 
