@@ -10,7 +10,7 @@ export ROS_DOMAIN_ID ?= $(shell $(PYTHON) -c "import random; print(random.randin
 export AMENT_PREFIX_PATH := $(abspath $(VENV))
 export PYTHONUNBUFFERED := 1
 
-.PHONY: venv install test demo bench soak clean
+.PHONY: venv install test demo demo-learn bench soak clean
 
 venv: $(STAMP)
 
@@ -29,6 +29,11 @@ test: install
 
 demo: install
 	$(BIN)/python -m magma_ros.demo
+
+# record expert demonstrations in the simulator, fine-tune a small Magma on them, evaluate it closed
+# loop (docs/demo.md#learning-in-the-simulator; about 30 min on 2 cores; not part of make test)
+demo-learn: install
+	$(BIN)/python -m magma_ros.demo_learn
 
 .PHONY: docs
 # docs/reference/*.md from the option declarations (test/test_docs_reference.py checks they are current)

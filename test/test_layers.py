@@ -5,7 +5,7 @@
     safety                                                      (with magma_node's turn: safety.node_core)
     ros | sim | eval | server                                   (peers: none imports another)
     train                          (fine-tuning: may use eval, never ros, sim or server)
-    commands, demo, cli                                         (top)
+    commands, demo, demo_learn, cli                             (top)
 
 Inside every package, no import runs both ways or in a circle between two of its members (modules
 and subpackages alike: ``policy/hf_adapters.py`` importing ``policy/magma_native/processing.py``
@@ -33,7 +33,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("safety",),
     ("ros", "sim", "eval", "server"),
     ("train",),
-    ("commands", "demo", "cli"),
+    ("commands", "demo", "demo_learn", "cli"),
 )
 PEERS = {"ros", "sim", "eval", "server"}  # a layer whose members must not import one another
 # lower layers a layer must not import although they are below it

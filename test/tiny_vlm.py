@@ -8,57 +8,16 @@ registered as (non-special) added tokens so that action text tokenizes back to t
 """
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
-BASE_VOCAB = 1024
-N_ACTION_BINS = 256
+from magma_ros.policy.magma_native.small_checkpoint import (BASE_VOCAB, CHAT_TEMPLATE, N_ACTION_BINS, SPECIAL_TOKENS,
+                                                            action_token)
+from magma_ros.policy.magma_native.small_checkpoint import build_tokenizer as _build_tokenizer
+
 WEIGHT_STD = 0.3  # much larger than the usual 0.02, so image and prompt visibly change the greedy output
 IMAGE_SIZE = 32
 PATCH_SIZE = 8
-SPECIAL_TOKENS = ("<|begin_of_text|>", "<|eot_id|>", "<|start_header_id|>", "<|end_header_id|>", "<image>", "<pad>")
-CHAT_TEMPLATE = (
-    "{{ '<|begin_of_text|>' }}{% for m in messages %}"
-    "{{ '<|start_header_id|>' + m['role'] + '<|end_header_id|>\n\n' + m['content'] + '<|eot_id|>' }}"
-    "{% endfor %}{% if add_generation_prompt %}{{ '<|start_header_id|>assistant<|end_header_id|>\n\n' }}{% endif %}"
-)
-_CORPUS = [
-    "You are agent that can see, talk and act.",
-    "What action should the robot take to pick up the red block?",
-    "What action should the robot take to put the spoon in the pot?",
-    "Move the arm to the left, open the gripper, close the drawer, push the cloth.",
-    "system user assistant image robot arm camera table cup bowl towel carrot",
-]
-
-
-def action_token(k: int) -> str:
-    """Text of the k-th action token (k = 0 is the lowest action id)."""
-    return f"<act_{k}>"
-
-
-def _build_tokenizer():
-    from tokenizers import AddedToken, Tokenizer, decoders, models, pre_tokenizers, trainers
-
-    tok = Tokenizer(models.BPE())
-    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
-    tok.decoder = decoders.ByteLevel()
-    trainer = trainers.BpeTrainer(vocab_size=BASE_VOCAB - N_ACTION_BINS, show_progress=False,
-                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
-    tok.train_from_iterator(_CORPUS * 4, trainer=trainer)
-    spec = json.loads(tok.to_str())
-    vocab: dict[str, int] = spec["model"]["vocab"]
-    filler = 0
-    while len(vocab) < BASE_VOCAB - N_ACTION_BINS:
-        vocab[f"<unused_{filler}>"] = len(vocab)
-        filler += 1
-    for k in range(N_ACTION_BINS):
-        vocab[action_token(k)] = len(vocab)
-    tok = Tokenizer.from_str(json.dumps(spec))
-    assert tok.get_vocab_size(with_added_tokens=False) == BASE_VOCAB
-    tok.add_tokens([AddedToken(action_token(k), normalized=False) for k in range(N_ACTION_BINS)])
-    tok.add_special_tokens([AddedToken(t, normalized=False, special=True) for t in SPECIAL_TOKENS])
-    assert tok.get_vocab_size(with_added_tokens=False) == BASE_VOCAB
-    return tok
+__all__ = ["BASE_VOCAB", "CHAT_TEMPLATE", "N_ACTION_BINS", "SPECIAL_TOKENS", "action_token", "build_tiny_vlm"]
 
 
 def build_tiny_vlm(directory: Path, seed: int = 0, *, hidden_size: int = 64, layers: int = 2,

@@ -4,20 +4,32 @@ policy run in one process in lockstep (each control step waits for the backend),
 do not depend on how busy the machine is.
 
 Writes report.json and report.md (success rate, mean steps per instruction) to --out.
+--backend expert runs the scripted expert itself; --record DIR writes every episode of the
+evaluated backend as a rosbag2 bag shaped like a teleoperation recording (camera frames, the
+instruction, the executed actions on /teleop/action and /teleop/twist + /teleop/gripper), the
+input of magma-ros stats, finetune and eval.
 
-example:
+examples:
   magma-ros sim-eval --backend demo --episodes 20 --out out/sim-eval
+  magma-ros sim-eval --backend expert --episodes 30 --seed-start 1000 --baselines none --record out/demos
 """
 from __future__ import annotations
 
 import argparse
 import sys
+from contextlib import contextmanager
 from pathlib import Path
+from typing import TYPE_CHECKING, Iterator
 
 from ..policy.cli_options import add_backend_arguments, backend_config_from_args
 
+if TYPE_CHECKING:
+    from ..actions.profiles import RobotProfile
+    from .sim_record import EpisodeBagWriter
+
 HELP = "evaluate a policy backend closed-loop in the simulator (success rate per instruction)"
 BASELINES = ("expert", "zero")
+EXPERT = "expert"  # --backend expert: the scripted expert (privileged state), e.g. to record demonstrations
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -35,6 +47,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "(default: expert,zero)")
     parser.add_argument("--out", type=Path, default=Path("out/sim-eval"), help="report directory (default: out/sim-eval)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
+    parser.add_argument("--record", type=Path, metavar="DIR",
+                        help="write each episode of the evaluated backend as a bag DIR/<instruction>_seed<N> "
+                             "(teleop topics; --backend expert records demonstrations)")
     add_backend_arguments(parser, backend="demo")
 
 
@@ -42,6 +57,7 @@ def run(args: argparse.Namespace) -> int:
     """Run the evaluation and print the Markdown report."""
     from ..actions.profiles import load_profile
     from ..errors import UserError
+    from ..eval.errors import BagError, RosSetupError
     from ..policy.registry import create_policy
     from ..sim.controllers import ExpertController, PolicyController, ZeroController
     from ..sim.evaluation import evaluate, progress_bar, write_reports
@@ -58,25 +74,52 @@ def run(args: argparse.Namespace) -> int:
     unknown = sorted(set(baselines) - set(BASELINES))
     if unknown:
         raise UserError(f"--baselines: unknown baseline {unknown[0]!r} (choose from {', '.join(BASELINES)}, or none)")
-    config = backend_config_from_args(args)
+    if args.record is not None and args.record.exists() and any(args.record.iterdir()):
+        raise UserError(f"--record {args.record}: directory exists and is not empty (not overwriting recordings)")
     profile = load_profile(args.robot)
-    policy = create_policy(config, profile)
-    controllers = {config.backend: PolicyController(policy, profile)}
     makers = {"expert": ExpertController, "zero": ZeroController}
-    controllers.update({name: makers[name]() for name in baselines})
+    policy = None
+    if args.backend == EXPERT:
+        backend = EXPERT
+        controllers = {EXPERT: ExpertController()}
+    else:
+        config = backend_config_from_args(args)
+        backend = config.backend
+        policy = create_policy(config, profile)
+        controllers = {backend: PolicyController(policy, profile)}
+    controllers.update({name: makers[name]() for name in baselines if name not in controllers})
     world = SimWorld()
     try:
-        report = evaluate(world, controllers, instructions, episodes=args.episodes, seed_start=args.seed_start,
-                          max_steps=args.max_steps, control_rate_hz=profile.control_rate_hz,
-                          progress=None if args.no_progress else progress_bar())
+        with _recording(args.record, profile) as writer:
+            report = evaluate(world, controllers, instructions, episodes=args.episodes, seed_start=args.seed_start,
+                              max_steps=args.max_steps, control_rate_hz=profile.control_rate_hz,
+                              progress=None if args.no_progress else progress_bar(),
+                              sinks={backend: writer} if writer else None)
+    except (BagError, RosSetupError) as exc:
+        raise UserError(f"--record: {exc}") from None
     finally:
         world.close()
-        policy.close()
-    report.update(robot=profile.name, backend=config.backend)
-    json_path, md_path = write_reports(report, args.out, f"sim-eval: backend {config.backend}, robot {profile.name}")
+        if policy is not None:
+            policy.close()
+    report.update(robot=profile.name, backend=backend)
+    if args.record is not None:
+        report["recorded"] = str(args.record)
+    json_path, md_path = write_reports(report, args.out, f"sim-eval: backend {backend}, robot {profile.name}")
     sys.stdout.write(md_path.read_text(encoding="utf-8"))
     print(f"\nwrote {json_path} and {md_path}")
     return 0
+
+
+@contextmanager
+def _recording(directory: Path | None, profile: RobotProfile) -> Iterator[EpisodeBagWriter | None]:
+    """An episode bag writer for ``--record DIR``, or None."""
+    if directory is None:
+        yield None
+        return
+    from .sim_record import EpisodeBagWriter
+
+    with EpisodeBagWriter(directory, control_rate_hz=profile.control_rate_hz, base_frame=profile.base_frame) as writer:
+        yield writer
 
 
 def _positive_int(text: str) -> int:

@@ -1,6 +1,7 @@
 """Seeded closed-loop evaluation over instructions and controllers; JSON and Markdown reports."""
 from __future__ import annotations
 
+import dataclasses
 import json
 import sys
 from pathlib import Path
@@ -13,15 +14,19 @@ from .episode import Controller, EpisodeResult, run_episode
 from .world import SimWorld
 
 ProgressFn = Callable[[int, int, str], None]
+EpisodeSink = Callable[[EpisodeResult], None]
 
 
 def evaluate(world: SimWorld, controllers: Mapping[str, Controller], instructions: Sequence[str], *,
              episodes: int, seed_start: int, max_steps: int, control_rate_hz: float,
-             progress: ProgressFn | None = None) -> dict[str, Any]:
+             progress: ProgressFn | None = None, sinks: Mapping[str, EpisodeSink] | None = None) -> dict[str, Any]:
     """``episodes`` seeded episodes (seeds ``seed_start ...``) per instruction for each controller.
 
-    Every controller sees the same seeds, so the scenes are identical across controllers.
+    Every controller sees the same seeds, so the scenes are identical across controllers. The
+    episodes of a controller named in ``sinks`` are run with their camera frames recorded and handed
+    to its sink as they end (the frames are not kept afterwards).
     """
+    sinks = sinks or {}
     total = len(controllers) * len(instructions) * episodes
     done = 0
     results: dict[str, Any] = {}
@@ -30,8 +35,11 @@ def evaluate(world: SimWorld, controllers: Mapping[str, Controller], instruction
         for instruction in instructions:
             runs: list[EpisodeResult] = []
             for seed in range(seed_start, seed_start + episodes):
-                runs.append(run_episode(world, instruction, seed, controller,
-                                        control_rate_hz=control_rate_hz, max_steps=max_steps))
+                result = run_episode(world, instruction, seed, controller, control_rate_hz=control_rate_hz,
+                                     max_steps=max_steps, record_images=name in sinks)
+                if name in sinks:
+                    sinks[name](result)
+                runs.append(dataclasses.replace(result, records=[]))
                 done += 1
                 if progress:
                     progress(done, total, f"{name}: {instruction}")
