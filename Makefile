@@ -10,7 +10,7 @@ export ROS_DOMAIN_ID ?= $(shell $(PYTHON) -c "import random; print(random.randin
 export AMENT_PREFIX_PATH := $(abspath $(VENV))
 export PYTHONUNBUFFERED := 1
 
-.PHONY: venv install test demo demo-learn bench soak clean
+.PHONY: venv install lint test demo demo-learn bench soak clean
 
 venv: $(STAMP)
 
@@ -24,8 +24,12 @@ $(STAMP): requirements-dev.txt requirements-ros.txt
 install: venv
 	$(BIN)/python -m pip install --quiet --no-deps --no-build-isolation --force-reinstall .
 
-test: install
+test: install lint
 	cd test && ../$(BIN)/python -m pytest -p no:cacheprovider $(PYTEST_ARGS) .
+
+# ruff (ruff.toml): lint and import order, before the suite
+lint: venv
+	$(BIN)/ruff check .
 
 demo: install
 	$(BIN)/python -m magma_ros.demo

@@ -22,11 +22,11 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "test"))
 
-from tiny_vlm import BASE_VOCAB, N_ACTION_BINS, build_tiny_vlm  # noqa: E402
+from tiny_vlm import BASE_VOCAB, N_ACTION_BINS, build_tiny_vlm
 
-from magma_ros.policy import BackendConfig  # noqa: E402
-from magma_ros.policy.hf_adapters import to_pil  # noqa: E402
-from magma_ros.policy.vlm import VLMRunner  # noqa: E402
+from magma_ros.policy import BackendConfig
+from magma_ros.policy.hf_adapters import to_pil
+from magma_ros.policy.vlm import VLMRunner
 
 PLAIN_CAP = 64  # max_new_tokens for plain generate: far more than 7 actions + EOS
 INSTRUCTIONS = ["pick up the red block", "open the drawer", "put the spoon in the pot", "push the cloth left"]

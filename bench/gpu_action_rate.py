@@ -23,8 +23,7 @@ from typing import Any, Callable
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from magma_ros.policy.magma_native.config import (CONVNEXT_VARIANTS, ImageSettings, MagmaSettings,  # noqa: E402
-                                                  VisionSettings)
+from magma_ros.policy.magma_native.config import CONVNEXT_VARIANTS, ImageSettings, MagmaSettings, VisionSettings
 
 ACTION_TOKENS = 7
 IMAGE_TOKEN = 128256  # an id past Llama-3's vocabulary, as Magma adds <image> to it

@@ -62,13 +62,13 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("--frames, --width and --height must be >= 1")
 
     import torch
+    from tiny_magma import build_tiny_magma
 
     from magma_ros.actions import load_profile
     from magma_ros.policy.magma import MagmaPolicy, resize_image
     from magma_ros.policy.magma_native.loading import load_native
     from magma_ros.policy.vlm import VLMRunner
     from magma_ros.safety.conversion import ActionConverter
-    from tiny_magma import build_tiny_magma
 
     torch.set_num_threads(1)
     profile = load_profile(args.profile)

@@ -15,16 +15,16 @@ import numpy as np
 
 os.environ.setdefault("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")
 
-import rclpy  # noqa: E402
-from geometry_msgs.msg import TwistStamped  # noqa: E402
-from rclpy.executors import MultiThreadedExecutor, SingleThreadedExecutor  # noqa: E402
-from rclpy.parameter import Parameter  # noqa: E402
-from sensor_msgs.msg import Image  # noqa: E402
+import rclpy
+from geometry_msgs.msg import TwistStamped
+from rclpy.executors import MultiThreadedExecutor, SingleThreadedExecutor
+from rclpy.parameter import Parameter
+from sensor_msgs.msg import Image
 
-from magma_ros.interface import IMAGE, TWIST  # noqa: E402
-from magma_ros.policy.base import Prediction  # noqa: E402
-from magma_ros.ros.node import MagmaNode  # noqa: E402
-from magma_ros.ros.node_main import configure_process  # noqa: E402
+from magma_ros.interface import IMAGE, TWIST
+from magma_ros.policy.base import Prediction
+from magma_ros.ros.node import MagmaNode
+from magma_ros.ros.node_main import configure_process
 
 IMAGE_TOPIC, TWIST_TOPIC = f"/timing/{IMAGE.name}", f"/timing/{TWIST.name}"  # the node's, moved under /timing
 

@@ -19,6 +19,8 @@ and peak bf16 throughput; see ``computed_gpu_table`` for the model.
 from __future__ import annotations
 
 import argparse
+import base64
+import io
 import os
 import subprocess
 import sys
@@ -26,9 +28,6 @@ import tempfile
 import threading
 import time
 from pathlib import Path
-
-import base64
-import io
 
 import httpx
 import numpy as np

@@ -288,8 +288,14 @@ def bare_app(tokenizer_path: str):
     from fastapi import FastAPI
     from pydantic import BaseModel
 
-    from magma_ros.actions import (ActionDecoder, ActionTokenizer, TextTokenizer, action_to_dict, load_profile,
-                                   text_ids_to_action_ids)
+    from magma_ros.actions import (
+        ActionDecoder,
+        ActionTokenizer,
+        TextTokenizer,
+        action_to_dict,
+        load_profile,
+        text_ids_to_action_ids,
+    )
 
     text_tokenizer, action_tokenizer = TextTokenizer(tokenizer_path), ActionTokenizer()
     decoder = ActionDecoder(load_profile("bridge_orig").stats, action_tokenizer)

@@ -38,22 +38,21 @@ from typing import Any, Callable
 os.environ.setdefault("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")
 os.environ.setdefault("AMENT_PREFIX_PATH", sys.prefix)
 
-import numpy as np  # noqa: E402
-import rclpy  # noqa: E402
-import rclpy.time  # noqa: E402
-from diagnostic_msgs.msg import DiagnosticArray  # noqa: E402
-from geometry_msgs.msg import TwistStamped  # noqa: E402
-from rcl_interfaces.srv import SetParameters  # noqa: E402
-from rclpy.executors import SingleThreadedExecutor  # noqa: E402
-from rclpy.parameter import Parameter  # noqa: E402
-from rosgraph_msgs.msg import Clock  # noqa: E402
-from sensor_msgs.msg import Image  # noqa: E402
-from std_msgs.msg import Bool, String  # noqa: E402
-from std_srvs.srv import SetBool, Trigger  # noqa: E402
+import numpy as np
+import rclpy
+import rclpy.time
+from diagnostic_msgs.msg import DiagnosticArray
+from geometry_msgs.msg import TwistStamped
+from rcl_interfaces.srv import SetParameters
+from rclpy.executors import SingleThreadedExecutor
+from rclpy.parameter import Parameter
+from rosgraph_msgs.msg import Clock
+from sensor_msgs.msg import Image
+from std_msgs.msg import Bool, String
+from std_srvs.srv import SetBool, Trigger
 
-from magma_ros.actions import load_profile  # noqa: E402
-from magma_ros.interface import (CLOCK, DIAGNOSTICS, ENABLE, ESTOP, GRIPPER, IMAGE, INSTRUCTION, RESET,  # noqa: E402
-                                 TWIST)
+from magma_ros.actions import load_profile
+from magma_ros.interface import CLOCK, DIAGNOSTICS, ENABLE, ESTOP, GRIPPER, IMAGE, INSTRUCTION, RESET, TWIST
 
 NODE_SCRIPT = str(Path(sys.executable).parent / "magma_node")
 FIXED = (0.06, -0.02, 0.01, 0.0, 0.0, 0.2, 1.0)  # 0.3 m/s in x at 5 Hz: above both speed limits

@@ -8,7 +8,6 @@ config/magma_node.yaml, every parameter with its default and a comment). Topic n
 so ``namespace:=arm1`` moves all of them under /arm1. ``managed:=true`` starts it as a managed
 (lifecycle) node; with ``autostart:=true`` the launch then configures and activates it.
 """
-from launch import LaunchDescription
 from launch.actions import DeclareLaunchArgument, EmitEvent, OpaqueFunction, RegisterEventHandler
 from launch.events import matches_action
 from launch.substitutions import LaunchConfiguration
@@ -17,9 +16,15 @@ from launch_ros.event_handlers import OnStateTransition
 from launch_ros.events.lifecycle import ChangeState
 from lifecycle_msgs.msg import Transition
 
+from launch import LaunchDescription
 from magma_ros.interface import NODE_NAME
-from magma_ros.ros.launch_support import (MAGMA_OVERRIDES, LaunchArgumentError, default_params_file, magma_overrides,
-                                          parse_bool)
+from magma_ros.ros.launch_support import (
+    MAGMA_OVERRIDES,
+    LaunchArgumentError,
+    default_params_file,
+    magma_overrides,
+    parse_bool,
+)
 
 PACKAGE = "magma_ros"
 

@@ -18,14 +18,21 @@ layout: config/<robot_name>.urdf.xacro, config/<robot_name>.srdf, config/kinemat
 config/joint_limits.yaml. ``use_sim_time`` is false; pass true under Gazebo (then /clock must run).
 """
 from ament_index_python.packages import get_package_share_directory
-from launch import LaunchDescription
 from launch.actions import DeclareLaunchArgument, OpaqueFunction
 from launch.substitutions import LaunchConfiguration
 from launch_ros.actions import Node
 
+from launch import LaunchDescription
 from magma_ros.interface import NODE_NAME
-from magma_ros.ros.launch_support import (MAGMA_OVERRIDES, LaunchArgumentError, default_params_file, magma_overrides,
-                                          moveit_parameters, parse_bool, servo_parameters)
+from magma_ros.ros.launch_support import (
+    MAGMA_OVERRIDES,
+    LaunchArgumentError,
+    default_params_file,
+    magma_overrides,
+    moveit_parameters,
+    parse_bool,
+    servo_parameters,
+)
 
 PACKAGE = "magma_ros"
 ARGUMENTS = {  # name: (default, description)

@@ -6,11 +6,11 @@ Arguments: instruction, seed, backend (demo), robot (sim_panda), real_time_facto
 value also pass use_sim_time:=true to both nodes), namespace (both nodes and their topics).
 Without ros2 launch (pip venv), ``python -m magma_ros.demo`` starts the same two processes.
 """
-from launch import LaunchDescription
 from launch.actions import DeclareLaunchArgument
 from launch.substitutions import LaunchConfiguration
 from launch_ros.actions import Node
 
+from launch import LaunchDescription
 from magma_ros.interface import EE_POSE, NODE_NAME, SIM_NODE_NAME
 
 

@@ -27,10 +27,15 @@ sys.path.insert(0, str(REPO))
 
 from magma_ros.actions.stats import NormalizationStats  # noqa: E402
 from magma_ros.policy.demo import (  # noqa: E402
-    CONV_LAYERS, KEYPOINTS, WEIGHTS_PATH, DemoNetwork, downsample, network_input,
+    CONV_LAYERS,
+    KEYPOINTS,
+    WEIGHTS_PATH,
+    DemoNetwork,
+    downsample,
+    network_input,
 )
-from magma_ros.sim.expert import expert_action  # noqa: E402
 from magma_ros.sim.camera import project  # noqa: E402
+from magma_ros.sim.expert import expert_action  # noqa: E402
 from magma_ros.sim.tasks import CUBE_COLOURS, INSTRUCTIONS, Task, parse_instruction  # noqa: E402
 from magma_ros.sim.world import SimWorld  # noqa: E402
 

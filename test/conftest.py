@@ -7,7 +7,6 @@ import sys
 from pathlib import Path
 
 import pytest
-
 from executables import executable
 
 # Before anything imports rclpy: loopback-only discovery, one random domain per test run.

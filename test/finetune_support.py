@@ -17,10 +17,10 @@ from typing import Iterable
 import numpy as np
 import pytest
 import yaml
+from tiny_magma import build_tiny_magma
 
 from magma_ros.eval.bag import open_writer, typestore
 from magma_ros.interface import IMAGE, INSTRUCTION, TELEOP_ACTION
-from tiny_magma import build_tiny_magma
 
 IMAGE_TOPIC, INSTRUCTION_TOPIC, ACTION_TOPIC = IMAGE.absolute, INSTRUCTION.absolute, TELEOP_ACTION.absolute
 SIZE = 64  # the profile's image size: one 64-pixel crop of the tiny Magma

@@ -3,9 +3,10 @@
 by launch itself."""
 import sys
 
-from launch import LaunchService
 from launch.actions import IncludeLaunchDescription
 from launch.launch_description_sources import PythonLaunchDescriptionSource
+
+from launch import LaunchService
 
 
 def main() -> int:

@@ -14,12 +14,25 @@ from pathlib import Path
 from typing import Any, Callable, Iterator
 
 import numpy as np
+from waiting import wait_until
 
 from magma_ros.actions import ActionDecoder
-from magma_ros.interface import (ACTION, COMPRESSED_SUFFIX, DIAGNOSTICS, EE_POSE, ENABLE, ESTOP, GRIPPER, IMAGE,
-                                 INSTRUCTION, RESET, TWIST, Service, Topic)
+from magma_ros.interface import (
+    ACTION,
+    COMPRESSED_SUFFIX,
+    DIAGNOSTICS,
+    EE_POSE,
+    ENABLE,
+    ESTOP,
+    GRIPPER,
+    IMAGE,
+    INSTRUCTION,
+    RESET,
+    TWIST,
+    Service,
+    Topic,
+)
 from magma_ros.policy.base import PolicyError, Prediction, check_image
-from waiting import wait_until
 
 TEST_DIR = Path(__file__).resolve().parent
 MOVE_ACTION = (0.01, -0.02, 0.005, 0.0, 0.0, 0.1, 1.0)  # robot units per control step

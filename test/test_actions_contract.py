@@ -8,8 +8,15 @@ from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
 from magma_ros.actions import (
-    ActionDecoder, ActionTokenError, ActionTokenizer, TextTokenizer, TokenizerError, action_to_dict,
-    extract_action_ids, load_profile, text_ids_to_action_ids,
+    ActionDecoder,
+    ActionTokenError,
+    ActionTokenizer,
+    TextTokenizer,
+    TokenizerError,
+    action_to_dict,
+    extract_action_ids,
+    load_profile,
+    text_ids_to_action_ids,
 )
 
 EXAMPLE_TEXT = "立刻ẳn сирiв衝ційнаiв"

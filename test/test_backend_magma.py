@@ -9,12 +9,12 @@ import threading
 import numpy as np
 import pytest
 import torch
+from tiny_vlm import BASE_VOCAB, action_token, build_tiny_vlm
 
 from magma_ros.actions import ActionDecoder, ActionTokenizer, TextTokenizer, load_profile
 from magma_ros.policy import BackendConfig, Policy, PolicyConfigError, PolicyError, create_policy
 from magma_ros.policy.vlm import VLMRunner
 from magma_ros.policy.vlm_checks import check_layerscale, check_vocabulary
-from tiny_vlm import BASE_VOCAB, action_token, build_tiny_vlm
 
 RNG = np.random.default_rng(7)
 IMAGES = [RNG.integers(0, 256, (120, 160, 3), dtype=np.uint8) for _ in range(6)]

@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image
+from tiny_vlm import CHAT_TEMPLATE
 from transformers import BatchFeature, PreTrainedTokenizerFast
 
 from magma_ros.actions import ActionDecoder, ActionTokenizer, load_profile
@@ -18,7 +19,6 @@ from magma_ros.policy.hf_adapters import MagmaAdapter
 from magma_ros.policy.magma import MagmaPolicy
 from magma_ros.policy.vlm import VLMRunner
 from magma_ros.policy.vlm_checks import check_transformers_version
-from tiny_vlm import CHAT_TEMPLATE
 
 LLAMA3_BASE = 128000
 MAGMA_LM_VOCAB = 128320  # Magma's output layer is wider than the base vocabulary (added tokens)

@@ -9,13 +9,13 @@ import shutil
 import numpy as np
 import pytest
 import torch
+from tiny_magma import BASE_VOCAB, CROP, build_tiny_magma
 
 from magma_ros.actions import load_profile
 from magma_ros.policy import BackendConfig, PolicyConfigError, create_policy
-from magma_ros.policy.magma_native.processing import best_grid
 from magma_ros.policy.magma_native.config import ImageSettings
+from magma_ros.policy.magma_native.processing import best_grid
 from magma_ros.policy.vlm import VLMRunner
-from tiny_magma import BASE_VOCAB, CROP, build_tiny_magma
 
 RNG = np.random.default_rng(11)
 IMAGES = [RNG.integers(0, 256, (h, w, 3), dtype=np.uint8) for h, w in [(256, 256), (480, 640), (120, 160), (64, 200)]]

@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from node_support import assert_node_publishes, rgb_image, topics_under
+from tiny_vlm import build_tiny_vlm
 
 from magma_ros.actions import ActionDecoder, ActionTokenizer, load_profile
+from magma_ros.image_msgs import image_to_rgb
 from magma_ros.policy import BackendConfig
 from magma_ros.policy.magma import MagmaPolicy
 from magma_ros.policy.vlm import VLMRunner
-from magma_ros.image_msgs import image_to_rgb
-from node_support import assert_node_publishes, rgb_image, topics_under
-from tiny_vlm import build_tiny_vlm
 
 TOPICS = topics_under("tv")
 INSTRUCTION = "put the spoon in the pot"

@@ -7,7 +7,6 @@ import xml.etree.ElementTree as ET
 from pathlib import Path
 
 import pytest
-
 from colcon_support import build, colcon_command, in_workspace, new_workspace
 
 

@@ -15,10 +15,10 @@ from pathlib import Path
 from typing import Callable, Iterator
 
 import pytest
+from waiting import wait_until
 
 from magma_ros import interface
 from magma_ros.cli import build_parser
-from waiting import wait_until
 
 REPO = Path(__file__).resolve().parents[1]
 README_MAX_LINES = 200

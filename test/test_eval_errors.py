@@ -13,8 +13,15 @@ import pytest
 from magma_ros.actions import load_profile
 from magma_ros.cli import main
 from magma_ros.eval.bag import format_time, open_writer, typestore
-from magma_ros.eval.sample_bag import ACTION_TOPIC, IMAGE_TOPIC, INSTRUCTION_TOPIC, SampleSpec, frame_index, \
-    ground_truth, write_sample_bag
+from magma_ros.eval.sample_bag import (
+    ACTION_TOPIC,
+    IMAGE_TOPIC,
+    INSTRUCTION_TOPIC,
+    SampleSpec,
+    frame_index,
+    ground_truth,
+    write_sample_bag,
+)
 from magma_ros.policy import PolicyError, Prediction
 
 T0 = 1_700_000_000_000_000_000

@@ -15,7 +15,13 @@ from magma_ros.actions import ActionDecoder, ActionTokenizer, GripperConverter, 
 from magma_ros.actions.tokenizer import AXIS_NAMES
 from magma_ros.cli import main
 from magma_ros.eval.sample_bag import (
-    ACTION_TOPIC, GRIPPER_TOPIC, TWIST_TOPIC, SampleSpec, frame_index, ground_truth, instruction_for,
+    ACTION_TOPIC,
+    GRIPPER_TOPIC,
+    TWIST_TOPIC,
+    SampleSpec,
+    frame_index,
+    ground_truth,
+    instruction_for,
     write_sample_bag,
 )
 from magma_ros.policy import Prediction, check_image

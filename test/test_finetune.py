@@ -10,10 +10,11 @@ import numpy as np
 import openai
 import pytest
 import torch
+from finetune_support import ACTION_TOPIC, ACTIONS, INSTRUCTIONS, SIZE, episodes, finetuned, frame_image  # noqa: F401
 from safetensors import safe_open
+from serve_support import CliServer, png_data_url
+from tiny_magma import BASE_VOCAB, build_tiny_magma
 
-from finetune_support import (ACTION_TOPIC, ACTIONS, INSTRUCTIONS, SIZE, episodes, finetuned,  # noqa: F401
-                              frame_image)
 from magma_ros.actions import ActionDecoder, ActionTokenizer, TextTokenizer, load_profile, text_ids_to_action_ids
 from magma_ros.cli import main
 from magma_ros.policy import BackendConfig
@@ -23,8 +24,6 @@ from magma_ros.train.dataset import TrainFrame
 from magma_ros.train.examples import IGNORE_INDEX, ExampleBuilder, answer_loss
 from magma_ros.train.lora import apply_adapter
 from magma_ros.train.validation import predict_ids
-from serve_support import CliServer, png_data_url
-from tiny_magma import BASE_VOCAB, build_tiny_magma
 
 CPU32 = {"device": "cpu", "dtype": "float32"}
 RNG = np.random.default_rng(5)
@@ -202,9 +201,8 @@ def test_serve_refuses_a_robot_profile_it_cannot_read(tmp_path, capsys):
 def test_node_runs_the_finetuned_directory_with_its_profile_by_path(finetuned, console_script, tmp_path):  # noqa: F811
     """magma_node with backend magma, model OUT and robot OUT/robot.yaml (what the launch file passes
     for model:=OUT robot:=OUT/robot.yaml) acts on the fine-tuned rule: blue + right."""
-    from sensor_msgs.msg import Image
-
     from node_support import assert_node_publishes, topics_under
+    from sensor_msgs.msg import Image
 
     pixels = frame_image("blue", np.random.default_rng(3))
     image = Image(height=SIZE, width=SIZE, encoding="rgb8", step=SIZE * 3, data=pixels.tobytes())
@@ -227,6 +225,7 @@ def test_gradient_checkpointing_gives_the_same_gradients(tmp_path):
     """The memory saver used on CUDA (recompute each decoder layer in the backward pass) changes
     nothing but memory: same loss, same LoRA gradients (checked here on the CPU)."""
     from finetune_support import write_profile
+
     from magma_ros.train.lora import add_lora
     from magma_ros.train.settings import TrainSettings
     from magma_ros.train.trainer import enable_checkpointing

@@ -10,11 +10,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from safetensors.torch import load_file
-
 from finetune_support import ACTION_TOPIC, ACTIONS, SPAN, build_inputs, episodes, write_bag, write_profile
-from magma_ros.cli import main
+from safetensors.torch import load_file
 from waiting import wait_until
+
+from magma_ros.cli import main
 
 QUICK = ["--device", "cpu", "--epochs", "1", "--batch-size", "4", "--val-fraction", "0", "--no-merge"]
 

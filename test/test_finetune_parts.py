@@ -7,9 +7,9 @@ import math
 
 import pytest
 import torch
+from finetune_support import ACTION_TOPIC, build_inputs
 from safetensors.torch import load_file
 
-from finetune_support import ACTION_TOPIC, build_inputs
 from magma_ros.actions import load_profile
 from magma_ros.cli import main
 from magma_ros.eval.stream import ActionSource

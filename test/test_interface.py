@@ -6,9 +6,26 @@ from __future__ import annotations
 import pytest
 
 from magma_ros import interface
-from magma_ros.interface import (ACTION, COMPRESSED_IMAGE_TYPE, DIAGNOSTICS, ENABLE, ESTOP, GRIPPER, IMAGE, INSTRUCTION,
-                                 LATCHED_QOS, NODE_ACTION, NODE_NAME, RELIABLE_QOS, RESET, SENSOR_PUB_QOS, SENSOR_QOS,
-                                 SERVICES, TOPICS, TWIST)
+from magma_ros.interface import (
+    ACTION,
+    COMPRESSED_IMAGE_TYPE,
+    DIAGNOSTICS,
+    ENABLE,
+    ESTOP,
+    GRIPPER,
+    IMAGE,
+    INSTRUCTION,
+    LATCHED_QOS,
+    NODE_ACTION,
+    NODE_NAME,
+    RELIABLE_QOS,
+    RESET,
+    SENSOR_PUB_QOS,
+    SENSOR_QOS,
+    SERVICES,
+    TOPICS,
+    TWIST,
+)
 
 NAMESPACE = "interface_test"  # the in-process node's; keeps it apart from nodes of other test modules
 

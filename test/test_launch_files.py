@@ -23,8 +23,9 @@ pytest.importorskip("launch", reason=REASON)
 pytest.importorskip("launch_ros", reason=REASON)
 
 from colcon_support import build, new_workspace  # noqa: E402
-from magma_ros.interface import GRIPPER, IMAGE, RELIABLE_QOS, SIM_STATUS, TWIST, Topic  # noqa: E402
 from waiting import wait_until  # noqa: E402
+
+from magma_ros.interface import GRIPPER, IMAGE, RELIABLE_QOS, SIM_STATUS, TWIST, Topic  # noqa: E402
 
 TEST_DIR = Path(__file__).resolve().parent
 FIXED_ACTION = [0.01, -0.02, 0.0, 0.0, 0.0, 0.1, 1.0]  # robot units per step; bridge_orig and wx250s run at 5 Hz

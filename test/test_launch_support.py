@@ -6,8 +6,15 @@ from pathlib import Path
 
 import pytest
 
-from magma_ros.ros.launch_support import (LaunchArgumentError, magma_overrides, moveit_parameters, parse_action,
-                                          parse_bool, parse_xacro_args, servo_parameters)
+from magma_ros.ros.launch_support import (
+    LaunchArgumentError,
+    magma_overrides,
+    moveit_parameters,
+    parse_action,
+    parse_bool,
+    parse_xacro_args,
+    servo_parameters,
+)
 
 REPO = Path(__file__).resolve().parents[1]
 

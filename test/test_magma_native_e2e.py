@@ -8,16 +8,16 @@ import subprocess
 import numpy as np
 import openai
 import pytest
-
-from magma_ros.actions import ActionDecoder, ActionTokenizer, TextTokenizer, load_profile, text_ids_to_action_ids
-from magma_ros.eval.sample_bag import ACTION_TOPIC, SampleSpec, write_sample_bag
-from magma_ros.policy import BackendConfig
-from magma_ros.policy.magma import MagmaPolicy
-from magma_ros.policy.vlm import VLMRunner
-from magma_ros.image_msgs import image_to_rgb
 from node_support import assert_node_publishes, rgb_image, topics_under
 from serve_support import CliServer, png_data_url
 from tiny_magma import BASE_VOCAB, build_tiny_magma
+
+from magma_ros.actions import ActionDecoder, ActionTokenizer, TextTokenizer, load_profile, text_ids_to_action_ids
+from magma_ros.eval.sample_bag import ACTION_TOPIC, SampleSpec, write_sample_bag
+from magma_ros.image_msgs import image_to_rgb
+from magma_ros.policy import BackendConfig
+from magma_ros.policy.magma import MagmaPolicy
+from magma_ros.policy.vlm import VLMRunner
 
 TOPICS = topics_under("nm")
 INSTRUCTION = "put the spoon in the pot"

@@ -13,6 +13,7 @@ import weakref
 import numpy as np
 import pytest
 import torch
+from tiny_magma import BASE_VOCAB, build_tiny_magma, random_weights, write_weights
 from torch.utils._python_dispatch import TorchDispatchMode
 
 from magma_ros.actions import load_profile
@@ -21,7 +22,6 @@ from magma_ros.policy.cli_options import add_backend_arguments, backend_config_f
 from magma_ros.policy.magma_native.loading import load_native
 from magma_ros.policy.magma_native.quantization import Quantizer, layer_bytes, quantized_layers
 from magma_ros.policy.vlm import VLMRunner
-from tiny_magma import BASE_VOCAB, build_tiny_magma, random_weights, write_weights
 
 bnb = pytest.importorskip("bitsandbytes")
 PROMPT = "What action should the robot take to pick up the red block?"

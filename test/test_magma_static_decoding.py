@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from tiny_magma import build_tiny_magma
 
 from magma_ros.policy import BackendConfig
 from magma_ros.policy.magma_native.static_decoding import LENGTH_BUCKET, StaticMagmaAdapter
 from magma_ros.policy.vlm import VLMRunner
-from tiny_magma import build_tiny_magma
 
 RNG = np.random.default_rng(23)
 FRAMES = [RNG.integers(0, 256, (h, w, 3), dtype=np.uint8) for h, w in [(120, 160), (256, 256), (480, 640), (64, 200)]]

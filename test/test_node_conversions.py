@@ -6,9 +6,9 @@ import pytest
 from sensor_msgs.msg import CompressedImage, Image
 
 from magma_ros.actions.errors import ProfileError
+from magma_ros.image_msgs import ImageError, compressed_to_rgb, image_to_rgb
 from magma_ros.policy.base import PolicyConfigError
 from magma_ros.policy.config import BACKEND_OPTIONS
-from magma_ros.image_msgs import ImageError, compressed_to_rgb, image_to_rgb
 from magma_ros.ros.settings import NODE_PARAMETERS, SettingsError, build_settings, default_values
 
 RGB = np.arange(4 * 5 * 3, dtype=np.uint8).reshape(4, 5, 3)

@@ -6,6 +6,7 @@ import threading
 
 import numpy as np
 import pytest
+from waiting import wait_until
 
 from magma_ros.actions.profiles import load_profile
 from magma_ros.image_msgs import ImageError
@@ -16,7 +17,6 @@ from magma_ros.safety.limits import DEFAULT_MOTION_LIMITS, SafetyLimits, Watchdo
 from magma_ros.safety.node_core import NodeCore, TurnOutputs
 from magma_ros.safety.node_stats import NodeStats
 from magma_ros.safety.supervisor import SafetyState, SafetySupervisor
-from waiting import wait_until
 
 MOVE = (0.01, -0.02, 0.005, 0.0, 0.0, 0.1, 1.0)
 START_S = 1000

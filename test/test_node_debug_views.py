@@ -8,10 +8,10 @@ import threading
 
 import numpy as np
 import pytest
-
-from magma_ros.interface import DEBUG_IMAGE, MARKERS
 from node_support import MOVE_ACTION, Probe, private_name, rgb_image, topic_params, topics_under, wait_until
 from test_debug_drawing import arrow_direction
+
+from magma_ros.interface import DEBUG_IMAGE, MARKERS
 
 NAME = "debug_views_node"
 TOPICS = topics_under("debug_views", ee_pose=True)

@@ -8,7 +8,6 @@ import time
 
 import numpy as np
 import pytest
-
 from node_support import is_zero, rgb_image, running_node, stamp_s, topics_under, twist_values, wait_until
 
 FIXED = (0.01, -0.02, 0.005, 0.0, 0.0, 0.1, 1.0)

@@ -8,7 +8,6 @@ import itertools
 
 import pytest
 from builtin_interfaces.msg import Time
-
 from node_support import is_zero, rgb_image, running_node, stamp_s, topic_params, topics_under, twist_values, wait_until
 
 TOPICS = topics_under("frames")

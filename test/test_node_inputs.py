@@ -7,9 +7,17 @@ import time
 
 import numpy as np
 import pytest
-
-from node_support import (MOVE_ACTION, Probe, is_zero, jpeg_image, run_node_expecting_exit, running_node,
-                          topics_under, twist_values, wait_until)
+from node_support import (
+    MOVE_ACTION,
+    Probe,
+    is_zero,
+    jpeg_image,
+    run_node_expecting_exit,
+    running_node,
+    topics_under,
+    twist_values,
+    wait_until,
+)
 
 PERIOD = 0.2
 TOPICS = topics_under("sc", ee_pose=True)

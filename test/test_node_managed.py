@@ -9,10 +9,20 @@ import threading
 import time
 
 import pytest
+from node_support import (
+    MOVE_ACTION,
+    NodeProcess,
+    Probe,
+    is_zero,
+    private_name,
+    rgb_image,
+    stamp_s,
+    topic_params,
+    topics_under,
+    wait_until,
+)
 
 from magma_ros.interface import CHANGE_STATE, GET_STATE
-from node_support import (MOVE_ACTION, NodeProcess, Probe, is_zero, private_name, rgb_image, stamp_s, topic_params,
-                          topics_under, wait_until)
 
 TOPICS = topics_under("managed")
 BASE = {"managed": True, "backend": "fixed", "fixed_action": MOVE_ACTION, "instruction": "axis check",
@@ -153,12 +163,12 @@ def test_a_late_model_result_does_not_move_the_robot_after_deactivate(managed):
 
 
 def test_cleanup_releases_the_policy_in_process():
+    import managed_support
     import rclpy
+    from rclpy.lifecycle import TransitionCallbackReturn
     from rclpy.parameter import Parameter
 
-    import managed_support
     from magma_ros.ros.managed_node import LifecycleMagmaNode
-    from rclpy.lifecycle import TransitionCallbackReturn
 
     ok = TransitionCallbackReturn.SUCCESS
 
@@ -187,12 +197,12 @@ def test_cleanup_releases_the_policy_in_process():
 def test_cleanup_waits_for_a_model_call_in_flight_before_closing_the_policy():
     """In process, with images streaming to an active node whose model call takes SLOW_S (longer
     than the node waits for inference at shutdown): cleanup closes the policy only after the call."""
+    import managed_support
     import rclpy
     from rclpy.executors import MultiThreadedExecutor
     from rclpy.lifecycle import TransitionCallbackReturn
     from rclpy.parameter import Parameter
 
-    import managed_support
     from magma_ros.ros.managed_node import LifecycleMagmaNode
 
     topics = topics_under("managed_inflight")

@@ -5,10 +5,9 @@ import threading
 import time
 
 import pytest
-
-from magma_ros.ros.periodic import PeriodicThread
 from node_support import wait_until
 
+from magma_ros.ros.periodic import PeriodicThread
 
 PERIOD = 0.02
 

@@ -8,7 +8,6 @@ from __future__ import annotations
 import time
 
 import pytest
-
 from node_support import NodeProcess, Probe, is_zero, rgb_image, topic_params, topics_under, wait_until
 from safety_support import MOVE, SimClock, stamp_s
 

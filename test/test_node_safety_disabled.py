@@ -6,7 +6,6 @@ from __future__ import annotations
 import time
 
 import pytest
-
 from node_support import Probe, is_zero, rgb_image, running_node, topic_params, topics_under, wait_until
 from safety_support import MOVE, stamp_s
 

@@ -11,7 +11,6 @@ import time
 from typing import Callable
 
 import pytest
-
 from node_support import rgb_image, running_node, topic_params, topics_under, wait_until
 from safety_support import MOVE
 

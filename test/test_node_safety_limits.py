@@ -7,7 +7,6 @@ import time
 
 import numpy as np
 import pytest
-
 from node_support import Probe, is_zero, rgb_image, running_node, topic_params, topics_under, twist_values, wait_until
 from safety_support import stamp_s
 

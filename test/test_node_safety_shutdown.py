@@ -8,7 +8,6 @@ import signal
 import subprocess
 
 import pytest
-
 from node_support import NodeProcess, Probe, is_zero, rgb_image, topic_params, topics_under, wait_until
 from safety_support import MOVE, SimClock
 

@@ -48,7 +48,7 @@ def test_the_node_reads_no_setting_by_a_string_key():
     assert found == []
     settings = build_settings(default_values())
     with pytest.raises(TypeError):
-        settings["twist_topic"]  # noqa: B018 - the subscript is what is tested
+        settings["twist_topic"]
 
 
 def test_typed_settings_carry_every_value_the_node_reads():

@@ -4,9 +4,9 @@ from __future__ import annotations
 import threading
 
 import numpy as np
+from node_support import wait_until
 
 from magma_ros.safety.inference import Frame, InferenceWorker
-from node_support import wait_until
 
 
 def frame(i: int) -> Frame:

@@ -11,10 +11,17 @@ import pytest
 
 import magma_ros
 from magma_ros.actions import load_profile
-from magma_ros.policy import (BACKEND_NAMES, BACKEND_OPTIONS, BackendConfig, Policy, PolicyConfigError, Prediction,
-                              create_policy)
-from magma_ros.policy.config import BUILTIN_BACKENDS
+from magma_ros.policy import (
+    BACKEND_NAMES,
+    BACKEND_OPTIONS,
+    BackendConfig,
+    Policy,
+    PolicyConfigError,
+    Prediction,
+    create_policy,
+)
 from magma_ros.policy.cli_options import add_backend_arguments, backend_config_from_args
+from magma_ros.policy.config import BUILTIN_BACKENDS
 
 PROFILE = load_profile("bridge_orig")
 IMAGE = np.zeros((4, 5, 3), dtype=np.uint8)

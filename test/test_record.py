@@ -164,11 +164,10 @@ def test_a_namespace_moves_the_default_topics(tmp_path, console_script):
     """``--ros-args -r __ns:=/robot1`` records a magma_node running in /robot1 (issue 26): its twist,
     gripper and ~/action under /robot1, /diagnostics where it always is."""
     import rclpy
+    from node_support import rgb_image, ros_value
     from rclpy.executors import SingleThreadedExecutor
     from sensor_msgs.msg import Image
     from std_msgs.msg import Float64MultiArray
-
-    from node_support import rgb_image, ros_value
     from waiting import wait_until
 
     namespace = "/robot1"

@@ -8,9 +8,19 @@ import pytest
 
 from magma_ros.actions import Twist, load_profile
 from magma_ros.policy.base import Prediction
-from magma_ros.safety import (ActionConverter, SafetyConfigError, SafetyLimits, SafetyState, SafetySupervisor,
-                              UnsafeActionError, WatchdogTiming, check_action, clamp_twist, limit_acceleration,
-                              workspace_filter)
+from magma_ros.safety import (
+    ActionConverter,
+    SafetyConfigError,
+    SafetyLimits,
+    SafetyState,
+    SafetySupervisor,
+    UnsafeActionError,
+    WatchdogTiming,
+    check_action,
+    clamp_twist,
+    limit_acceleration,
+    workspace_filter,
+)
 
 
 class FakeClock:

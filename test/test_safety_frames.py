@@ -4,8 +4,16 @@ from __future__ import annotations
 
 import pytest
 
-from magma_ros.safety.frames import (FROM_FUTURE, NO_CLOCK, OUT_OF_ORDER, REPEATED, TOO_OLD, UNSTAMPED, FrameGate,
-                                     FrameRejection)
+from magma_ros.safety.frames import (
+    FROM_FUTURE,
+    NO_CLOCK,
+    OUT_OF_ORDER,
+    REPEATED,
+    TOO_OLD,
+    UNSTAMPED,
+    FrameGate,
+    FrameRejection,
+)
 
 S = 1_000_000_000
 

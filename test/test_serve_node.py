@@ -10,8 +10,8 @@ from node_support import assert_node_publishes, rgb_image
 from serve_support import CliServer, png_data_url, tiny_model_dir
 
 from magma_ros.actions import ActionDecoder, ActionTokenizer, TextTokenizer, load_profile, text_ids_to_action_ids
-from magma_ros.policy.openai_backend import OpenAIPolicy
 from magma_ros.image_msgs import image_to_rgb
+from magma_ros.policy.openai_backend import OpenAIPolicy
 
 pytestmark = [pytest.mark.slow, pytest.mark.ros]
 TOKEN = "serve-node-token-42"

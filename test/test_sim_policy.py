@@ -8,6 +8,7 @@ import sys
 
 import numpy as np
 import pytest
+from conftest import REPO
 
 from magma_ros.actions import ActionDecoder, ActionTokenizer, load_profile
 from magma_ros.policy import BackendConfig, PolicyConfigError, PolicyError, create_policy
@@ -16,8 +17,6 @@ from magma_ros.sim.controllers import PolicyController
 from magma_ros.sim.episode import run_episode
 from magma_ros.sim.tasks import INSTRUCTIONS
 from magma_ros.sim.world import SimWorld
-
-from conftest import REPO
 
 
 @pytest.fixture(scope="module")

@@ -8,10 +8,20 @@ import time
 
 import numpy as np
 import pytest
-
-from magma_ros.interface import (CLOCK, EE_POSE, IMAGE, INSTRUCTION, JOINT_STATES, NODE_ACTION, SENSOR_PUB_QOS,
-                                 SIM_RESET, SIM_STATUS, TWIST)
 from node_support import NodeProcess
+
+from magma_ros.interface import (
+    CLOCK,
+    EE_POSE,
+    IMAGE,
+    INSTRUCTION,
+    JOINT_STATES,
+    NODE_ACTION,
+    SENSOR_PUB_QOS,
+    SIM_RESET,
+    SIM_STATUS,
+    TWIST,
+)
 
 DEADLINE_S = 60.0
 PROBE_NAME = "sim_probe"

@@ -9,7 +9,12 @@ from magma_ros.sim.camera import project
 from magma_ros.sim.controllers import ExpertController, ZeroController
 from magma_ros.sim.episode import run_episode
 from magma_ros.sim.tasks import (
-    INSTRUCTIONS, PICK_INSTRUCTIONS, SUCCESS_RADIUS, Task, TaskError, parse_instruction,
+    INSTRUCTIONS,
+    PICK_INSTRUCTIONS,
+    SUCCESS_RADIUS,
+    Task,
+    TaskError,
+    parse_instruction,
 )
 from magma_ros.sim.world import SimWorld
 

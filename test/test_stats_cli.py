@@ -17,8 +17,16 @@ from magma_ros.actions import load_profile
 from magma_ros.actions.tokenizer import AXIS_NAMES
 from magma_ros.cli import main
 from magma_ros.eval.bag import open_writer, typestore
-from magma_ros.eval.sample_bag import ACTION_TOPIC, GRIPPER_TOPIC, IMAGE_TOPIC, INSTRUCTION_TOPIC, TWIST_TOPIC, \
-    SampleSpec, ground_truth, write_sample_bag
+from magma_ros.eval.sample_bag import (
+    ACTION_TOPIC,
+    GRIPPER_TOPIC,
+    IMAGE_TOPIC,
+    INSTRUCTION_TOPIC,
+    TWIST_TOPIC,
+    SampleSpec,
+    ground_truth,
+    write_sample_bag,
+)
 
 T0 = 1_700_000_000_000_000_000
 DELAY_NS = 20_000_000  # an action is recorded 20 ms after its image

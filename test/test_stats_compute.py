@@ -5,11 +5,18 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import yaml
-from hypothesis import given, settings, strategies as st
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from magma_ros.actions import load_profile
-from magma_ros.actions.dataset_stats import (action_statistics, estimate_control_rate, propose_gripper,
-                                             propose_gripper_from_summary, propose_limits, published_statistics)
+from magma_ros.actions.dataset_stats import (
+    action_statistics,
+    estimate_control_rate,
+    propose_gripper,
+    propose_gripper_from_summary,
+    propose_limits,
+    published_statistics,
+)
 from magma_ros.actions.errors import ProfileError, StatsError
 from magma_ros.actions.profile_writer import profile_text, stats_section, write_atomically
 

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from hypothesis import given, settings, strategies as st
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from magma_ros.actions import ActionDecoder, ActionTokenizer, NormalizationStats, load_profile
 from magma_ros.actions.tokenizer import ACTION_DIM

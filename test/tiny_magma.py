@@ -6,8 +6,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from magma_ros.policy.magma_native.small_checkpoint import BASE_VOCAB, N_ACTION_BINS, SmallMagmaSpec, action_token
-from magma_ros.policy.magma_native.small_checkpoint import build_small_magma
+from magma_ros.policy.magma_native.small_checkpoint import (
+    BASE_VOCAB,
+    N_ACTION_BINS,
+    SmallMagmaSpec,
+    action_token,
+    build_small_magma,
+)
 
 CROP = SmallMagmaSpec.crop
 __all__ = ["BASE_VOCAB", "N_ACTION_BINS", "CROP", "action_token", "build_tiny_magma"]

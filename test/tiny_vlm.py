@@ -10,8 +10,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from magma_ros.policy.magma_native.small_checkpoint import (BASE_VOCAB, CHAT_TEMPLATE, N_ACTION_BINS, SPECIAL_TOKENS,
-                                                            action_token)
+from magma_ros.policy.magma_native.small_checkpoint import (
+    BASE_VOCAB,
+    CHAT_TEMPLATE,
+    N_ACTION_BINS,
+    SPECIAL_TOKENS,
+    action_token,
+)
 from magma_ros.policy.magma_native.small_checkpoint import build_tokenizer as _build_tokenizer
 
 WEIGHT_STD = 0.3  # much larger than the usual 0.02, so image and prompt visibly change the greedy output
@@ -28,8 +33,16 @@ def build_tiny_vlm(directory: Path, seed: int = 0, *, hidden_size: int = 64, lay
     the usual initialisation, easier to train) make other Llama-architecture models for benchmarks.
     """
     import torch
-    from transformers import (CLIPImageProcessor, CLIPVisionConfig, GenerationConfig, LlamaConfig, LlavaConfig,
-                              LlavaForConditionalGeneration, LlavaProcessor, PreTrainedTokenizerFast)
+    from transformers import (
+        CLIPImageProcessor,
+        CLIPVisionConfig,
+        GenerationConfig,
+        LlamaConfig,
+        LlavaConfig,
+        LlavaForConditionalGeneration,
+        LlavaProcessor,
+        PreTrainedTokenizerFast,
+    )
 
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)

@@ -15,7 +15,8 @@ import re
 import numpy as np
 
 from ..actions.profiles import builtin_profile_names
-from ..options import Option, add_arguments as add_options
+from ..options import Option
+from ..options import add_arguments as add_options
 
 HELP = "decode action token text or ids into robot units"
 IDS = Option("ids", None, "seven comma-separated action token ids instead of TEXT", type=str)
@@ -40,7 +41,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Decode and print the JSON object."""
-    from ..actions import ActionDecoder, ActionTokenizer, NormalizationStats, TextTokenizer, action_to_dict, load_profile
+    from ..actions import (
+        ActionDecoder,
+        ActionTokenizer,
+        NormalizationStats,
+        TextTokenizer,
+        action_to_dict,
+        load_profile,
+    )
     from ..actions.tokenizer import LLAMA3_BASE_VOCAB
     from ..errors import UserError
 

@@ -20,7 +20,8 @@ import math
 from pathlib import Path
 
 from ..interface import GRIPPER, IMAGE, INSTRUCTION, NODE_ACTION, TWIST
-from ..options import Option, add_arguments as add_options
+from ..options import Option
+from ..options import add_arguments as add_options
 from ..policy.cli_options import add_backend_arguments, backend_config_from_args
 
 HELP = "evaluate a backend on a recorded bag: metrics, per-frame CSV and plots"

@@ -32,7 +32,8 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import UserError
-from ..options import Option, add_arguments as add_options
+from ..options import Option
+from ..options import add_arguments as add_options
 from ..policy.config import BACKEND_OPTIONS
 from .eval import INPUT_OPTIONS, TRUTH_OPTIONS, _source
 

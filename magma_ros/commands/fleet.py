@@ -28,7 +28,8 @@ import signal
 import threading
 from typing import TYPE_CHECKING
 
-from ..options import Option, add_arguments as add_options
+from ..options import Option
+from ..options import add_arguments as add_options
 from ..server.settings import LOG_LEVELS
 
 if TYPE_CHECKING:

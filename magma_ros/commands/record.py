@@ -19,7 +19,8 @@ import math
 from pathlib import Path
 
 from ..interface import IMAGE, INSTRUCTION
-from ..options import Option, add_arguments as add_options
+from ..options import Option
+from ..options import add_arguments as add_options
 
 HELP = "record magma_node's topics into an MCAP bag (no ros2cli needed)"
 RECORD_OPTIONS: tuple[Option, ...] = (

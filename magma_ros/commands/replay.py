@@ -19,7 +19,8 @@ import math
 from pathlib import Path
 
 from ..interface import IMAGE, INSTRUCTION
-from ..options import Option, add_arguments as add_options
+from ..options import Option
+from ..options import add_arguments as add_options
 
 HELP = "replay a bag through magma_node and record its outputs"
 REPLAY_OPTIONS: tuple[Option, ...] = (

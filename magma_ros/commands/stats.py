@@ -24,7 +24,8 @@ from typing import Any
 
 import numpy as np
 
-from ..options import Option, add_arguments as add_options
+from ..options import Option
+from ..options import add_arguments as add_options
 from .eval import INPUT_OPTIONS, RUN_OPTIONS, TRUTH_OPTIONS
 
 PLACEHOLDER_WORKSPACE = ([0.10, -0.30, 0.02], [0.50, 0.30, 0.40])  # the WidowX box of bridge_orig

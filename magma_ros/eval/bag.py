@@ -8,8 +8,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Iterator, Sequence
 
-from .errors import BagError
 from ..errors import one_line as _one_line
+from .errors import BagError
 
 STORAGES = ("mcap", "sqlite3")
 # What rosbags and the storage layers raise on bags that are damaged or cut short.

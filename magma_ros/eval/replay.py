@@ -16,15 +16,15 @@ from typing import Any, TextIO
 
 from rclpy.exceptions import InvalidTopicNameException
 from rclpy.node import Node
-from rclpy.validate_topic_name import validate_topic_name
 from rclpy.serialization import deserialize_message, serialize_message
+from rclpy.validate_topic_name import validate_topic_name
 
 from ..errors import one_line
 from ..interface import IMAGE, INSTRUCTION, SENSOR_PUB_QOS
+from ..progress import Progress
 from .bag import check_output_bag, open_bag, topic_connections
 from .convert import IMAGE_TYPES, INSTRUCTION_TYPES
 from .errors import BagError, RosSetupError
-from ..progress import Progress
 from .messages import message_class
 from .recorder import BagRecorder, TopicSpec
 from .ros_session import RosSession, ros_session

@@ -17,11 +17,11 @@ from ..actions.gripper import GripperConverter
 from ..actions.profiles import RobotProfile
 from ..actions.tokenizer import ACTION_DIM, LLAMA3_BASE_VOCAB, ActionTokenizer
 from ..policy.base import Policy, PolicyError
+from ..progress import Progress
 from .bag import format_time, open_bag
 from .convert import ConversionError, check_action_values
 from .errors import BagError
 from .metrics import MetricsAccumulator
-from ..progress import Progress
 from .report import FrameCsv, plot_actions, summary_text, write_json
 from .stream import ActionSource, Frame, FrameStream, Skip, SkipKind
 

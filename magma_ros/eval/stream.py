@@ -20,8 +20,17 @@ from ..actions.tokenizer import ACTION_DIM
 from ..errors import one_line
 from .bag import READ_ERRORS, format_time, message_count, topic_connections
 from .convert import (
-    ARRAY_TYPES, GRIPPER_TYPES, IMAGE_TYPES, INSTRUCTION_TYPES, TWIST_TYPES, ConversionError, array_to_action,
-    gripper_value, image_to_rgb, instruction_text, twist_to_delta,
+    ARRAY_TYPES,
+    GRIPPER_TYPES,
+    IMAGE_TYPES,
+    INSTRUCTION_TYPES,
+    TWIST_TYPES,
+    ConversionError,
+    array_to_action,
+    gripper_value,
+    image_to_rgb,
+    instruction_text,
+    twist_to_delta,
 )
 from .errors import BagError
 

@@ -15,9 +15,9 @@ from typing import Any
 import httpx
 import numpy as np
 
+from ..actions.decoder import text_ids_to_action_ids
 from ..actions.errors import ActionContractError
 from ..actions.profiles import RobotProfile
-from ..actions.decoder import text_ids_to_action_ids
 from ..actions.sequence import extract_action_ids
 from ..actions.text import TextTokenizer
 from ..actions.tokenizer import ActionTokenizer

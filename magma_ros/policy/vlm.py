@@ -16,14 +16,26 @@ from typing import Any, Callable, Iterator, Sequence
 import numpy as np
 
 from ..actions.tokenizer import DEFAULT_N_BINS
-from .action_decoding import (ActionOnlyLogits, PreparedAction, check_action_ids, decode_direct, decode_generate,
-                              generation_failed)
+from .action_decoding import (
+    ActionOnlyLogits,
+    PreparedAction,
+    check_action_ids,
+    decode_direct,
+    decode_generate,
+    generation_failed,
+)
 from .base import PolicyConfigError, PolicyError, check_image
 from .config import BackendConfig
 from .hf_adapters import ModelAdapter
 from .streaming import stream_text
-from .vlm_checks import (check_layerscale, check_temperature, check_text_request, check_vocabulary, eos_ids,
-                         output_vocab_size)
+from .vlm_checks import (
+    check_layerscale,
+    check_temperature,
+    check_text_request,
+    check_vocabulary,
+    eos_ids,
+    output_vocab_size,
+)
 from .vlm_loading import load_adapter, remote_code_failure
 
 WARMUP_PROMPT = "What action should the robot take to warm up?"

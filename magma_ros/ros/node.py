@@ -23,16 +23,27 @@ from std_msgs.msg import Bool, Float64, Float64MultiArray, String
 from std_srvs.srv import SetBool, Trigger
 
 from ..image_msgs import compressed_to_rgb, image_to_rgb
-from ..interface import (ACTION, COMPRESSED_SUFFIX, DIAGNOSTICS, EE_POSE, ENABLE, ESTOP, GRIPPER, IMAGE, INSTRUCTION,
-                         NODE_NAME, RESET)
+from ..interface import (
+    ACTION,
+    COMPRESSED_SUFFIX,
+    DIAGNOSTICS,
+    EE_POSE,
+    ENABLE,
+    ESTOP,
+    GRIPPER,
+    IMAGE,
+    INSTRUCTION,
+    NODE_NAME,
+    RESET,
+)
 from ..policy.base import Policy
 from ..policy.registry import create_policy
 from ..safety.frames import FrameGate
 from ..safety.node_core import NodeCore, TurnOutputs
 from ..safety.node_stats import NodeStats
 from ..safety.supervisor import SafetySupervisor
-from .debug_views import DebugViews
 from .command_output import CommandOutput
+from .debug_views import DebugViews
 from .diagnostics import build_diagnostics, node_values
 from .node_clock import DIAGNOSTICS_PERIOD_S, RosClock
 from .node_errors import ErrorReporter, service_failed
@@ -223,7 +234,7 @@ class MagmaNode(Node):
                 self.get_logger().warning(f"closing the backend failed: {type(exc).__name__}: {exc}")
         self.destroy_node()
 
-    def destroy_node(self):  # noqa: ANN201 - as rclpy's (None or bool, by version)
+    def destroy_node(self):
         """Stop the publish thread first: it must not publish through a destroyed node."""
         if getattr(self, "commands", None) is not None:
             self.commands.stop_loop()

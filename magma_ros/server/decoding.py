@@ -5,8 +5,17 @@ from typing import Sequence
 
 import numpy as np
 
-from ..actions import (ActionContractError, ActionDecoder, ActionTokenizer, NormalizationStats, TextTokenizer,
-                       action_to_dict, builtin_profile_names, load_profile, text_ids_to_action_ids)
+from ..actions import (
+    ActionContractError,
+    ActionDecoder,
+    ActionTokenizer,
+    NormalizationStats,
+    TextTokenizer,
+    action_to_dict,
+    builtin_profile_names,
+    load_profile,
+    text_ids_to_action_ids,
+)
 from ..actions.profiles import RobotProfile
 from .errors import ApiError
 from .schemas import ActionTokensRequest

@@ -16,7 +16,6 @@ from .tasks import Task, parse_instruction
 from .world import SimWorld
 
 
-
 class Controller(Protocol):
     """Chooses each step's command: a twist held for one control period and a gripper opening."""
 

@@ -10,8 +10,19 @@ from typing import Any, Callable
 import numpy as np
 
 from ..image_msgs import image_to_rgb
-from ..interface import (CLOCK, DIAGNOSTICS, GRIPPER, IMAGE, INSTRUCTION, SENSOR_PUB_QOS, SIM_RESET, SIM_STATUS,
-                         TWIST, Topic, message_class)
+from ..interface import (
+    CLOCK,
+    DIAGNOSTICS,
+    GRIPPER,
+    IMAGE,
+    INSTRUCTION,
+    SENSOR_PUB_QOS,
+    SIM_RESET,
+    SIM_STATUS,
+    TWIST,
+    Topic,
+    message_class,
+)
 from .episode_log import EpisodeLog
 from .report import CommandSample, Frame
 

@@ -11,8 +11,21 @@ from typing import Any
 import numpy as np
 from rclpy.node import Node
 
-from ..interface import (CLOCK, EE_POSE, GRIPPER, IMAGE, INSTRUCTION, JOINT_STATES, NODE_ACTION, SENSOR_PUB_QOS,
-                         SIM_NODE_NAME, SIM_RESET, SIM_STATUS, TWIST, message_class)
+from ..interface import (
+    CLOCK,
+    EE_POSE,
+    GRIPPER,
+    IMAGE,
+    INSTRUCTION,
+    JOINT_STATES,
+    NODE_ACTION,
+    SENSOR_PUB_QOS,
+    SIM_NODE_NAME,
+    SIM_RESET,
+    SIM_STATUS,
+    TWIST,
+    message_class,
+)
 from ..options import declare_options
 from . import messages
 from .lockstep import LockstepGate

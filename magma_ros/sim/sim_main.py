@@ -78,7 +78,7 @@ def main(argv: list[str] | None = None) -> int:
     except RosStartupError as exc:  # rcl rejected the --ros-args
         print(f"magma_sim: error: {exc}", file=sys.stderr)
         return 2
-    except Exception as exc:  # noqa: BLE001 - rclpy's ExternalShutdownException ends the loop like a signal
+    except Exception as exc:
         if type(exc).__name__ != "ExternalShutdownException":
             raise
     finally:

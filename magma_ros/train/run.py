@@ -14,8 +14,16 @@ from ..policy.base import PolicyConfigError
 from ..policy.config import BackendConfig
 from .dataset import BagInput, FrameSet, coverage_warning, read_frames, split_by_episode
 from .lora import ADAPTER_DIR, add_lora, require_peft, save_adapter
-from .outputs import (CHECKPOINTS, PLOT_FILE, PROFILE_FILE, check_output, finish, newest_checkpoint, plot_training,
-                      work_directory)
+from .outputs import (
+    CHECKPOINTS,
+    PLOT_FILE,
+    PROFILE_FILE,
+    check_output,
+    finish,
+    newest_checkpoint,
+    plot_training,
+    work_directory,
+)
 from .settings import TrainSettings
 from .trainer import Trainer
 
