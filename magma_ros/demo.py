@@ -125,7 +125,8 @@ def magma_sim_profile(out_dir: Path) -> Path:
                  "description": "Simulated Panda driven by a Bridge-trained model (bridge_orig statistics)"}
     out_dir.mkdir(parents=True, exist_ok=True)
     path = out_dir / "sim_panda_bridge.yaml"
-    write_profile_variant(path, "bridge_orig", overrides, "bridge_orig with sim_panda's frame and workspace (make demo)")
+    write_profile_variant(path, "bridge_orig", overrides,
+                          "bridge_orig with sim_panda's frame and workspace (written by make demo)")
     return path.resolve()
 
 
