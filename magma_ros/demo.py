@@ -117,17 +117,16 @@ def node_parameters(out_dir: Path) -> tuple[dict, str]:
 
 def magma_sim_profile(out_dir: Path) -> Path:
     """The Bridge profile (Magma's statistics) with the simulated arm's frame, limits and workspace."""
-    import yaml
+    from .actions.profile_writer import write_profile_variant
+    from .actions.profiles import profile_data
 
-    from .actions.profiles import resolve_profile_path
-
-    bridge = yaml.safe_load(resolve_profile_path("bridge_orig").read_text(encoding="utf-8"))
-    sim = yaml.safe_load(resolve_profile_path("sim_panda").read_text(encoding="utf-8"))
-    profile = dict(bridge, name="sim_panda_bridge", base_frame=sim["base_frame"], workspace=sim["workspace"],
-                   description="Simulated Panda driven by a Bridge-trained model (bridge_orig statistics)")
+    sim, _ = profile_data("sim_panda")
+    overrides = {"name": "sim_panda_bridge", "base_frame": sim["base_frame"], "workspace": sim["workspace"],
+                 "description": "Simulated Panda driven by a Bridge-trained model (bridge_orig statistics)"}
     out_dir.mkdir(parents=True, exist_ok=True)
     path = out_dir / "sim_panda_bridge.yaml"
-    path.write_text(yaml.safe_dump(profile, sort_keys=False), encoding="utf-8")
+    write_profile_variant(path, "bridge_orig", overrides,
+                          "bridge_orig with sim_panda's frame and workspace (written by make demo)")
     return path.resolve()
 
 

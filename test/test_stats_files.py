@@ -11,8 +11,9 @@ import pytest
 import yaml
 from serve_support import ServerThread
 
-from magma_ros.actions import NormalizationStats, TextTokenizer, load_profile, profile_from_mapping
+from magma_ros.actions import NormalizationStats, TextTokenizer, load_profile
 from magma_ros.actions.errors import ProfileError, StatsError
+from magma_ros.actions.profiles import profile_from_mapping
 from magma_ros.actions.stats import STATS_KEYS
 from magma_ros.server.app import create_app
 from magma_ros.server.decoding import ActionTokenService

@@ -2,7 +2,7 @@
 from .decoder import ActionDecoder, action_to_dict, text_ids_to_action_ids
 from .errors import ActionContractError, ActionTokenError, ProfileError, StatsError, TokenizerError
 from .gripper import GripperConfig, GripperConverter
-from .profiles import RobotProfile, builtin_profile_names, load_profile, profile_from_mapping
+from .profiles import RobotProfile, builtin_profile_names, builtin_profiles, load_profile
 from .rotation import euler_xyz_to_rotvec, rotvec_to_euler_xyz
 from .sequence import extract_action_ids
 from .stats import NormalizationStats
@@ -14,6 +14,6 @@ __all__ = [
     "ACTION_DIM", "AXIS_NAMES", "LLAMA3_BASE_VOCAB", "ActionContractError", "ActionDecoder",
     "ActionTokenError", "ActionTokenizer", "GripperConfig", "GripperConverter", "NormalizationStats",
     "ProfileError", "RobotProfile", "StatsError", "TextTokenizer", "TokenizerError", "Twist",
-    "action_to_dict", "builtin_profile_names", "delta_to_twist", "euler_xyz_to_rotvec",
-    "extract_action_ids", "load_profile", "profile_from_mapping", "rotvec_to_euler_xyz", "text_ids_to_action_ids",
+    "action_to_dict", "builtin_profile_names", "builtin_profiles", "delta_to_twist", "euler_xyz_to_rotvec",
+    "extract_action_ids", "load_profile", "rotvec_to_euler_xyz", "text_ids_to_action_ids",
 ]

@@ -6,10 +6,8 @@ import tempfile
 from pathlib import Path
 from typing import Any, Mapping
 
-import yaml
-
 from .errors import ProfileError
-from .profiles import RobotProfile, profile_from_mapping
+from .profiles import RobotProfile, load_profile, parse_profile, profile_data
 from .stats import COUNT_KEYS, PER_AXIS_KEYS
 
 DEFAULT_IMAGE_SIZE = (256, 256)  # what the built-in profiles use
@@ -35,10 +33,20 @@ def profile_text(data: Mapping[str, Any], header: str, comments: Mapping[str, st
         else:
             lines.append(f"{key}: {_scalar(value)}{note}")
     text = "\n".join(lines) + "\n"
-    loaded = yaml.safe_load(text)
+    loaded, profile = parse_profile(text, "generated profile")
     if loaded != _plain(data):
         raise ProfileError(f"profile {data.get('name')!r}: YAML text does not load back as written")
-    return text, profile_from_mapping(loaded, "generated profile")
+    return text, profile
+
+
+def write_profile_variant(path: Path, base: str | Path, overrides: Mapping[str, Any], header: str) -> RobotProfile:
+    """Write profile ``base`` (built-in name or path) with ``overrides`` replacing top-level keys to
+    ``path`` (replaced if present, written atomically), after validating the result; the profile as
+    loaded back from ``path``."""
+    data, _ = profile_data(base, overrides)
+    text, _ = profile_text(data, header)
+    write_atomically(path, text, overwrite=True)
+    return load_profile(path)
 
 
 def write_atomically(path: Path, text: str, overwrite: bool) -> None:

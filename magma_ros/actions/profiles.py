@@ -120,20 +120,54 @@ def resolve_profile_path(name_or_path: str | Path) -> Path:
     raise ProfileError(f"unknown robot {text!r} (built-in: {known}; or give a path to a profile YAML)")
 
 
-def load_profile(name_or_path: str | Path) -> RobotProfile:
-    """Load and validate a robot profile by built-in name or path; errors name file and key."""
+def load_profile(name_or_path: str | Path, overrides: Mapping[str, Any] | None = None) -> RobotProfile:
+    """The one way to load a robot profile: by built-in name or path to a YAML file, validated;
+    ``overrides`` replace whole top-level keys first. Errors name the file and the key."""
+    return profile_data(name_or_path, overrides)[1]
+
+
+def builtin_profiles() -> dict[str, RobotProfile]:
+    """Every built-in profile, validated, by its built-in name."""
+    return {name: load_profile(name) for name in builtin_profile_names()}
+
+
+def profile_data(name_or_path: str | Path,
+                 overrides: Mapping[str, Any] | None = None) -> tuple[dict[str, Any], RobotProfile]:
+    """A profile's top-level mapping as read (``overrides`` replacing whole top-level keys) and the
+    validated profile it makes, e.g. to write a variant of a built-in profile. Errors name the file
+    (and the overridden keys) and the key."""
     path = resolve_profile_path(name_or_path)
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+        text = path.read_text(encoding="utf-8")
     except OSError as exc:
         raise ProfileError(f"{path}: cannot read: {exc.strerror or exc}") from None
     except UnicodeDecodeError as exc:
         raise ProfileError(f"{path}: not UTF-8 text (byte {exc.start})") from None
+    data = _parse_yaml(text, str(path))
+    if not overrides:
+        return data, profile_from_mapping(data, str(path))
+    if not isinstance(data, Mapping):
+        raise ProfileError(f"{path}: expected a mapping at the top level, got {type(data).__name__}")
+    unknown = sorted(set(overrides) - PROFILE_KEYS, key=str)
+    if unknown:
+        raise ProfileError(f"{path}: override {unknown[0]!r}: unknown key (known: {', '.join(sorted(PROFILE_KEYS))})")
+    merged = {**data, **overrides}
+    return merged, profile_from_mapping(merged, f"{path} (overriding {', '.join(map(str, overrides))})")
+
+
+def parse_profile(text: str, source: str) -> tuple[Any, RobotProfile]:
+    """Profile YAML ``text`` -> the mapping it holds and the validated profile; ``source`` names it in errors."""
+    data = _parse_yaml(text, source)
+    return data, profile_from_mapping(data, source)
+
+
+def _parse_yaml(text: str, source: str) -> Any:
+    try:
+        return yaml.safe_load(text)
     except yaml.YAMLError as exc:
-        raise ProfileError(f"{path}: not valid YAML: {one_line(exc)[:300]}") from None
+        raise ProfileError(f"{source}: not valid YAML: {one_line(exc)[:300]}") from None
     except RecursionError:
-        raise ProfileError(f"{path}: YAML nested too deeply to be a robot profile") from None
-    return profile_from_mapping(data, str(path))
+        raise ProfileError(f"{source}: YAML nested too deeply to be a robot profile") from None
 
 
 def profile_from_mapping(data: Any, source: str) -> RobotProfile:

@@ -70,7 +70,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Check the options, then train."""
-    from ..actions.profiles import load_profile, resolve_profile_path
+    from ..actions.profiles import load_profile
     from ..policy.config import BackendConfig
     from ..train.dataset import BagInput
     from ..train.run import FinetuneRequest, finetune
@@ -95,7 +95,7 @@ def run(args: argparse.Namespace) -> int:
     backend = BackendConfig(backend="magma", model=args.model, revision=args.revision, device=device, dtype=dtype,
                             attn_implementation=args.attn_implementation)
     request = FinetuneRequest(backend=backend, bags=tuple(args.bags), val_bags=tuple(args.val_bags), profile=profile,
-                              profile_file=resolve_profile_path(args.robot), source=source, out=args.out,
+                              profile_file=Path(profile.source), source=source, out=args.out,
                               settings=TrainSettings.from_mapping(vars(args)))
     return finetune(request, sys.stderr)
 

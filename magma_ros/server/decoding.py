@@ -12,8 +12,7 @@ from ..actions import (
     NormalizationStats,
     TextTokenizer,
     action_to_dict,
-    builtin_profile_names,
-    load_profile,
+    builtin_profiles,
     text_ids_to_action_ids,
 )
 from ..actions.profiles import RobotProfile
@@ -32,7 +31,7 @@ class ActionTokenService:
         self.text_tokenizer = text_tokenizer
         self.tokenizer = ActionTokenizer(vocab_size=vocab_size)
         text_tokenizer.prepare_action_range(self.tokenizer.min_action_id, self.tokenizer.max_action_id)  # at start-up
-        self.robot_stats = {name: load_profile(name).stats for name in builtin_profile_names()}
+        self.robot_stats = {name: profile.stats for name, profile in builtin_profiles().items()}
         self.robot_stats.update({profile.name: profile.stats for profile in profiles})
 
     def decode(self, request: ActionTokensRequest) -> dict[str, float]:

@@ -105,9 +105,9 @@ def _profiles(names: Any) -> list[Any]:
 
 
 def _builtin_prompt_templates() -> list[str]:
-    from ..actions import builtin_profile_names, load_profile
+    from ..actions import builtin_profiles
 
-    return [load_profile(name).prompt_template for name in builtin_profile_names()]
+    return [profile.prompt_template for profile in builtin_profiles().values()]
 
 
 def _tokenizer_file(source: str, revision: str) -> Path:

@@ -65,6 +65,6 @@ def _model_worker(settings: ServerSettings, actions: ActionTokenService, runner:
 
 
 def _builtin_prompt_templates() -> list[str]:
-    from ..actions import builtin_profile_names, load_profile
+    from ..actions import builtin_profiles
 
-    return [load_profile(name).prompt_template for name in builtin_profile_names()]
+    return [profile.prompt_template for profile in builtin_profiles().values()]
