@@ -35,7 +35,8 @@ def main() -> None:
         drawn = draw_overlay(frame, overlay)  # warm: font loading
         draw = median_ms(lambda: draw_overlay(frame, overlay))
         total = median_ms(lambda: draw_overlay(frame, overlay).tobytes())
-        print(f"{height:4d} x {width:<4d}     {drawn.shape[0]:4d} x {drawn.shape[1]:<4d}     {draw:7.2f}   {total:7.2f}")
+        print(f"{height:4d} x {width:<4d}     {drawn.shape[0]:4d} x {drawn.shape[1]:<4d}     "
+              f"{draw:7.2f}   {total:7.2f}")
 
 
 if __name__ == "__main__":

@@ -235,7 +235,7 @@ def main(argv: list[str] | None = None) -> int:
     for quantization in args.quantization:
         if quantization != "none":
             try:
-                import bitsandbytes  # noqa: F401
+                import bitsandbytes  # noqa: F401 - only whether it is installed
             except ImportError:
                 print(f"{quantization:>5}  skipped: bitsandbytes is not installed (pip install bitsandbytes)")
                 continue

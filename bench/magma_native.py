@@ -24,11 +24,11 @@ PROMPT = "What action should the robot take to pick up the red block?"
 def load_once(directory: str, dtype: str) -> None:
     """Child process: import, load, report seconds and peak RSS as JSON."""
     # everything imported before the baseline, so the peak difference is the load's own
-    import safetensors.torch  # noqa: F401
-    import torch  # noqa: F401
-    import transformers.models.llama.modeling_llama  # noqa: F401
+    import safetensors.torch  # noqa: F401 - imported before the baseline
+    import torch  # noqa: F401 - imported before the baseline
+    import transformers.models.llama.modeling_llama  # noqa: F401 - imported before the baseline
 
-    import magma_ros.policy.magma_native.loading  # noqa: F401
+    import magma_ros.policy.magma_native.loading  # noqa: F401 - imported before the baseline
     from magma_ros.policy import BackendConfig
     from magma_ros.policy.vlm import VLMRunner
 
@@ -77,7 +77,8 @@ def decode_figures(directory: Path, rounds: int = 15) -> None:
             times[decoder].append(time.perf_counter() - t)
     runner.close()
     print(f"constrained 7-token action, {rounds} interleaved calls per path (256x256 image, CPU):")
-    for decoder, label in (("direct", "KV-cached loop (prefill + 6 steps)"), ("generate", "generate() + logits processor")):
+    for decoder, label in (("direct", "KV-cached loop (prefill + 6 steps)"),
+                           ("generate", "generate() + logits processor")):
         print(f"  {label:36s} median {1000 * statistics.median(times[decoder]):7.1f} ms")
     print(f"  same ids on both paths: {ids['direct'] == ids['generate']}")
 

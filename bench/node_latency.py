@@ -88,7 +88,8 @@ def main() -> int:
     pub = probe.create_publisher(Image, IMAGE_TOPIC, IMAGE.qos.profile())
     received: list[tuple[float, bool]] = []
     probe.create_subscription(TwistStamped, TWIST_TOPIC,
-                              lambda m: received.append((time.perf_counter(), m.twist.linear.x != 0.0)), TWIST.qos.profile())
+                              lambda m: received.append((time.perf_counter(), m.twist.linear.x != 0.0)),
+                              TWIST.qos.profile())
     probe_exec = SingleThreadedExecutor()
     probe_exec.add_node(probe)
     threading.Thread(target=probe_exec.spin, daemon=True).start()

@@ -122,7 +122,8 @@ def main() -> int:
         start = time.monotonic()
         b.stream(args.seconds, 20.0)
         window = [t for t, _ in b.twists if t >= start + 0.5]
-        print(f"  publish rate (publish_rate_hz 50), images at 20 Hz: {(len(window) - 1) / (window[-1] - window[0]):.1f} Hz")
+        print(f"  publish rate (publish_rate_hz 50), images at 20 Hz: "
+              f"{(len(window) - 1) / (window[-1] - window[0]):.1f} Hz")
 
         b.configure(control_rate_hz=5.0, image_timeout_s=2.0)
         time.sleep(0.5)

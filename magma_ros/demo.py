@@ -2,8 +2,9 @@
 
 Starts the PyBullet arm (``magma_sim``) and ``magma_node`` (enabled) as ROS 2 processes, in lockstep on
 simulated time unless --real-time is given (same seeds, same outcome, however busy the CPU), sends each
-instruction in turn (a new seeded scene for each), prints progress (step, distance to the target, safety state) and SUCCESS or FAILURE,
-and writes a report to ``out/demo/``: a strip of camera frames with the commanded motion
+instruction in turn (a new seeded scene for each), prints progress (step, distance to the target,
+safety state) and SUCCESS or FAILURE, and writes a report to ``out/demo/``: a strip of camera frames
+with the commanded motion
 (frames_seed<N>.png), a plot of the commanded twist, gripper and distance over time
 (commands_seed<N>.png), summary.json and both nodes' logs.
 

@@ -25,8 +25,8 @@ from torch import nn
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from magma_ros.actions.stats import NormalizationStats  # noqa: E402
-from magma_ros.policy.demo import (  # noqa: E402
+from magma_ros.actions.stats import NormalizationStats  # noqa: E402 - after the sys.path set-up
+from magma_ros.policy.demo import (  # noqa: E402 - after the sys.path set-up
     CONV_LAYERS,
     KEYPOINTS,
     WEIGHTS_PATH,
@@ -34,10 +34,10 @@ from magma_ros.policy.demo import (  # noqa: E402
     downsample,
     network_input,
 )
-from magma_ros.sim.camera import project  # noqa: E402
-from magma_ros.sim.expert import expert_action  # noqa: E402
-from magma_ros.sim.tasks import CUBE_COLOURS, INSTRUCTIONS, Task, parse_instruction  # noqa: E402
-from magma_ros.sim.world import SimWorld  # noqa: E402
+from magma_ros.sim.camera import project  # noqa: E402 - after the sys.path set-up
+from magma_ros.sim.expert import expert_action  # noqa: E402 - after the sys.path set-up
+from magma_ros.sim.tasks import CUBE_COLOURS, INSTRUCTIONS, Task, parse_instruction  # noqa: E402 - after the sys.path set-up
+from magma_ros.sim.world import SimWorld  # noqa: E402 - after the sys.path set-up
 
 CONTROL_RATE_HZ = 5.0
 PROFILE_PATH = REPO / "config" / "robots" / "sim_panda.yaml"
@@ -220,7 +220,7 @@ def numpy_driver(model: TorchDemoNetwork, stats: NormalizationStats):
 
 def write_profile(stats: NormalizationStats, path: Path) -> None:
     """The ``sim_panda`` robot profile with the statistics of these demonstrations."""
-    fmt = lambda values: "[" + ", ".join(repr(float(v)) for v in values) + "]"  # noqa: E731
+    fmt = lambda values: "[" + ", ".join(repr(float(v)) for v in values) + "]"  # noqa: E731 - a one-line formatter local to this function
     path.write_text(f"""\
 # The simulated Franka Panda of magma_ros.sim (PyBullet). Normalization statistics are computed
 # from the scripted demonstrations by scripts/train_demo_policy.py (which writes this file).

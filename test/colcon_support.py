@@ -27,7 +27,8 @@ def in_workspace(ws: Path, command: str, setup: str = "", timeout: float = 600) 
     script = (f". {setup} && " if setup else "") + command
     env = {**os.environ, "PATH": os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")])}
     result = subprocess.run(["bash", "-c", script], cwd=ws, env=env, capture_output=True, text=True, timeout=timeout)
-    assert result.returncode == 0, f"{command}\n--- stdout\n{result.stdout[-4000:]}\n--- stderr\n{result.stderr[-4000:]}"
+    assert result.returncode == 0, (f"{command}\n--- stdout\n{result.stdout[-4000:]}"
+                                    f"\n--- stderr\n{result.stderr[-4000:]}")
     return result
 
 

@@ -15,6 +15,8 @@ os.environ.setdefault("ROS_DOMAIN_ID", str(random.SystemRandom().randint(1, 101)
 os.environ.setdefault("AMENT_PREFIX_PATH", sys.prefix)
 
 REPO = Path(__file__).resolve().parents[1]
+# the session fixture ``finetuned`` (the tiny Magma fine-tuned once per session), for every module
+pytest_plugins = ["finetune_support"]
 
 
 @pytest.fixture(scope="session")

@@ -204,7 +204,8 @@ class _Block(torch.nn.Module):
 
 def test_layerscale_left_at_initial_value_is_refused():
     towers = torch.nn.Sequential(_Block(torch.full((4,), 1e-6)), _Block(torch.full((4,), 1e-6)))
-    with pytest.raises(PolicyError, match=r"LayerScale .*: vision_tower\.0\.gamma \(all 1e-06\), vision_tower\.1\.gamma"):
+    with pytest.raises(PolicyError,
+                       match=r"LayerScale .*: vision_tower\.0\.gamma \(all 1e-06\), vision_tower\.1\.gamma"):
         check_layerscale(_wrap(towers))
     check_layerscale(torch.nn.Sequential(_Block(torch.tensor([0.2, -0.1, 0.05, 0.3]))))
 

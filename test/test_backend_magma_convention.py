@@ -36,7 +36,8 @@ class RecordingMagmaProcessor:
 
     def __call__(self, *args, **kwargs) -> BatchFeature:
         if args or set(kwargs) != {"images", "texts", "return_tensors"}:
-            raise TypeError(f"MagmaProcessor takes images=, texts=, return_tensors=; got args={args} kwargs={sorted(kwargs)}")
+            raise TypeError("MagmaProcessor takes images=, texts=, return_tensors=; "
+                            f"got args={args} kwargs={sorted(kwargs)}")
         images, texts = kwargs["images"], kwargs["texts"]
         if kwargs["return_tensors"] != "pt":
             raise ValueError("return_tensors must be 'pt'")
@@ -71,7 +72,8 @@ class RecordingMagmaModel:
                  use_cache, pad_token_id, do_sample, logits_processor=None, stopping_criteria=None, streamer=None):
         assert input_ids.dtype == torch.long and input_ids.ndim == 2 and input_ids.shape[0] == 1
         assert attention_mask.shape == input_ids.shape
-        assert pixel_values.shape == (1, 1, 3, CROP, CROP), f"pixel_values needs unsqueeze(0), got {tuple(pixel_values.shape)}"
+        assert pixel_values.shape == (1, 1, 3, CROP, CROP), (f"pixel_values needs unsqueeze(0), "
+                                                             f"got {tuple(pixel_values.shape)}")
         assert pixel_values.dtype == self.dtype, f"pixel_values must be cast to {self.dtype}, got {pixel_values.dtype}"
         assert image_sizes.shape == (1, 1, 2), f"image_sizes needs unsqueeze(0), got {tuple(image_sizes.shape)}"
         assert num_beams == 1 and use_cache is True and do_sample is False
@@ -121,7 +123,8 @@ def test_magma_policy_follows_the_model_card(llama3_tokenizer):
     assert call["image"].size == profile.image_size and call["image"].mode == "RGB"
     text = call["text"]
     assert text.startswith("<|begin_of_text|><|start_header_id|>system<|end_header_id|>\n\n" + SYSTEM + "<|eot_id|>")
-    assert "<|start_header_id|>user<|end_header_id|>\n\n<image>\nWhat action should the robot take to put the carrot on the plate?<|eot_id|>" in text
+    assert ("<|start_header_id|>user<|end_header_id|>\n\n<image>\n"
+            "What action should the robot take to put the carrot on the plate?<|eot_id|>") in text
     assert text.endswith("<|start_header_id|>assistant<|end_header_id|>\n\n")
     assert "<image_start>" not in text
 
@@ -136,7 +139,8 @@ def test_image_start_end_markers_when_the_config_says_so(llama3_tokenizer):
     runner, _, processor = make_runner(llama3_tokenizer, mm_use_image_start_end=True)
     runner.action_ids(np.zeros((256, 256, 3), np.uint8), "What action should the robot take to wave?")
     text = processor.calls[-1]["text"]
-    assert "user<|end_header_id|>\n\n<image_start><image><image_end>\nWhat action should the robot take to wave?" in text
+    assert ("user<|end_header_id|>\n\n<image_start><image><image_end>\n"
+            "What action should the robot take to wave?") in text
     assert text.count("<image>") == 1
 
 
@@ -161,7 +165,8 @@ def test_transformers_version_range(version, supported):
     if supported:
         check_transformers_version(version)
     else:
-        with pytest.raises(PolicyConfigError, match=re.escape(f"transformers {version} cannot run Magma's remote code")):
+        with pytest.raises(PolicyConfigError,
+                           match=re.escape(f"transformers {version} cannot run Magma's remote code")):
             check_transformers_version(version)
 
 

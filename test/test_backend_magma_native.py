@@ -47,7 +47,8 @@ def test_backend_magma_predicts_seven_action_ids_with_default_options(model_dir)
     """Every default (bfloat16, sdpa, no remote code) except the device: this machine has no GPU."""
     defaults = BackendConfig()
     assert (defaults.trust_remote_code, defaults.attn_implementation, defaults.dtype) == (False, "sdpa", "bfloat16")
-    policy = create_policy(BackendConfig(backend="magma", model=str(model_dir), device="cpu"), load_profile("bridge_orig"))
+    policy = create_policy(BackendConfig(backend="magma", model=str(model_dir), device="cpu"),
+                           load_profile("bridge_orig"))
     try:
         assert type(policy.runner.adapter).__name__ == "MagmaNativeAdapter" and policy.runner.decoder == "direct"
         assert all(p.dtype == torch.bfloat16 for p in policy.runner.adapter.model.parameters())
@@ -202,13 +203,16 @@ def _corrupt_shard(d):
 @pytest.mark.parametrize("breakage, message", [
     (_drop_tensor, r"missing 1 tensor\(s\): vision_tower\.clip_vision_model\.trunk\.stages\.2\.blocks\.1\.gamma"),
     (_extra_tensor, r"unexpected 1 tensor\(s\): multi_modal_projector\.extra\.weight"),
-    (_reshape_tensor, r"mis-shaped tensor\(s\): multi_modal_projector\.row_seperator is \[1, 1, 8\], expected \[1, 1, 64\]"),
+    (_reshape_tensor,
+     r"mis-shaped tensor\(s\): multi_modal_projector\.row_seperator is \[1, 1, 8\], expected \[1, 1, 64\]"),
     (_corrupt_shard, r"model-00001-of-00002\.safetensors: not a readable safetensors file"),
     (lambda d: sorted(d.glob("model-*.safetensors"))[1].unlink(), r"shard file\(s\) missing: model-00002-of-00002"),
-    (lambda d: [p.unlink() for p in d.glob("model*.safetensors*")], "no model.safetensors.index.json or model.safetensors"),
+    (lambda d: [p.unlink() for p in d.glob("model*.safetensors*")],
+     "no model.safetensors.index.json or model.safetensors"),
     (lambda d: _edit_json(d / "config.json", lambda j: j["vision_config"].update(mm_projector_type="qformer")),
      "mm_projector_type 'qformer' is not supported"),
-    (lambda d: _edit_json(d / "config.json", lambda j: [j["vision_config"].pop(k) for k in ("convnext_depths", "convnext_dims")]
+    (lambda d: _edit_json(d / "config.json", lambda j: [j["vision_config"].pop(k)
+                                                        for k in ("convnext_depths", "convnext_dims")]
                           and j["vision_config"].update(vision_backbone="convnexthuge")),
      "vision_backbone 'convnexthuge' is not supported"),
     (lambda d: _edit_json(d / "config.json", lambda j: j["text_config"].update(model_type="mistral")),
@@ -217,7 +221,8 @@ def _corrupt_shard(d):
      "<image> token is id .* image_token_index 5"),
     (lambda d: _edit_json(d / "config.json", lambda j: j["text_config"].update(hidden_size=32)),
      "mis-shaped tensor"),
-    (lambda d: (d / "preprocessor_config.json").unlink(), "preprocessor_config.json: the image processor configuration is missing"),
+    (lambda d: (d / "preprocessor_config.json").unlink(),
+     "preprocessor_config.json: the image processor configuration is missing"),
     (lambda d: _edit_json(d / "preprocessor_config.json", lambda j: j.update(num_crops=0)), "num_crops >= 1"),
     (lambda d: (d / "tokenizer.json").unlink(), "tokenizer.json is missing"),
 ])

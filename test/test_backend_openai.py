@@ -140,7 +140,8 @@ def test_bearer_token_comes_from_the_named_environment_variable(server, monkeypa
         policy.close()
     assert server.requests[0]["headers"]["Authorization"] == "Bearer s3cret-token"
     assert server.requests[0]["body"]["temperature"] == 0.5
-    assert server.requests[0]["headers"]["X-Robot-Id"] == "lab/arm-2" and server.requests[0]["body"]["user"] == "lab/arm-2"
+    assert server.requests[0]["headers"]["X-Robot-Id"] == "lab/arm-2"
+    assert server.requests[0]["body"]["user"] == "lab/arm-2"
 
 
 @pytest.mark.parametrize("robot_id", ["arm 1", "x" * 129, "arm\n1"])

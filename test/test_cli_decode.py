@@ -55,7 +55,8 @@ def test_google_robot_differs(decode):
     (("--robot", "bridge_orig", "--ids", "127843,127876,15339,127872,127852,127874,127872"),
      "not action tokens (valid ids are 127744..127999): 15339 at index 2"),
     (("--robot", "bridge_orig", "--ids", "12x"), "--ids: expected comma-separated integers"),
-    (("--robot", "bridge_orig", "--tokenizer", "/nonexistent/tok.json", "hello"), "tokenizer not found: /nonexistent/tok.json"),
+    (("--robot", "bridge_orig", "--tokenizer", "/nonexistent/tok.json", "hello"),
+     "tokenizer not found: /nonexistent/tok.json"),
     (("--robot", "bridge_orig", "hello"), "decoding TEXT needs --tokenizer"),
     (("--ids", IDS), "give --robot NAME|PATH or --stats FILE"),
 ])

@@ -9,7 +9,8 @@ from magma_ros.server.startup import parse_serve_args
 def test_serve_section_values_and_lists_become_serve_options(tmp_path):
     tokenizer = tmp_path / "tok.json"
     tokenizer.write_text("{}")
-    serve = {"no_model": True, "tokenizer": str(tokenizer), "max-batch-size": 4, "fixed_action": [0.01, 0, 0, 0, 0, 0, 1],
+    serve = {"no_model": True, "tokenizer": str(tokenizer), "max-batch-size": 4,
+             "fixed_action": [0.01, 0, 0, 0, 0, 0, 1],
              "action_prompt": ["pick {instruction}", "do {instruction}"], "trust_remote_code": False}
     config = fleet_config_from_mapping({"serve": serve}, "fleet.yaml", parse_serve_args)
     args = parse_serve_args(list(config.serve_argv))

@@ -87,7 +87,8 @@ def test_closed_loop_reports_and_figures(run):
 
 
 def test_a_failing_command_names_itself_and_its_error(tmp_path):
-    with pytest.raises(StageFailed, match=r"magma-ros stats exited with status 2: magma-ros stats: error: give the ground truth"):
+    with pytest.raises(StageFailed,
+                       match=r"magma-ros stats exited with status 2: magma-ros stats: error: give the ground truth"):
         magma_ros(["stats", tmp_path / "missing_bag", "--out", tmp_path / "p.yaml"], deterministic_env(),
                   tmp_path / "stats.log")
     assert (tmp_path / "stats.log").read_text().startswith("$ magma-ros stats")

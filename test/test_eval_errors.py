@@ -65,7 +65,8 @@ class BagBuilder:
 
     def action(self, i: int, values=None) -> None:
         T = self.types
-        values = np.asarray(ground_truth(i, load_profile("bridge_orig")) if values is None else values, dtype=np.float64)
+        values = np.asarray(ground_truth(i, load_profile("bridge_orig")) if values is None else values,
+                            dtype=np.float64)
         layout = T["std_msgs/msg/MultiArrayLayout"](dim=[], data_offset=0)
         self.msg(ACTION_TOPIC, "std_msgs/msg/Float64MultiArray", T0 + i * STEP + 20_000_000,
                  T["std_msgs/msg/Float64MultiArray"](layout=layout, data=values))

@@ -78,7 +78,7 @@ def test_twist_to_delta_inverts_delta_to_twist():
     dt = load_profile("google_robot").control_period_s
     delta = np.array([0.1, -0.05, 0.02, 0.3, -0.2, 0.4, 1.0])
     tw = delta_to_twist(delta, dt)
-    v3 = lambda v: SimpleNamespace(x=v[0], y=v[1], z=v[2])  # noqa: E731
+    v3 = lambda v: SimpleNamespace(x=v[0], y=v[1], z=v[2])  # noqa: E731 - a one-line helper local to the test
     msg = SimpleNamespace(twist=SimpleNamespace(linear=v3(tw.linear), angular=v3(tw.angular)))
     np.testing.assert_allclose(twist_to_delta(msg, dt), delta[:6], atol=1e-12)
 

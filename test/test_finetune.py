@@ -10,7 +10,7 @@ import numpy as np
 import openai
 import pytest
 import torch
-from finetune_support import ACTION_TOPIC, ACTIONS, INSTRUCTIONS, SIZE, episodes, finetuned, frame_image  # noqa: F401
+from finetune_support import ACTION_TOPIC, ACTIONS, INSTRUCTIONS, SIZE, episodes, frame_image
 from safetensors import safe_open
 from serve_support import CliServer, png_data_url
 from tiny_magma import BASE_VOCAB, build_tiny_magma
@@ -93,7 +93,7 @@ def test_training_input_is_the_inference_input_token_for_token_and_pixel_for_pix
     assert torch.isfinite(answer_loss(base_runner.adapter.model, inputs, labels))
 
 
-def test_finetune_learns_a_rule_of_image_and_instruction_on_held_out_episodes(finetuned):  # noqa: F811
+def test_finetune_learns_a_rule_of_image_and_instruction_on_held_out_episodes(finetuned):
     validations = finetuned.validations()
     before, after = validations[0], validations[-1]
     assert before["step"] == 0 and before["val"]["frames"] == 40
@@ -105,7 +105,7 @@ def test_finetune_learns_a_rule_of_image_and_instruction_on_held_out_episodes(fi
     assert all({"lr", "samples_per_s", "epoch"} <= set(r) for r in records if "loss" in r)
 
 
-def test_output_is_a_complete_checkpoint_in_the_official_layout(finetuned):  # noqa: F811
+def test_output_is_a_complete_checkpoint_in_the_official_layout(finetuned):
     out, base = finetuned.out, finetuned.base
     assert not out.with_name(out.name + ".partial").exists()
     for path in base.iterdir():  # every non-weight file copied as it is
@@ -133,7 +133,7 @@ def test_output_is_a_complete_checkpoint_in_the_official_layout(finetuned):  # n
     assert (out / "training.png").stat().st_size > 0
 
 
-def test_merged_checkpoint_with_default_options_gives_the_ids_of_base_plus_adapter(finetuned):  # noqa: F811
+def test_merged_checkpoint_with_default_options_gives_the_ids_of_base_plus_adapter(finetuned):
     frames = held_out_frames()
     profile = load_profile(finetuned.out / "robot.yaml")
     merged = VLMRunner.load(BackendConfig(backend="magma", model=str(finetuned.out), device="cpu"))  # bfloat16
@@ -152,7 +152,7 @@ def test_merged_checkpoint_with_default_options_gives_the_ids_of_base_plus_adapt
     assert np.mean(np.all(merged_ids == truth, axis=1)) >= 0.9
 
 
-def test_eval_scores_the_finetuned_directory(finetuned, tmp_path, capsys):  # noqa: F811
+def test_eval_scores_the_finetuned_directory(finetuned, tmp_path, capsys):
     out = finetuned.out
     code = main(["eval", str(finetuned.val_bag), "--backend", "magma", "--model", str(out), "--robot",
                  str(out / "robot.yaml"), "--action-topic", ACTION_TOPIC, "--device", "cpu", "--dtype", "float32",
@@ -163,7 +163,7 @@ def test_eval_scores_the_finetuned_directory(finetuned, tmp_path, capsys):  # no
     assert report["overall"]["exact_bin"]["all"] >= 0.9
 
 
-def test_serve_runs_the_finetuned_directory(finetuned, console_script, tmp_path):  # noqa: F811
+def test_serve_runs_the_finetuned_directory(finetuned, console_script, tmp_path):
     server = CliServer(console_script("magma-ros"), ["--model", str(finetuned.out), "--device", "cpu", "--dtype",
                                                      "float32", "--served-model-name", "mine", "--robot",
                                                      str(finetuned.out / "robot.yaml")], tmp_path / "serve.log")
@@ -198,7 +198,7 @@ def test_serve_refuses_a_robot_profile_it_cannot_read(tmp_path, capsys):
     assert code == 2 and err == f"magma-ros serve: error: --robot: {missing}: robot profile file not found"
 
 
-def test_node_runs_the_finetuned_directory_with_its_profile_by_path(finetuned, console_script, tmp_path):  # noqa: F811
+def test_node_runs_the_finetuned_directory_with_its_profile_by_path(finetuned, console_script, tmp_path):
     """magma_node with backend magma, model OUT and robot OUT/robot.yaml (what the launch file passes
     for model:=OUT robot:=OUT/robot.yaml) acts on the fine-tuned rule: blue + right."""
     from node_support import assert_node_publishes, topics_under
@@ -207,7 +207,8 @@ def test_node_runs_the_finetuned_directory_with_its_profile_by_path(finetuned, c
     pixels = frame_image("blue", np.random.default_rng(3))
     image = Image(height=SIZE, width=SIZE, encoding="rgb8", step=SIZE * 3, data=pixels.tobytes())
     profile = load_profile(finetuned.out / "robot.yaml")
-    expected_ids = ActionDecoder(profile.stats, ActionTokenizer(BASE_VOCAB)).encode(np.array(ACTIONS[("blue", "right")]))
+    expected_ids = ActionDecoder(profile.stats, ActionTokenizer(BASE_VOCAB)).encode(
+        np.array(ACTIONS[("blue", "right")]))
     runner = VLMRunner.load(BackendConfig(backend="magma", model=str(finetuned.out), **CPU32))
     try:
         ids = MagmaPolicy(runner, profile).predict(pixels, INSTRUCTIONS["right"]).token_ids

@@ -46,7 +46,7 @@ def test_bad_settings_are_named(kwargs, message):
 
 def test_interbotix_modes_without_the_message_package_exit_2_with_the_reason(console_script):
     try:
-        import interbotix_xs_msgs  # noqa: F401
+        import interbotix_xs_msgs  # noqa: F401 - only whether the message package is installed
     except ImportError:
         pass
     else:
@@ -79,7 +79,8 @@ def test_forward_position_bridge_in_a_namespace(console_script, tmp_path):
 
     log = open(tmp_path / "bridge.log", "w")
     proc = subprocess.Popen([console_script("interbotix_gripper_bridge"), "--ros-args", "-r", "__ns:=/wx_test",
-                             "-p", "mode:=forward_position", "-p", "open_position:=0.037", "-p", "closed_position:=0.015"],
+                             "-p", "mode:=forward_position", "-p", "open_position:=0.037",
+                             "-p", "closed_position:=0.015"],
                             stdout=log, stderr=subprocess.STDOUT, env=os.environ.copy())
     context = rclpy.Context()
     rclpy.init(context=context)

@@ -112,7 +112,8 @@ def test_node_endpoints_use_interface_names_types_and_qos(node) -> None:
     published = dict(node.get_publisher_names_and_types_by_node(NODE_NAME, f"/{NAMESPACE}"))
     subscribed = dict(node.get_subscriber_names_and_types_by_node(NODE_NAME, f"/{NAMESPACE}"))
     services = dict(node.get_service_names_and_types_by_node(NODE_NAME, f"/{NAMESPACE}"))
-    for endpoints, topics, info in ((published, (TWIST, GRIPPER, ACTION, DIAGNOSTICS), node.get_publishers_info_by_topic),
+    for endpoints, topics, info in ((published, (TWIST, GRIPPER, ACTION, DIAGNOSTICS),
+                                     node.get_publishers_info_by_topic),
                                     (subscribed, (IMAGE, INSTRUCTION, ESTOP), node.get_subscriptions_info_by_topic)):
         for topic in topics:
             name = in_namespace(topic.name)

@@ -22,15 +22,16 @@ REASON = ("upstream launch and launch_ros are not installed (CI installs ../shar
 pytest.importorskip("launch", reason=REASON)
 pytest.importorskip("launch_ros", reason=REASON)
 
-from colcon_support import build, new_workspace  # noqa: E402
-from waiting import wait_until  # noqa: E402
+from colcon_support import build, new_workspace  # noqa: E402 - after the importorskip checks
+from waiting import wait_until  # noqa: E402 - after the importorskip checks
 
-from magma_ros.interface import GRIPPER, IMAGE, RELIABLE_QOS, SIM_STATUS, TWIST, Topic  # noqa: E402
+from magma_ros.interface import GRIPPER, IMAGE, RELIABLE_QOS, SIM_STATUS, TWIST, Topic  # noqa: E402 - after the importorskip checks
 
 TEST_DIR = Path(__file__).resolve().parent
 FIXED_ACTION = [0.01, -0.02, 0.0, 0.0, 0.0, 0.1, 1.0]  # robot units per step; bridge_orig and wx250s run at 5 Hz
 URDF = '<?xml version="1.0"?>\n<robot name="test_arm"><link name="test_arm/base_link"/></robot>\n'
-SRDF = '<?xml version="1.0"?>\n<robot name="test_arm"><group name="test_group"><link name="test_arm/base_link"/></group></robot>\n'
+SRDF = ('<?xml version="1.0"?>\n'
+        '<robot name="test_arm"><group name="test_group"><link name="test_arm/base_link"/></group></robot>\n')
 
 
 # --- an installed workspace, a fake moveit_servo and a fake MoveIt config package -----------------
@@ -54,7 +55,8 @@ def fake_moveit(prefix: Path) -> None:
     # kinematics as a ROS parameter file (as Interbotix ships it), joint limits as plain MoveIt YAML
     (config / "kinematics.yaml").write_text(
         "/**:\n  ros__parameters:\n    robot_description_kinematics:\n      test_group:\n"
-        "        kinematics_solver: kdl_kinematics_plugin/KDLKinematicsPlugin\n        kinematics_solver_timeout: 0.005\n")
+        "        kinematics_solver: kdl_kinematics_plugin/KDLKinematicsPlugin\n"
+        "        kinematics_solver_timeout: 0.005\n")
     (config / "joint_limits.yaml").write_text(
         "joint_limits:\n  joint1:\n    has_velocity_limits: true\n    max_velocity: 3.14\n")
 
@@ -69,7 +71,8 @@ def env(tmp_path_factory):
     fake_moveit(fakes)
     site = next(install.glob("lib/python3*/site-packages"))
     patch = pytest.MonkeyPatch()
-    patch.setenv("AMENT_PREFIX_PATH", os.pathsep.join([str(install), str(fakes), os.environ.get("AMENT_PREFIX_PATH", "")]))
+    patch.setenv("AMENT_PREFIX_PATH",
+                 os.pathsep.join([str(install), str(fakes), os.environ.get("AMENT_PREFIX_PATH", "")]))
     patch.setenv("PYTHONPATH", os.pathsep.join([str(site), os.environ.get("PYTHONPATH", "")]))
     yield {"install": install, "share": install / "share/magma_ros", "fakes": fakes}
     patch.undo()
@@ -284,7 +287,8 @@ def test_sim_demo_launch_runs_the_closed_loop_in_a_namespace(env, tmp_path):
 # --- servo_robot.launch.py ------------------------------------------------------------------------
 def servo_arguments(env, params: Path, **extra: str) -> dict[str, str]:
     return {"moveit_config_package": "test_arm_moveit_config", "robot_name": "test_arm",
-            "robot_description_file": "config/test_arm.urdf", "servo_params": str(env["share"] / "config/servo/wx250s.yaml"),
+            "robot_description_file": "config/test_arm.urdf",
+            "servo_params": str(env["share"] / "config/servo/wx250s.yaml"),
             "planning_group": "test_group", "params_file": str(params), **extra}
 
 
@@ -300,7 +304,8 @@ def test_servo_robot_launch_gives_servo_its_moveit_parameters(env, tmp_path, mon
                                     fixed_action=",".join(map(str, FIXED_ACTION)), enabled_on_start="true",
                                     gripper_bridge="true", gripper_bridge_mode="forward_position"),
                     tmp_path / "launch.log")
-    probe = Probe({**command_topics("arm2"), "/arm2/gripper_controller/commands": (Float64MultiArray, RELIABLE_QOS.profile())})
+    probe = Probe({**command_topics("arm2"),
+                   "/arm2/gripper_controller/commands": (Float64MultiArray, RELIABLE_QOS.profile())})
     try:
         probe.stream_images(in_namespace("arm2", IMAGE))
         started = json.loads(wait_until(lambda: report.exists() and report.read_text(), 120,
@@ -308,7 +313,8 @@ def test_servo_robot_launch_gives_servo_its_moveit_parameters(env, tmp_path, mon
         p = started["parameters"]
         assert started["name"] == "/arm2/servo_node" and started["twist_topic"] == in_namespace("arm2", TWIST)
         assert p["robot_description"] == URDF and p["robot_description_semantic"] == SRDF
-        assert p["robot_description_kinematics.test_group.kinematics_solver"] == "kdl_kinematics_plugin/KDLKinematicsPlugin"
+        assert (p["robot_description_kinematics.test_group.kinematics_solver"]
+                == "kdl_kinematics_plugin/KDLKinematicsPlugin")
         assert p["robot_description_planning.joint_limits.joint1.max_velocity"] == 3.14
         assert p["moveit_servo.command_in_type"] == "speed_units"
         assert p["moveit_servo.planning_frame"] == "wx250s/base_link"
@@ -320,7 +326,8 @@ def test_servo_robot_launch_gives_servo_its_moveit_parameters(env, tmp_path, mon
         assert list(bridge[-1].data) == [1.5]  # open (fixed gripper 1.0) -> open_position
         # Servo's own ~/delta_twist_cmds gets magma_node's commands
         wait_until(lambda: json.loads(report.read_text())["twists"] > 0, 120, what="a twist at the servo double")
-        assert_moves_then_stops_cleanly(launch, probe, "arm2", ["servo_node", "magma_node", "interbotix_gripper_bridge"],
+        assert_moves_then_stops_cleanly(launch, probe, "arm2",
+                                        ["servo_node", "magma_node", "interbotix_gripper_bridge"],
                                         linear_xy=(0.05, -0.1))
         # robot profile wx250s (an argument): its Interbotix base frame
         assert {m.header.frame_id for m in probe.messages(in_namespace("arm2", TWIST))} == {"wx250s/base_link"}

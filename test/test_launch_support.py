@@ -76,7 +76,8 @@ def test_moveit_parameters_as_moveit_servo_launch_files_pass_them(tmp_path):
                                "config/joint_limits.yaml")
     assert params == [{"robot_description": "<robot name='arm'/>"},
                       {"robot_description_semantic": "<robot name='arm'><group name='g'/></robot>"},
-                      {"robot_description_kinematics": {"g": {"kinematics_solver": "kdl_kinematics_plugin/KDLKinematicsPlugin"}}},
+                      {"robot_description_kinematics":
+                       {"g": {"kinematics_solver": "kdl_kinematics_plugin/KDLKinematicsPlugin"}}},
                       {"robot_description_planning": {"joint_limits": {"j1": {"max_velocity": 1.0}}}}]
 
 

@@ -50,7 +50,8 @@ def test_serve(console_script, model_dir, tmp_path):
         server.wait_healthy()
         client = openai.OpenAI(base_url=server.url + "/v1", api_key="unused", max_retries=0, timeout=60)
         reply = client.chat.completions.create(model="magma", messages=[
-            {"role": "user", "content": [{"type": "text", "text": f"What action should the robot take to {INSTRUCTION}?"},
+            {"role": "user", "content": [{"type": "text",
+                                          "text": f"What action should the robot take to {INSTRUCTION}?"},
                                          {"type": "image_url", "image_url": {"url": png_data_url()}}]}])
         tok = TextTokenizer(model_dir)
         ids = text_ids_to_action_ids(reply.choices[0].message.content, tok, ActionTokenizer(tok.base_vocab_size))

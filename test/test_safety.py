@@ -181,7 +181,7 @@ def test_command_checks_an_action_it_did_not_produce():
 
 def test_converter_relative_gripper_is_sticky_and_reset_forgets():
     conv = ActionConverter(load_profile("google_robot"), vocab_size=128000)
-    step = lambda g: conv.command(np.array([0, 0, 0, 0, 0, 0, g], float), 1 / 3)[1]  # noqa: E731
+    step = lambda g: conv.command(np.array([0, 0, 0, 0, 0, 0, g], float), 1 / 3)[1]  # noqa: E731 - a one-line helper local to the test
     assert step(1.0) == 1.0
     assert step(0.0) == 0.0  # opening dropped by 1 -> close, sticky for 15 steps
     assert step(1.0) == 0.0

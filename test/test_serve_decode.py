@@ -151,7 +151,8 @@ def test_body_size_limit(server):
 
     response = httpx.post(server.url + "/v1/action-tokens", content=chunks(), timeout=30)
     assert "limit of 4096" in error_of(response, 413)["message"]
-    assert post(server.url + "/v1/action-tokens", {"text": EXAMPLE_TEXT, "robot_type": "bridge_orig"}).status_code == 200
+    response = post(server.url + "/v1/action-tokens", {"text": EXAMPLE_TEXT, "robot_type": "bridge_orig"})
+    assert response.status_code == 200
 
 
 def test_auth(auth_server):

@@ -480,7 +480,8 @@ def test_model_failures_are_500_or_422_with_the_reason(runner, service):
 
 def test_custom_action_prompt(runner, service):
     with serve(runner, service, action_prompts=("Robot, please {instruction}.",)) as srv:
-        custom = chat(srv.url, {"model": MODEL_NAME, "messages": action_messages(prompt="Robot, please wipe the table.")})
+        custom = chat(srv.url, {"model": MODEL_NAME,
+                                "messages": action_messages(prompt="Robot, please wipe the table.")})
         assert custom.status_code == 200 and len(custom.json()["choices"][0]["message"]["action_token_ids"]) == 7
         default = chat(srv.url, {"model": MODEL_NAME, "max_tokens": 3, "messages": action_messages()})
         assert default.status_code == 200 and "action_token_ids" not in default.json()["choices"][0]["message"]

@@ -78,7 +78,8 @@ def test_node_with_openai_backend_drives_against_the_server(console_script, cli_
     # the node names itself (its fully qualified name) in every request; ours named no robot
     assert {e["robot_id"] for e in chats} == {None, "/serve_openai_node"}, chats
     stats = httpx.get(cli_server.url + "/v1/stats", headers={"Authorization": f"Bearer {TOKEN}"}, timeout=10).json()
-    assert stats["robots"]["/serve_openai_node"]["requests"] >= 3 and stats["robots"]["/serve_openai_node"]["errors"] == 0
+    robot = stats["robots"]["/serve_openai_node"]
+    assert robot["requests"] >= 3 and robot["errors"] == 0
     health = httpx.get(cli_server.url + "/health", timeout=10).json()
     assert health["model_loaded"] is True and health["queue_depth"] == 0
 

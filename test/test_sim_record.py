@@ -90,7 +90,8 @@ def test_each_frame_is_paired_with_the_action_taken_on_it(recording):
 
 
 @pytest.mark.parametrize("truth", [["--action-topic", TELEOP_ACTION.absolute],
-                                   ["--twist-topic", TELEOP_TWIST.absolute, "--gripper-topic", TELEOP_GRIPPER.absolute]])
+                                   ["--twist-topic", TELEOP_TWIST.absolute,
+                                    "--gripper-topic", TELEOP_GRIPPER.absolute]])
 def test_eval_reads_the_recording_with_the_documented_topics(console_script, recording, tmp_path, truth):
     bag = recording / "bags" / f"reach_the_blue_cube_seed{SEEDS[0]:04d}"
     out = subprocess.run([console_script("magma-ros"), "eval", str(bag), "--robot", "sim_panda", *truth,

@@ -21,5 +21,6 @@ __all__ = ["BASE_VOCAB", "N_ACTION_BINS", "CROP", "action_token", "build_tiny_ma
 def build_tiny_magma(directory: Path, seed: int = 0, *, hidden: int = 64, layers: int = 2, shards: int = 2,
                      layerscale: str = "gamma", projector: str = "mlp2x_gelu", strategy: str = "crop") -> Path:
     """Write the whole tiny checkpoint to ``directory`` and return it."""
-    return build_small_magma(directory, SmallMagmaSpec(hidden=hidden, layers=layers, shards=shards, layerscale=layerscale,
-                                                       projector=projector, strategy=strategy, seed=seed))
+    return build_small_magma(directory, SmallMagmaSpec(hidden=hidden, layers=layers, shards=shards,
+                                                       layerscale=layerscale, projector=projector,
+                                                       strategy=strategy, seed=seed))

@@ -34,7 +34,7 @@ class TextTokenizer:
             raise TokenizerError(f"tokenizer not found: {where}")
         try:
             self._tok = Tokenizer.from_file(str(file))
-        except Exception as exc:  # tokenizers raises a bare Exception on malformed files
+        except Exception as exc:  # noqa: BLE001 - tokenizers raises a bare Exception on malformed files
             raise TokenizerError(f"{file}: not a readable tokenizer.json: {one_line(exc)}") from None
         self.path = file
         self._piece_tables: dict[tuple[int, int], dict[int, list[tuple[int, bytes]]]] = {}

@@ -85,7 +85,8 @@ def _checked_config(path: str) -> "FleetConfig":
     try:
         from ..server.fleet import build_application
     except ImportError as exc:
-        raise UserError(f"magma-ros fleet needs Ray Serve ({exc.name} is missing): pip install 'magma_ros[fleet]'") from None
+        raise UserError(f"magma-ros fleet needs Ray Serve ({exc.name} is missing): "
+                        "pip install 'magma_ros[fleet]'") from None
     try:
         build_application(config)
     except FleetConfigError as exc:

@@ -39,13 +39,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--robot", default="sim_panda", help="robot profile name or YAML path (default: sim_panda)")
     parser.add_argument("--instruction", dest="instructions", action="append", metavar="TEXT",
                         help=f"instruction to evaluate (repeatable; default: {', '.join(INSTRUCTIONS)})")
-    parser.add_argument("--episodes", type=_positive_int, default=20, help="seeded episodes per instruction (default: 20)")
+    parser.add_argument("--episodes", type=_positive_int, default=20,
+                        help="seeded episodes per instruction (default: 20)")
     parser.add_argument("--seed-start", type=int, default=0, help="first episode seed (default: 0)")
-    parser.add_argument("--max-steps", type=_positive_int, default=40, help="control steps before an episode fails (default: 40)")
+    parser.add_argument("--max-steps", type=_positive_int, default=40,
+                        help="control steps before an episode fails (default: 40)")
     parser.add_argument("--baselines", default=",".join(BASELINES),
                         help="comma-separated baselines to run on the same seeds: expert, zero, or none "
                              "(default: expert,zero)")
-    parser.add_argument("--out", type=Path, default=Path("out/sim-eval"), help="report directory (default: out/sim-eval)")
+    parser.add_argument("--out", type=Path, default=Path("out/sim-eval"),
+                        help="report directory (default: out/sim-eval)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
     parser.add_argument("--record", type=Path, metavar="DIR",
                         help="write each episode of the evaluated backend as a bag DIR/<instruction>_seed<N> "

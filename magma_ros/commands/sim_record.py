@@ -84,8 +84,8 @@ class EpisodeBagWriter:
                 recorder.write(TELEOP_ACTION.absolute, self._cdr(self._array(action), TELEOP_ACTION.type), t_action)
                 recorder.write(TELEOP_TWIST.absolute, self._cdr(self._twist(record.twist, t_action), TELEOP_TWIST.type),
                                t_action)
-                recorder.write(TELEOP_GRIPPER.absolute, self._cdr(types["std_msgs/msg/Float64"](data=float(record.gripper)),
-                                                                  TELEOP_GRIPPER.type), t_action)
+                gripper = types["std_msgs/msg/Float64"](data=float(record.gripper))
+                recorder.write(TELEOP_GRIPPER.absolute, self._cdr(gripper, TELEOP_GRIPPER.type), t_action)
         finally:
             recorder.close()
         self.written.append(path)

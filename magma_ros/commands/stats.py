@@ -130,7 +130,7 @@ def _from_bags(args: argparse.Namespace) -> tuple[dict[str, Any], dict[str, Any]
 
     probe = _source(args.action_topic, args.twist_topic, args.gripper_topic, 0.0, "", required=True)
     try:
-        import rosbags  # noqa: F401  (the eval extra)
+        import rosbags  # noqa: F401 - fail early when the eval extra is missing
     except ImportError:
         raise UserError("reading bags needs the eval extra (rosbags): pip install 'magma_ros[eval]'") from None
     try:

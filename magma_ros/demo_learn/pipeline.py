@@ -209,7 +209,8 @@ def finetune(out: Path, args: argparse.Namespace, env: dict[str, str], stage: St
     flags = [str(x) for item in settings.items() for x in item]
     magma_ros(["finetune", "--model", out / "base_model", "--bags", *demo_bags(out), "--action-topic",
                TELEOP_ACTION.absolute, "--robot", out / "robot.yaml",
-               "--out", out / "model", "--seed", args.seed, *full_finetune_flags(model_spec(args.model_size, args.seed).hidden),
+               "--out", out / "model", "--seed", args.seed,
+               *full_finetune_flags(model_spec(args.model_size, args.seed).hidden),
                *flags, *DEVICE_ARGS],
               env, out / "logs" / "finetune.log")
     if not (out / "model" / "robot.yaml").is_file():
@@ -221,7 +222,8 @@ def evaluate(out: Path, name: str, model: Path, profile: Path, args: argparse.Na
              stage: Stage) -> dict[str, Any]:
     """Closed-loop success of ``model`` on the evaluation seeds (after fine-tuning: with the expert
     on the same seeds, and every episode recorded)."""
-    extra = ["--baselines", "expert", "--record", out / "learned_episodes"] if name == "after" else ["--baselines", "none"]
+    extra = (["--baselines", "expert", "--record", out / "learned_episodes"] if name == "after"
+             else ["--baselines", "none"])
     magma_ros(["sim-eval", "--backend", "magma", "--model", model, *DEVICE_ARGS, "--robot", profile,
                "--episodes", args.eval_episodes, "--seed-start", args.eval_seed, "--max-steps", args.max_steps,
                *extra, "--out", out / f"eval_{name}"], env, out / "logs" / f"eval_{name}.log")
@@ -273,7 +275,8 @@ def write_report(out: Path, args: argparse.Namespace, stages: list[Stage], resul
               f"{args.eval_seed}-{args.eval_seed + args.eval_episodes - 1} per instruction, "
               f"{3 * args.eval_episodes} episodes, at most {args.max_steps} steps each, in lockstep.", "",
               "| policy | success on the evaluation seeds |", "|---|---:|"]
-    for label, key in (("expert", "expert"), ("model before fine-tuning", "before"), ("model after fine-tuning", "after")):
+    for label, key in (("expert", "expert"), ("model before fine-tuning", "before"),
+                       ("model after fine-tuning", "after")):
         value = rates.get(key)
         lines.append(f"| {label} | {'-' if value is None else f'{100 * value:.0f}%'} |")
     lines += ["", "| stage | time |", "|---|---:|"]

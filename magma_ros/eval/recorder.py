@@ -133,7 +133,7 @@ class BagRecorder:
                         _, topic, stamp, data = item
                         writer.write(connections[topic], stamp, data)
                         self.counts[topic] += 1
-        except BaseException as exc:  # handed to the thread calling close()
+        except BaseException as exc:  # noqa: BLE001 - re-raised in the thread calling close()
             self._error = exc
             if self._on_error is not None:
                 self._on_error.set()

@@ -76,7 +76,8 @@ def replay(options: ReplayOptions, ros_args: tuple[str, ...] = (), log: TextIO |
         except InvalidTopicNameException as exc:
             raise RosSetupError(f"{option} {topic!r}: {one_line(exc)}") from None
     recorded_names = {t.name for t in opts.record_topics}
-    clashes = sorted(recorded_names & ({opts.publish_image_topic, opts.publish_instruction_topic} | set(opts.copy_topics)))
+    clashes = sorted(recorded_names & ({opts.publish_image_topic, opts.publish_instruction_topic}
+                                       | set(opts.copy_topics)))
     if clashes:
         raise BagError(f"topic(s) {', '.join(clashes)} would be both replayed and recorded")
     with open_bag(opts.bag) as reader:

@@ -96,7 +96,8 @@ def write_sample_bag(path: str | Path, spec: SampleSpec = SampleSpec()) -> Path:
             t = frame_time_ns(i, spec.rate_hz)
             if i % per_episode == 0:
                 gripper.reset()
-                write("instruction", t - 1_000_000, types["std_msgs/msg/String"](data=instruction_for(i // per_episode)))
+                write("instruction", t - 1_000_000,
+                      types["std_msgs/msg/String"](data=instruction_for(i // per_episode)))
             pixels[..., 0], pixels[..., 1], pixels[..., 2] = i % 256, (i // 256) % 256, 128
             write("image", t, types["sensor_msgs/msg/Image"](
                 header=_header(types, t, "camera"), height=spec.height, width=spec.width, encoding="rgb8",

@@ -163,7 +163,7 @@ class FrameStream:
             topic = conn.topic
             try:
                 msg = self.reader.deserialize(raw, conn.msgtype)
-            except Exception as exc:  # rosbags raises several types for malformed CDR
+            except Exception as exc:  # noqa: BLE001 - rosbags raises several types for malformed CDR
                 if topic == self.image_topic:
                     self.images_seen += 1
                 yield Skip("undecodable", topic, t_ns, f"cannot deserialize {conn.msgtype}: {exc}")

@@ -26,7 +26,8 @@ BACKEND_OPTIONS: tuple[Option, ...] = (
            f"policy backend: {', '.join(BACKEND_NAMES)}, or a custom factory as 'package.module:function'"),
     Option("model", "microsoft/Magma-8B",
            "model id or local directory (magma); model name sent to the endpoint (openai)"),
-    Option("revision", "", "model revision (commit hash) to take from the local Hugging Face cache; empty = default branch"),
+    Option("revision", "",
+           "model revision (commit hash) to take from the local Hugging Face cache; empty = default branch"),
     Option("trust_remote_code", False,
            "magma: run Magma's own model code from the checkpoint instead of the native implementation (opt-in; "
            "executes downloaded code and needs transformers<4.56)"),
@@ -108,4 +109,5 @@ BackendConfig = make_dataclass(
 
 def _is_factory_path(name: str) -> bool:
     module, sep, func = name.partition(":")
-    return bool(sep and module and func and all(part.isidentifier() for part in module.split(".")) and func.isidentifier())
+    return bool(sep and module and func and all(part.isidentifier() for part in module.split("."))
+                and func.isidentifier())

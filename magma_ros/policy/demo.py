@@ -150,7 +150,8 @@ def create(config: BackendConfig, profile: RobotProfile) -> DemoPolicy:
     path = Path(config.model).expanduser() if config.model.endswith(".npz") else WEIGHTS_PATH
     policy = DemoPolicy(path)
     ours = profile.stats
-    same = (np.allclose(policy.stats["q01"], ours.q01, atol=1e-6) and np.allclose(policy.stats["q99"], ours.q99, atol=1e-6)
+    same = (np.allclose(policy.stats["q01"], ours.q01, atol=1e-6)
+            and np.allclose(policy.stats["q99"], ours.q99, atol=1e-6)
             and np.array_equal(policy.stats["mask"].astype(bool), np.asarray(ours.mask)))
     if not same:
         raise PolicyConfigError(f"demo policy: robot profile {profile.name!r} ({profile.source}) does not carry the "

@@ -77,7 +77,8 @@ class OpenAIPolicy:
                 ids = text_ids_to_action_ids(text, self.text_tokenizer, self.action_tokenizer)
         except ActionContractError as exc:
             raise PolicyError(f"{self.url}: reply {text[:200]!r} is not one action: {exc}") from None
-        return Prediction(token_ids=ids, text=text, timings={"inference": t2 - t0, "encode": t1 - t0, "request": t2 - t1})
+        return Prediction(token_ids=ids, text=text,
+                          timings={"inference": t2 - t0, "encode": t1 - t0, "request": t2 - t1})
 
     def request_body(self, image: np.ndarray, instruction: str) -> dict[str, Any]:
         """The JSON body: system message, then a user message with the prompt text and the JPEG image
@@ -161,7 +162,8 @@ def reply_action_ids(reply: Any, url: str) -> list[int] | None:
     if ids is None:
         return None
     if not isinstance(ids, list) or not all(isinstance(i, int) and not isinstance(i, bool) for i in ids):
-        raise PolicyError(f"{url}: choices[0].message.action_token_ids must be a list of integers, got {str(ids)[:200]}")
+        raise PolicyError(f"{url}: choices[0].message.action_token_ids must be a list of integers, "
+                          f"got {str(ids)[:200]}")
     return ids
 
 
@@ -200,7 +202,7 @@ def create(config: BackendConfig, profile: RobotProfile) -> OpenAIPolicy:
         if not api_key:
             raise PolicyConfigError(f"api_key_env: environment variable {config.api_key_env} is not set or empty")
     try:
-        import PIL  # noqa: F401  (JPEG encoding of camera images)
+        import PIL  # noqa: F401 - fail early: JPEG encoding of camera images needs it
     except ImportError:
         raise PolicyConfigError("backend openai needs pillow to encode images: pip install pillow") from None
     try:

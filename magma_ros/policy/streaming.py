@@ -35,7 +35,7 @@ def stream_text(adapter: ModelAdapter, inputs: Callable[[], dict[str, Any]],
             with torch.inference_mode():
                 target, call_inputs, _ = adapter.generate_call(model_inputs)
                 target.generate(**call_inputs, **kwargs)
-        except Exception as exc:  # reported to the consumer below, never swallowed
+        except Exception as exc:  # noqa: BLE001 - reported to the consumer below, never swallowed
             failure.append(exc)
             streamer.end()
 

@@ -60,7 +60,8 @@ class VLMRunner:
         lo, hi = self.vocab_size - DEFAULT_N_BINS, self.vocab_size
         clash = sorted(e for e in self._eos_ids if lo <= e < hi)
         if clash:
-            raise PolicyConfigError(f"model {model_name}: end-of-sequence id(s) {clash} fall inside the action ids {lo}..{hi - 1}")
+            raise PolicyConfigError(f"model {model_name}: end-of-sequence id(s) {clash} "
+                                    f"fall inside the action ids {lo}..{hi - 1}")
         self._action_only = ActionOnlyLogits(lo, hi)
         # "direct" (KV-cached loop) where the adapter's forward convention is verified, else "generate"
         self.decoder = "direct" if adapter.direct_decode else "generate"

@@ -24,7 +24,8 @@ def check_transformers_version(version: str) -> None:
     low, high = MAGMA_TRANSFORMERS_RANGE
     if not (Version(low) <= Version(version) < Version(high)):
         raise PolicyConfigError(f"transformers {version} cannot run Magma's remote code (trust_remote_code: true): "
-                                f"need >={low},<{high}; or leave trust_remote_code false to use the native implementation")
+                                f"need >={low},<{high}; "
+                                "or leave trust_remote_code false to use the native implementation")
 
 
 def check_vocabulary(base_vocab: int, model_vocab: int, min_base_vocab: int) -> None:

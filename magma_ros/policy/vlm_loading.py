@@ -38,7 +38,7 @@ def load_adapter(config: BackendConfig) -> LoadedAdapter:
     Magma checkpoints load into the native implementation unless ``config.trust_remote_code``."""
     try:
         import torch
-        import transformers  # noqa: F401
+        import transformers  # noqa: F401 - imported to fail early when it is missing
     except ImportError as exc:
         raise PolicyConfigError(f"backend magma needs torch and transformers ({exc.name} is missing): "
                                 "pip install 'magma_ros[magma]'") from None
@@ -131,7 +131,7 @@ def _load_remote_magma(config: BackendConfig, device: str, dtype: Any, revision:
             config.model, trust_remote_code=True, revision=revision, torch_dtype=dtype,
             attn_implementation=config.attn_implementation)
         processor = transformers.AutoProcessor.from_pretrained(config.model, trust_remote_code=True, revision=revision)
-    except Exception as exc:  # the remote code fails in many ways (AttributeError, ImportError, ...)
+    except Exception as exc:  # noqa: BLE001 - the remote code fails in many ways (AttributeError, ImportError, ...)
         raise PolicyConfigError(remote_code_failure(config.model, f"{type(exc).__name__}: {one_line(exc)}")) from None
     _move(model, config.model, device)
     return ADAPTERS["magma"](model, processor, device, dtype)

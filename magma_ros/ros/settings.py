@@ -182,7 +182,7 @@ def _backend_value(value: Any) -> Any:
 def _require_opencv() -> None:
     """compressed_image decodes with OpenCV: fail at start-up, not on the first frame."""
     try:
-        import cv2  # noqa: F401
+        import cv2  # noqa: F401 - imported to fail early when OpenCV is missing
     except ImportError:
         raise SettingsError("compressed_image: needs OpenCV (pip install 'magma_ros[compressed]' "
                             "or the python3-opencv package)") from None

@@ -104,9 +104,11 @@ def fleet_config_from_mapping(data: Any, where: str, parse_serve: Any) -> FleetC
                                       and math.isfinite(value) and value >= 0):
             raise FleetConfigError(f"{where}: ray.{key}: expected a number >= 0, got {value!r}")
     if "node_ip_address" in ray and not _is_ip(ray["node_ip_address"]):
-        raise FleetConfigError(f"{where}: ray.node_ip_address: expected an IP address, got {ray['node_ip_address']!r}"[:300])
+        raise FleetConfigError((f"{where}: ray.node_ip_address: expected an IP address, "
+                                f"got {ray['node_ip_address']!r}")[:300])
     if "include_dashboard" in ray and not isinstance(ray["include_dashboard"], bool):
-        raise FleetConfigError(f"{where}: ray.include_dashboard: expected true or false, got {ray['include_dashboard']!r}")
+        raise FleetConfigError(f"{where}: ray.include_dashboard: expected true or false, "
+                               f"got {ray['include_dashboard']!r}")
     if "address" in ray and not (isinstance(ray["address"], str) and ray["address"].strip()):
         raise FleetConfigError(f"{where}: ray.address: expected 'auto' or a cluster address, got {ray['address']!r}")
     if ray.get("address") and any(k in ray for k in ("num_cpus", "num_gpus", "node_ip_address")):
@@ -147,7 +149,8 @@ def _check_actor_options(options: dict, where: str) -> None:
             _number(options[key], 0, True, f"{where}.{key}")
     resources = options.get("resources", {})
     if not isinstance(resources, dict):
-        raise FleetConfigError(f"{where}.resources: expected a mapping of resource name to amount, got {resources!r}"[:300])
+        raise FleetConfigError((f"{where}.resources: expected a mapping of resource name to amount, "
+                                f"got {resources!r}")[:300])
     for name, amount in resources.items():
         _number(amount, 0, True, f"{where}.resources.{name}")
 

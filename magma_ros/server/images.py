@@ -193,7 +193,7 @@ def _decode_image(data: bytes, where: str, max_pixels: int, hold: PixelHold) -> 
         raise
     except MemoryError:
         raise
-    except Exception as exc:  # decoders raise many types on malformed client data: all are the client's image
+    except Exception as exc:  # noqa: BLE001 - decoders raise many types on malformed client data
         raise ApiError(400, f"{where}: cannot decode the image: {type(exc).__name__}: "
                             f"{one_line(exc)[:200]}", param=where) from None
     if rgb.ndim != 3 or rgb.shape[0] == 0 or rgb.shape[1] == 0:

@@ -107,7 +107,8 @@ class ServerSettings:
                 raise SettingsError(f"{name}: must be >= 1, got {getattr(self, name)}")
         if self.max_decoded_pixels < self.max_image_pixels:
             raise SettingsError(f"max_decoded_pixels: must be at least max_image_pixels ({self.max_image_pixels}), "
-                                f"else the largest image accepted could never be decoded; got {self.max_decoded_pixels}")
+                                "else the largest image accepted could never be decoded; "
+                                f"got {self.max_decoded_pixels}")
         if not 1 <= self.max_batch_size <= 256:
             raise SettingsError(f"max_batch_size: must be in 1..256 (1 = no batching), got {self.max_batch_size}")
         if not math.isfinite(self.batch_window_ms) or not 0 <= self.batch_window_ms <= 1000:
@@ -123,5 +124,6 @@ class ServerSettings:
                 raise SettingsError(f"action prompt {template!r}: must contain {{instruction}} exactly once")
         hosts = tuple(h.strip().lower() for h in self.allowed_image_hosts)
         if any(not h or "/" in h or "@" in h for h in hosts):
-            raise SettingsError(f"allowed image hosts: give bare host names or host:port, got {list(self.allowed_image_hosts)}")
+            raise SettingsError("allowed image hosts: give bare host names or host:port, "
+                                f"got {list(self.allowed_image_hosts)}")
         object.__setattr__(self, "allowed_image_hosts", hosts)

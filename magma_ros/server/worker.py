@@ -1,9 +1,10 @@
 """One model worker thread fed by a bounded queue.
 
 All inference runs in the worker's thread (one worker per GPU, one model per worker). When
-``capacity`` jobs are already waiting or reserved besides the running one, ``reserve`` refuses with ``QueueFullError`` so
-clients get a 503 with Retry-After instead of unbounded latency. A request reserves its slot before
-any costly preparation (image decoding), so memory is bounded by the queue, not by the clients.
+``capacity`` jobs are already waiting or reserved besides the running one, ``reserve`` refuses with
+``QueueFullError`` so clients get a 503 with Retry-After instead of unbounded latency. A request
+reserves its slot before any costly preparation (image decoding), so memory is bounded by the queue,
+not by the clients.
 A cancelled job (client gone) leaves the queue at once; a job whose deadline passed while it waited
 is dropped without running (``JobExpired``); a running job sees ``Job.stopped`` and stops early.
 
@@ -240,7 +241,7 @@ class ModelWorker:
             if len(jobs) == 1 or self._run_batch is None:
                 return [(jobs[0].fn(jobs[0]), None)]
             results = self._run_batch(jobs)
-        except BaseException as exc:  # delivered to the waiting requests, which answer 500
+        except BaseException as exc:  # noqa: BLE001 - delivered to the waiting requests, which answer 500
             return [(None, exc)] * len(jobs)
         if len(results) != len(jobs):
             error = RuntimeError(f"batch of {len(jobs)} jobs returned {len(results)} results")

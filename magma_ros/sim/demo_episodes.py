@@ -49,7 +49,8 @@ def wait_until_ready(monitor: Monitor, procs: NodeProcesses, timeout: float) -> 
     ready = monitor.spin_until(lambda: monitor.status is not None and monitor.safety.get("state") not in
                                (None, "no_image"), timeout, procs.check_alive)
     if not ready:
-        raise RuntimeError(f"nodes not ready after {timeout:.0f} s (sim status {'seen' if monitor.status else 'missing'}, "
+        raise RuntimeError(f"nodes not ready after {timeout:.0f} s "
+                           f"(sim status {'seen' if monitor.status else 'missing'}, "
                            f"node state {monitor.safety.get('state', 'missing')})")
 
 

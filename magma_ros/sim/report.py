@@ -52,7 +52,8 @@ def frame_strip(frames: Sequence[Frame], path: Path, config: SimConfig, count: i
             a, b = start + offset, end + offset
             draw.line([tuple(a), tuple(b)], fill=(255, 200, 0), width=3)
             draw.ellipse([b[0] - 4, b[1] - 4, b[0] + 4, b[1] + 4], fill=(255, 200, 0))
-        label = f"t = {frame.time:.1f} s" + (f",  {100 * frame.distance:.1f} cm to go" if frame.distance is not None else "")
+        label = f"t = {frame.time:.1f} s" + (f",  {100 * frame.distance:.1f} cm to go"
+                                             if frame.distance is not None else "")
         draw.text((i * size + 4, size + 3), label, fill="black")
     path.parent.mkdir(parents=True, exist_ok=True)
     strip.save(path)

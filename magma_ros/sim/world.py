@@ -68,7 +68,7 @@ class SimWorld:
             info = pb.getJointInfo(self.robot, j, physicsClientId=self._client)
             lower.append(info[8])
             upper.append(info[9])
-        self._limits = (lower, upper, [u - l for l, u in zip(lower, upper)])
+        self._limits = (lower, upper, [high - low for low, high in zip(lower, upper)])
         self.cubes: dict[str, int] = {}
         box = pb.createCollisionShape(pb.GEOM_BOX, halfExtents=[CUBE_HALF_SIZE] * 3, physicsClientId=self._client)
         for i, (name, rgba) in enumerate(CUBE_COLOURS.items()):

@@ -94,7 +94,8 @@ def _vision_settings(path: Path, vision: dict[str, Any], text: dict[str, Any]) -
         dims = tuple(int(v) for v in vision.get("convnext_dims", ()))
         eps = float(vision.get("convnext_norm_eps", 1e-6))
         if not depths or len(depths) != len(dims):
-            raise PolicyConfigError(f"{path}: vision_config.convnext_depths and convnext_dims must be lists of equal length")
+            raise PolicyConfigError(f"{path}: vision_config.convnext_depths and convnext_dims "
+                                    "must be lists of equal length")
     elif backbone in CONVNEXT_VARIANTS:
         depths, dims, eps = CONVNEXT_VARIANTS[backbone]
     else:
@@ -137,5 +138,6 @@ def read_image_settings(directory: Path) -> ImageSettings:
         raise PolicyConfigError(f"{path}: expected base_img_size >= 32, num_crops >= 1 and 3 image_mean/image_std "
                                 f"values (std > 0), got {size}, {crops}, {list(mean)}, {list(std)}")
     if strategy not in ANYRES_STRATEGIES:
-        raise PolicyConfigError(f"{path}: anyres_strategy must be one of {', '.join(ANYRES_STRATEGIES)}, got {strategy!r}")
+        raise PolicyConfigError(f"{path}: anyres_strategy must be one of {', '.join(ANYRES_STRATEGIES)}, "
+                                f"got {strategy!r}")
     return ImageSettings(base_img_size=size, num_crops=crops, image_mean=mean, image_std=std)  # type: ignore[arg-type]

@@ -65,7 +65,8 @@ class ConvNeXtTrunk(nn.Module):
 
     def __init__(self, depths: tuple[int, ...], dims: tuple[int, ...], eps: float) -> None:
         super().__init__()
-        self.stem = nn.Sequential(nn.Conv2d(3, dims[0], kernel_size=4, stride=4), ChannelsFirstLayerNorm(dims[0], eps=eps))
+        self.stem = nn.Sequential(nn.Conv2d(3, dims[0], kernel_size=4, stride=4),
+                                  ChannelsFirstLayerNorm(dims[0], eps=eps))
         self.stages = nn.Sequential(*(
             ConvNeXtStage(dims[max(i - 1, 0)], dims[i], depths[i], eps, downsample=i > 0) for i in range(len(depths))
         ))

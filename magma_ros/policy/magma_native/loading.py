@@ -22,7 +22,7 @@ def resolve_directory(model: str, revision: str | None) -> Path:
         from huggingface_hub import snapshot_download
 
         return Path(snapshot_download(model, revision=revision, local_files_only=True))
-    except Exception as exc:  # not a repo id, or not in the local cache
+    except Exception as exc:  # noqa: BLE001 - not a repo id, or not in the local cache
         raise PolicyConfigError(f"model: {model!r} is neither a local directory nor in the local Hugging Face cache "
                                 f"(download it once, e.g. 'hf download {model} --local-dir DIR', and set model: DIR): "
                                 f"{type(exc).__name__}") from None
@@ -40,10 +40,11 @@ def load_native(directory: Path, device: str, dtype: Any, attn_implementation: s
         raise PolicyConfigError(f"{directory}: tokenizer.json is missing")
     try:
         tokenizer = PreTrainedTokenizerFast.from_pretrained(str(directory))
-    except Exception as exc:  # a broken tokenizer file or config
+    except Exception as exc:  # noqa: BLE001 - a broken tokenizer file or config
         raise PolicyConfigError(f"{directory}: cannot load the tokenizer: {one_line(exc)}") from None
     if tokenizer.chat_template is None:
-        raise PolicyConfigError(f"{directory}: the tokenizer has no chat template (tokenizer_config.json 'chat_template')")
+        raise PolicyConfigError(f"{directory}: the tokenizer has no chat template "
+                                "(tokenizer_config.json 'chat_template')")
     image_id = tokenizer.convert_tokens_to_ids(IMAGE_PLACEHOLDER)
     if image_id != settings.image_token_index:
         raise PolicyConfigError(f"{directory}: the tokenizer's {IMAGE_PLACEHOLDER} token is id {image_id}, but "
@@ -55,7 +56,8 @@ def load_native(directory: Path, device: str, dtype: Any, attn_implementation: s
         quantizer = Quantizer(quantization, device, dtype, quantize_vision)
         quantizer.check_device()
     model = load_magma(directory, settings, dtype, device, attn_implementation, quantizer)
-    start_end = bool(read_json(directory / "config.json", "the model configuration").get("mm_use_image_start_end", False))
+    model_config = read_json(directory / "config.json", "the model configuration")
+    start_end = bool(model_config.get("mm_use_image_start_end", False))
     if compile_step:
         from .static_decoding import StaticMagmaAdapter
 

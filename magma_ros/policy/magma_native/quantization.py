@@ -119,7 +119,7 @@ class Quantizer:
                 raise RuntimeError("non-finite output")
         except PolicyConfigError:
             raise
-        except Exception as exc:  # bitsandbytes raises many types for a device it was not built for
+        except Exception as exc:  # noqa: BLE001 - bitsandbytes raises many types for a device it was not built for
             raise PolicyConfigError(f"quantization: {self.method}: bitsandbytes {self.bnb.__version__} cannot run on "
                                     f"{self.device}: {type(exc).__name__}: {one_line(exc)} (install a bitsandbytes "
                                     f"build for this device, or set quantization: none)") from None

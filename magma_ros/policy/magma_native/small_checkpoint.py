@@ -126,7 +126,8 @@ def write_tokenizer(directory: Path) -> dict[str, int]:
     return {t: tokenizer.convert_tokens_to_ids(t) for t in SPECIAL_TOKENS}
 
 
-def random_weights(config: dict[str, Any], seed: int, std: float = 0.3, head_std: float | None = None) -> dict[str, Any]:
+def random_weights(config: dict[str, Any], seed: int, std: float = 0.3,
+                   head_std: float | None = None) -> dict[str, Any]:
     """Random tensors for every parameter of the native model described by ``config``, by checkpoint
     name: normal(0, ``std``) matrices (the output layer: ``head_std`` if given), normal(0, 0.1)
     vectors, norm scales around 1."""
@@ -197,5 +198,6 @@ def build_small_magma(directory: Path, spec: SmallMagmaSpec = SmallMagmaSpec()) 
     }, indent=1))
     (directory / "generation_config.json").write_text(json.dumps({
         "bos_token_id": ids["<|begin_of_text|>"], "eos_token_id": ids["<|eot_id|>"], "pad_token_id": ids["<pad>"]}))
-    write_weights(directory, random_weights(config, spec.seed, spec.weight_std, spec.head_std), spec.shards, spec.layerscale)
+    write_weights(directory, random_weights(config, spec.seed, spec.weight_std, spec.head_std), spec.shards,
+                  spec.layerscale)
     return directory
