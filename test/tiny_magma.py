@@ -12,10 +12,12 @@ from magma_ros.policy.magma_native.small_checkpoint import (
     SmallMagmaSpec,
     action_token,
     build_small_magma,
+    random_weights,
+    write_weights,
 )
 
 CROP = SmallMagmaSpec.crop
-__all__ = ["BASE_VOCAB", "N_ACTION_BINS", "CROP", "action_token", "build_tiny_magma"]
+__all__ = ["BASE_VOCAB", "N_ACTION_BINS", "CROP", "action_token", "build_tiny_magma", "random_weights", "write_weights"]
 
 
 def build_tiny_magma(directory: Path, seed: int = 0, *, hidden: int = 64, layers: int = 2, shards: int = 2,
