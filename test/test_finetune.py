@@ -12,8 +12,8 @@ import pytest
 import torch
 from safetensors import safe_open
 
-from finetune_support import (ACTION_TOPIC, ACTIONS, INSTRUCTIONS, SIZE, episodes, finetuned,  # noqa: F401
-                              frame_image)
+from finetune_support import (ACTION_TOPIC, ACTIONS, INSTRUCTIONS, SIZE, finetuned,  # noqa: F401
+                              frame_image, held_out_frames)
 from magma_ros.actions import ActionDecoder, ActionTokenizer, TextTokenizer, load_profile, text_ids_to_action_ids
 from magma_ros.cli import main
 from magma_ros.policy import BackendConfig
@@ -28,16 +28,6 @@ from tiny_magma import BASE_VOCAB, build_tiny_magma
 
 CPU32 = {"device": "cpu", "dtype": "float32"}
 RNG = np.random.default_rng(5)
-
-
-def held_out_frames(n: int = 24) -> list[TrainFrame]:
-    """Frames of the task's rule not in any bag (new noise, both instructions, both colours)."""
-    frames = []
-    for episode in episodes(4, n // 4, seed=99):
-        for colour in episode.colours:
-            frames.append(TrainFrame(frame_image(colour, RNG), INSTRUCTIONS[episode.side],
-                                     np.array(ACTIONS[(colour, episode.side)]), ("new", 0)))
-    return frames
 
 
 @pytest.fixture(scope="module")
