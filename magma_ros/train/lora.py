@@ -9,6 +9,7 @@ the adapter's update in float32, so the merged checkpoint is full precision."""
 from __future__ import annotations
 
 import re
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -77,28 +78,48 @@ def prepare_quantized(model: Any) -> None:
                 module.weight.quant_state = module.quant_state = state
 
 
-def merged_weights(model: Any) -> dict[str, Any]:
-    """Float32 weights, by model name, of the layers LoRA or bitsandbytes changed: each LoRA layer's
-    base weight (dequantized if quantized) plus its active adapters' updates, and each quantized
-    layer without LoRA dequantized. With these, ``unload()`` and the remaining parameters give the
-    full-precision merged model."""
-    import torch
+def merged_weights(model: Any) -> "MergedWeights":
+    """Full-precision weights, by model name, of the layers LoRA or bitsandbytes changed: each LoRA
+    layer's base weight (dequantized if quantized) plus its active adapters' updates, and each
+    quantized layer without LoRA dequantized. With these, ``unload()`` and the remaining
+    parameters give the full-precision merged model."""
     from peft.tuners.lora import LoraLayer
-    from peft.utils.integrations import dequantize_module_weight
 
     from ..policy.magma_native.quantization import is_quantized
 
-    weights = {}
-    with torch.no_grad():
-        for name, module in model.named_modules():
-            if isinstance(module, LoraLayer):
-                weight = dequantize_module_weight(module.get_base_layer()).detach().float()
-                for adapter in module.active_adapters:
-                    weight = weight + module.get_delta_weight(adapter).float()
-                weights[f"{name}.weight"] = weight
-            elif is_quantized(module) and not name.endswith(".base_layer"):
-                weights[f"{name}.weight"] = dequantize_module_weight(module).detach().float()
-    return weights
+    layers = {}
+    for name, module in model.named_modules():
+        if isinstance(module, LoraLayer) or (is_quantized(module) and not name.endswith(".base_layer")):
+            layers[f"{name}.weight"] = module
+    return MergedWeights(layers)
+
+
+class MergedWeights(Mapping):
+    """Computed one at a time when read (in float32 on the layer's device, returned on the CPU), so
+    merging an 8B model never holds all its weights in float32 at once."""
+
+    def __init__(self, layers: dict[str, Any]) -> None:
+        self.layers = layers
+
+    def __getitem__(self, name: str) -> Any:
+        import torch
+        from peft.tuners.lora import LoraLayer
+        from peft.utils.integrations import dequantize_module_weight
+
+        module = self.layers[name]
+        with torch.no_grad():
+            if not isinstance(module, LoraLayer):
+                return dequantize_module_weight(module).detach().float().cpu()
+            weight = dequantize_module_weight(module.get_base_layer()).detach().float()
+            for adapter in module.active_adapters:
+                weight = weight + module.get_delta_weight(adapter).float()
+            return weight.cpu()
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.layers)
+
+    def __len__(self) -> int:
+        return len(self.layers)
 
 
 def linear_layer_names(model: Any) -> list[str]:

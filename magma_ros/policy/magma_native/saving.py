@@ -44,7 +44,8 @@ def save_like_base(model: nn.Module, base: Path, out: Path,
 
     base = Path(base)
     files = checkpoint_files(base)
-    params = {**dict(model.named_parameters()), **(replacements or {})}
+    params = dict(model.named_parameters())
+    replacements = replacements or {}
     shards: dict[Path, list[str]] = {}
     for name, path in files.items():
         shards.setdefault(path, []).append(name)
@@ -55,7 +56,9 @@ def save_like_base(model: nn.Module, base: Path, out: Path,
             for name in names:
                 dtype = handle.get_slice(name).get_dtype()
                 target = _LAYERSCALE_WEIGHT.sub(r"\1.gamma", name)
-                if target in params:
+                if target in replacements:
+                    tensor = replacements[target]
+                elif target in params:
                     tensor = params[target].detach()
                 elif _UNUSED.fullmatch(name):
                     tensor = handle.get_tensor(name)
