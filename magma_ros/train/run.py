@@ -78,6 +78,10 @@ def finetune(request: FinetuneRequest, log: TextIO) -> int:
     checkpoint = newest_checkpoint(resume) if resume is not None else None
     base = base_directory(request.backend)
     require_peft()
+    if request.backend.quantization != "none":
+        from ..policy.magma_native.quantization import import_bitsandbytes
+
+        import_bitsandbytes()  # before the bags are read: a missing extra is the first thing said
     train, val = load_frames(request, log)
     runner = _load(request.backend)
     import torch
