@@ -63,8 +63,8 @@ def prepare_quantized(model: Any) -> None:
 
     On the CPU, bitsandbytes repacks a 4-bit layer for inference (AVX512-BF16) on its first forward
     in eval mode (the runner's warm-up): that path has no backward, so no gradient would flow
-    through the layer. The layers are unpacked here (bitsandbytes' own inverse; the block scales
-    come back rounded to bfloat16, the training base) and kept from repacking."""
+    through the layer. The layers are unpacked here (bitsandbytes' own inverse; the weights
+    then differ from the first NF4 ones by about bfloat16 rounding) and kept from repacking."""
     peft = require_peft()
     peft.prepare_model_for_kbit_training(model.language_model, use_gradient_checkpointing=False)
     for module in model.modules():
