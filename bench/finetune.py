@@ -115,7 +115,8 @@ def computed(rank: int) -> None:
     qlora = nf4 + lm_rest + vision
     print(f"\nCOMPUTED (not measured): QLoRA (--quantization nf4), same adapter, batch and sequence")
     print(f"  weights: {qlora / GIB:.1f} GiB (decoder linear layers in NF4 {nf4 / GIB:.2f} GiB: {linear / 1e9:.2f} B "
-          f"weights at {NF4_BYTES_PER_WEIGHT:.3f} bytes; rest of the language model in float32 {lm_rest / GIB:.2f} GiB; "
+          f"weights at {NF4_BYTES_PER_WEIGHT:.3f} bytes; rest of the language model in float32 "
+          f"{lm_rest / GIB:.2f} GiB; "
           f"vision tower + projector in bf16 {vision / GIB:.2f} GiB)")
     for batch in (1, 4, 8, 16):
         need = qlora + adapter + batch * per_sample

@@ -1,6 +1,7 @@
 """One fine-tuning run from checked options to the finished directory: read the bags, load the base,
-add LoRA (QLoRA on a quantized base), train, then write the adapter, the profile, the metrics and (``--merge``) the merged
-checkpoint in the official Magma layout into ``OUT.partial``, renamed to ``OUT`` at the end."""
+add LoRA (QLoRA on a quantized base), train, then write the adapter, the profile, the metrics and
+(``--merge``) the merged checkpoint in the official Magma layout into ``OUT.partial``, renamed to
+``OUT`` at the end."""
 from __future__ import annotations
 
 import shutil
