@@ -5,7 +5,9 @@
 2. COMPUTED (not measured) for Magma-8B: parameters (counted on the real architecture built without
    memory), LoRA parameters for the same targets at rank 32, and the GPU memory of LoRA training in
    bfloat16 with gradient checkpointing: weights, adapter + gradients + AdamW state, activations
-   per sample.
+   per sample; and the same for QLoRA (``--quantization nf4``): the decoder layers' linear weights
+   in NF4, the rest of the language model in float32 (peft's k-bit preparation), the vision tower
+   and projector in bfloat16.
 
     python bench/finetune.py [--epochs 5] [--rank 32]
 """
@@ -33,6 +35,8 @@ MAGMA_8B_VISION = {"vision_backbone": "convnextxxlarge", "mm_hidden_size": 3072,
 SEQUENCE = 320 + 8  # prompt (~272 image tokens of one crop + ~48 text, as in bench/serve_fleet.py) + answer
 ANSWER_LOGITS = 9  # the loss computes logits for the answer positions only (logits_to_keep)
 GIB = 2**30
+# NF4 with double quantization: 4 bits a weight, one 8-bit scale per 64 weights, one float32 per 256 scales
+NF4_BYTES_PER_WEIGHT = 0.5 + 1 / 64 + 4 / (64 * 256)
 
 
 def measured(epochs: int) -> None:
@@ -103,6 +107,19 @@ def computed(rank: int) -> None:
           f"without checkpointing {without / GIB:.2f} GiB")
     for batch in (1, 4, 8, 16):
         need = weights + adapter + batch * per_sample
+        print(f"  batch {batch:>2}: {need / GIB:.1f} GiB + CUDA context and allocator slack (~1-2 GiB)")
+    linear = sum(m.weight.numel() for m in targets)
+    nf4 = linear * NF4_BYTES_PER_WEIGHT
+    lm_rest = (parts["language_model"] - linear) * 4  # embeddings, norms, lm_head upcast to float32
+    vision = (parts["vision_tower"] + parts["multi_modal_projector"]) * 2
+    qlora = nf4 + lm_rest + vision
+    print("\nCOMPUTED (not measured): QLoRA (--quantization nf4), same adapter, batch and sequence")
+    print(f"  weights: {qlora / GIB:.1f} GiB (decoder linear layers in NF4 {nf4 / GIB:.2f} GiB: {linear / 1e9:.2f} B "
+          f"weights at {NF4_BYTES_PER_WEIGHT:.3f} bytes; rest of the language model in float32 "
+          f"{lm_rest / GIB:.2f} GiB; "
+          f"vision tower + projector in bf16 {vision / GIB:.2f} GiB)")
+    for batch in (1, 4, 8, 16):
+        need = qlora + adapter + batch * per_sample
         print(f"  batch {batch:>2}: {need / GIB:.1f} GiB + CUDA context and allocator slack (~1-2 GiB)")
 
 

@@ -1,6 +1,8 @@
 """A fine-tuning task a tiny random Magma cannot solve but learns in well under a minute on a CPU,
 and the model trained on it, built once per test session and shared (``finetuned`` fixture, or
-``build_finetuned(root)``): other tests use it as "the confident tiny model".
+``build_finetuned(root)``): other tests use it as "the confident tiny model" (``held_out_frames``
+are frames of the task in no bag). ``finetuned_nf4`` is the same run as QLoRA (base in NF4), on the
+same base checkpoint and bags.
 
 The task: each frame's whole background is red or blue (with some noise), each episode's instruction
 says "left" or "right"; the action is a fixed 7-vector for each of the four (colour, instruction)
@@ -10,7 +12,7 @@ from __future__ import annotations
 
 import json
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Iterable
 
@@ -21,6 +23,7 @@ from tiny_magma import build_tiny_magma
 
 from magma_ros.eval.bag import open_writer, typestore
 from magma_ros.interface import IMAGE, INSTRUCTION, TELEOP_ACTION
+from magma_ros.train.dataset import TrainFrame
 
 IMAGE_TOPIC, INSTRUCTION_TOPIC, ACTION_TOPIC = IMAGE.absolute, INSTRUCTION.absolute, TELEOP_ACTION.absolute
 SIZE = 64  # the profile's image size: one 64-pixel crop of the tiny Magma
@@ -126,11 +129,13 @@ class Finetuned:
     val_bag: Path
     profile: Path
     out: Path
+    quantization: str = "none"  # of the base while training (nf4: QLoRA)
 
     def flags(self) -> list[str]:
         """The command line (after ``finetune``) of the run, without --out."""
+        quantized = ["--quantization", self.quantization] if self.quantization != "none" else []
         return ["--model", str(self.base), "--bags", str(self.train_bag), "--val-bags", str(self.val_bag),
-                "--robot", str(self.profile), "--action-topic", ACTION_TOPIC, *TRAIN_FLAGS]
+                "--robot", str(self.profile), "--action-topic", ACTION_TOPIC, *quantized, *TRAIN_FLAGS]
 
     def validations(self) -> list[dict]:
         """The validation summaries in metrics.jsonl, first (before training) to last."""
@@ -146,22 +151,56 @@ def build_inputs(root: Path) -> Finetuned:
                      profile=write_profile(root / "tiny_arm.yaml"), out=root / "finetuned")
 
 
-_BUILT: dict[Path, Finetuned] = {}
+_INPUTS: dict[Path, Finetuned] = {}
+_BUILT: dict[tuple[Path, str], Finetuned] = {}
 
 
-def build_finetuned(root: Path) -> Finetuned:
-    """Build the inputs and fine-tune (in this process, through the CLI); cached per ``root``."""
+def build_finetuned(root: Path, quantization: str = "none") -> Finetuned:
+    """Build the inputs (once per ``root``) and fine-tune with the base loaded with ``quantization``
+    (in this process, through the CLI); cached per (``root``, ``quantization``)."""
     from magma_ros.cli import main
 
-    if root not in _BUILT:
-        run = build_inputs(root)
+    if root not in _INPUTS:
+        _INPUTS[root] = build_inputs(root)
+    if (root, quantization) not in _BUILT:
+        run = _INPUTS[root]
+        if quantization != "none":
+            run = replace(run, quantization=quantization, out=root / f"finetuned_{quantization}")
         code = main(["finetune", *run.flags(), "--out", str(run.out)])
         assert code == 0, f"magma-ros finetune exited {code}"
-        _BUILT[root] = run
-    return _BUILT[root]
+        _BUILT[root, quantization] = run
+    return _BUILT[root, quantization]
+
+
+def held_out_frames(n: int = 24, seed: int = 99) -> list[TrainFrame]:
+    """Frames of the task's rule in no bag (new noise, both instructions, both colours)."""
+    rng = np.random.default_rng(seed)
+    frames = []
+    for episode in episodes(4, n // 4, seed=seed):
+        for colour in episode.colours:
+            frames.append(TrainFrame(frame_image(colour, rng), INSTRUCTIONS[episode.side],
+                                     np.array(ACTIONS[(colour, episode.side)]), ("new", 0)))
+    return frames
+
+
+_ROOT: list[Path] = []
+
+
+def session_root(tmp_path_factory) -> Path:
+    """One directory for the session's fine-tuning runs, whichever module asks first (the fixtures
+    below, imported into several modules, are built once: they share the base, bags and runs)."""
+    if not _ROOT:
+        _ROOT.append(tmp_path_factory.mktemp("finetune"))
+    return _ROOT[0]
 
 
 @pytest.fixture(scope="session")
 def finetuned(tmp_path_factory) -> Finetuned:
     """The tiny Magma fine-tuned on the task (built once per session)."""
-    return build_finetuned(tmp_path_factory.mktemp("finetune"))
+    return build_finetuned(session_root(tmp_path_factory))
+
+
+@pytest.fixture(scope="session")
+def finetuned_nf4(tmp_path_factory) -> Finetuned:
+    """The same fine-tuning as QLoRA: the base loaded in NF4 while the adapter trains."""
+    return build_finetuned(session_root(tmp_path_factory), "nf4")

@@ -10,7 +10,7 @@ import numpy as np
 import openai
 import pytest
 import torch
-from finetune_support import ACTION_TOPIC, ACTIONS, INSTRUCTIONS, SIZE, episodes, frame_image
+from finetune_support import ACTION_TOPIC, ACTIONS, INSTRUCTIONS, SIZE, frame_image, held_out_frames
 from safetensors import safe_open
 from serve_support import CliServer, png_data_url
 from tiny_magma import BASE_VOCAB, build_tiny_magma
@@ -27,16 +27,6 @@ from magma_ros.train.validation import predict_ids
 
 CPU32 = {"device": "cpu", "dtype": "float32"}
 RNG = np.random.default_rng(5)
-
-
-def held_out_frames(n: int = 24) -> list[TrainFrame]:
-    """Frames of the task's rule not in any bag (new noise, both instructions, both colours)."""
-    frames = []
-    for episode in episodes(4, n // 4, seed=99):
-        for colour in episode.colours:
-            frames.append(TrainFrame(frame_image(colour, RNG), INSTRUCTIONS[episode.side],
-                                     np.array(ACTIONS[(colour, episode.side)]), ("new", 0)))
-    return frames
 
 
 @pytest.fixture(scope="module")

@@ -91,6 +91,12 @@ def test_missing_peft_names_the_extra(task, tmp_path, capsys, monkeypatch):
     assert_refused(code, err, tmp_path / "out", "pip install 'magma_ros[finetune]'")
 
 
+def test_qlora_without_bitsandbytes_names_the_extra(task, tmp_path, capsys, monkeypatch):
+    monkeypatch.setitem(sys.modules, "bitsandbytes", None)
+    code, err = finetune(capsys, *base_args(task, tmp_path / "out"), "--quantization", "nf4")
+    assert_refused(code, err, tmp_path / "out", "pip install 'magma_ros[quantization]'")
+
+
 @pytest.mark.parametrize("extra, needle", [
     (["--dtype", "bfloat16"], "--dtype bfloat16: training on the CPU runs in float32"),
     (["--learning-rate", "0"], "--learning-rate: must be a finite number > 0"),

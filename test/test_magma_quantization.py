@@ -13,6 +13,7 @@ import weakref
 import numpy as np
 import pytest
 import torch
+from finetune_support import held_out_frames
 from tiny_magma import BASE_VOCAB, build_tiny_magma, random_weights, write_weights
 from torch.utils._python_dispatch import TorchDispatchMode
 
@@ -216,35 +217,41 @@ def test_option_checks_and_flags(wide_dir):
     assert (defaults.quantization, defaults.quantize_vision, defaults.compile) == ("none", False, False)
 
 
-def agreement(directory, frames, prompt: str, method: str) -> tuple[float, int]:
-    """(Share of frames whose 7 ids with ``method`` equal the unquantized ones, distinct unquantized answers)."""
+def agreement(directory, requests, method: str) -> tuple[float, int]:
+    """(Share of the (image, prompt) requests whose 7 ids with ``method`` equal the unquantized ones,
+    distinct unquantized answers)."""
     ids = {}
     for quantization in ("none", method):
         runner = VLMRunner.load(config(directory, quantization=quantization))
         try:
-            ids[quantization] = [tuple(runner.action_ids(frame, prompt).tolist()) for frame in frames]
+            ids[quantization] = [tuple(runner.action_ids(image, prompt).tolist()) for image, prompt in requests]
         finally:
             runner.close()
     same = sum(a == b for a, b in zip(ids["none"], ids[method]))
-    return same / len(frames), len(set(ids["none"]))
+    return same / len(requests), len(set(ids["none"]))
 
 
 @pytest.fixture(scope="module")
-def confident_checkpoint():
-    """(checkpoint directory, held-out frames, prompt) of a tiny model trained to answer decisively.
-
-    PENDING: this is the confident tiny model the fine-tuning test trains (test/finetune_support.py,
-    on the finetune branch); point this fixture at it when merging. A random tiny model is not
-    confident (its action logits are nearly tied), so it cannot stand in: see the test below."""
-    finetune_support = pytest.importorskip(
-        "finetune_support", reason="pending: the fine-tuning test's trained tiny model (test/finetune_support.py)")
-    return finetune_support.confident_checkpoint()  # the integrator adapts this call to its API
+def confident_checkpoint(finetuned):
+    """(checkpoint directory, held-out (image, prompt) requests) of the confident tiny model: the one
+    the fine-tuning test trains (a random tiny model is not confident, its action logits are nearly
+    tied: see the test below), on 40 frames of its task that are in no bag."""
+    profile = load_profile(finetuned.out / "robot.yaml")
+    return finetuned.out, [(f.image, profile.prompt(f.instruction)) for f in held_out_frames(40)]
 
 
-@pytest.mark.parametrize("method", ["int8", "nf4"])
+NF4_BELOW_AGREEMENT = (
+    "measured: nf4 ids equal the unquantized ones on 27/40 held-out frames (bfloat16; 21/40 in float32); "
+    "int8 on 40/40. NF4's weight error is 9.2 % of each matrix's norm (int8: 0.6 %), as large as the "
+    "fine-tuning update that carries the task (5-20 % of the norm): quantizing this tiny model after "
+    "full-precision fine-tuning erases much of what it learned. See docs/magma.md, Accuracy.")
+
+
+@pytest.mark.parametrize("method", ["int8", pytest.param("nf4", marks=pytest.mark.xfail(
+    strict=True, reason=NF4_BELOW_AGREEMENT))])
 def test_quantized_ids_equal_unquantized_on_a_confident_model(confident_checkpoint, method):
-    directory, frames, prompt = confident_checkpoint
-    share, answers = agreement(directory, frames, prompt, method)
+    directory, requests = confident_checkpoint
+    share, answers = agreement(directory, requests, method)
     assert answers > 1, "the model gives one answer for every frame: agreement would mean nothing"
     assert share >= 0.95, f"{method}: ids equal on {share:.0%} of the held-out frames"
 
@@ -252,7 +259,7 @@ def test_quantized_ids_equal_unquantized_on_a_confident_model(confident_checkpoi
 def test_agreement_measure_sees_an_unconfident_model(wide_dir):
     """The measure can fail: on the random tiny model NF4 changes most frames' ids."""
     frames = [np.random.default_rng(i).integers(0, 256, (120, 160, 3), dtype=np.uint8) for i in range(6)]
-    share, answers = agreement(wide_dir, frames, PROMPT, "nf4")
+    share, answers = agreement(wide_dir, [(frame, PROMPT) for frame in frames], "nf4")
     assert answers == len(frames) and share < 0.95
 
 

@@ -66,8 +66,9 @@ TABLES: tuple[Table, ...] = (
     Table("finetune_options.md", "magma-ros finetune options", "magma_ros.train.settings:FINETUNE_OPTIONS",
           "Besides these, `magma-ros finetune` takes `--bags`, `--val-bags`, `--robot`, `--out`, `--config`, the "
           "base model's options of the magma backend (`--model`, `--revision`, `--device`, `--dtype`, "
-          "`--attn-implementation`, [backend_options.md](backend_options.md)) and the bag topics of `magma-ros "
-          "eval` ([cli.md](cli.md#magma-ros-finetune)). In a `--config` YAML file the same names go as keys. "
+          "`--attn-implementation`, and `--quantization` for QLoRA on a quantized base, [backend_options.md]"
+          "(backend_options.md)) and the bag topics of `magma-ros eval` ([cli.md](cli.md#magma-ros-finetune)). "
+          "In a `--config` YAML file the same names go as keys. "
           "Invalid values exit with status 2 and one line naming the option; see [fine-tuning](../finetune.md).",
           flags=True),
 )

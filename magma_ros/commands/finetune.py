@@ -8,7 +8,8 @@ validation episodes (--val-bags, or --val-fraction of the episodes) are scored w
 evaluator's metrics. Writes into OUT.partial and renames it to OUT at the end:
 
   OUT/                 the merged model, a complete checkpoint in the official Magma layout
-                       (every non-weight file of the base, safetensors shards + index)
+                       (every non-weight file of the base, safetensors shards + index), in full
+                       precision also after QLoRA (--quantization: base dequantized + adapter)
   OUT/adapter/         the LoRA adapter in peft's format
   OUT/robot.yaml       the robot profile used for training
   OUT/metrics.jsonl    loss, learning rate and samples/s per step; validation summaries
@@ -21,6 +22,8 @@ examples:
   magma-ros finetune --model /models/Magma-8B --bags bags/day1 bags/day2 --robot my_arm.yaml \\
       --action-topic /teleop/action --out magma_my_arm
   magma-ros finetune --config finetune.yaml --device cuda:1 --epochs 5
+  magma-ros finetune --model /models/Magma-8B --quantization nf4 --bags bags/day1 --robot my_arm.yaml \\
+      --action-topic /teleop/action --out magma_my_arm     # QLoRA: the adapter trains on the 4-bit base
   magma-ros eval bags/held_out --backend magma --model magma_my_arm --robot magma_my_arm/robot.yaml \\
       --action-topic /teleop/action
 """
@@ -38,7 +41,7 @@ from ..policy.config import BACKEND_OPTIONS
 from .eval import INPUT_OPTIONS, TRUTH_OPTIONS, _source
 
 HELP = "fine-tune Magma with LoRA on your robot's bags: a model for the node, serve and eval"
-MODEL_OPTIONS = ("model", "revision", "device", "dtype", "attn_implementation")
+MODEL_OPTIONS = ("model", "revision", "device", "dtype", "attn_implementation", "quantization")
 ROBOT_OPTION = Option("robot", None, "robot profile name or YAML path: statistics for encoding the actions, image "
                       "size and prompt template (compute one from your bags with magma-ros stats)", type=str)
 LIST_FLAGS = {"bags": "--bags", "val_bags": "--val-bags"}
@@ -93,7 +96,7 @@ def run(args: argparse.Namespace) -> int:
     if device == "cpu" and dtype != "float32":
         raise UserError(f"--dtype {dtype}: training on the CPU runs in float32")
     backend = BackendConfig(backend="magma", model=args.model, revision=args.revision, device=device, dtype=dtype,
-                            attn_implementation=args.attn_implementation)
+                            attn_implementation=args.attn_implementation, quantization=args.quantization)
     request = FinetuneRequest(backend=backend, bags=tuple(args.bags), val_bags=tuple(args.val_bags), profile=profile,
                               profile_file=Path(profile.source), source=source, out=args.out,
                               settings=TrainSettings.from_mapping(vars(args)))

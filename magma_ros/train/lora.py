@@ -1,10 +1,15 @@
 """LoRA through ``peft`` on the language model's linear layers of the native Magma; the vision tower
 and the projector frozen unless asked for (then trained fully and saved beside the adapter as
 ``non_lora_trainables.safetensors``, as LLaVA does). peft is imported lazily: a missing extra is
-a one-line error naming it."""
+a one-line error naming it.
+
+QLoRA (the base loaded with ``quantization: int8 | nf4``): the adapters train on bitsandbytes' layers
+after peft's ``prepare_model_for_kbit_training``; the merge dequantizes the base weights and adds
+the adapter's update in float32, so the merged checkpoint is full precision."""
 from __future__ import annotations
 
 import re
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -48,6 +53,73 @@ def add_lora(model: Any, settings: TrainSettings) -> Any:
         for param in getattr(model, part).parameters():
             param.requires_grad_(wanted)
     return wrapped
+
+
+def prepare_quantized(model: Any) -> None:
+    """QLoRA: peft's preparation for training on k-bit weights, applied to the language model (the
+    transformers part it is written for): its weights frozen, its non-quantized bf16/fp16 weights
+    (embeddings, norms, output layer) in float32. The vision tower and projector stay in the
+    training dtype; gradient checkpointing is the trainer's (CUDA only).
+
+    On the CPU, bitsandbytes repacks a 4-bit layer for inference (AVX512-BF16) on its first forward
+    in eval mode (the runner's warm-up): that path has no backward, so no gradient would flow
+    through the layer. The layers are unpacked here (bitsandbytes' own inverse; the weights
+    then differ from the first NF4 ones by about bfloat16 rounding) and kept from repacking."""
+    peft = require_peft()
+    peft.prepare_model_for_kbit_training(model.language_model, use_gradient_checkpointing=False)
+    for module in model.modules():
+        if hasattr(module, "support_avx512bf16_for_cpu"):
+            module.support_avx512bf16_for_cpu = False
+            state = module.weight.quant_state
+            if getattr(state, "packing_format_for_cpu", False):
+                from bitsandbytes.functional import _convert_weight_packed_for_cpu_inverse
+
+                module.weight.data, state = _convert_weight_packed_for_cpu_inverse(module.weight.data, state)
+                module.weight.quant_state = module.quant_state = state
+
+
+def merged_weights(model: Any) -> "MergedWeights":
+    """Full-precision weights, by model name, of the layers LoRA or bitsandbytes changed: each LoRA
+    layer's base weight (dequantized if quantized) plus its active adapters' updates, and each
+    quantized layer without LoRA dequantized. With these, ``unload()`` and the remaining
+    parameters give the full-precision merged model."""
+    from peft.tuners.lora import LoraLayer
+
+    from ..policy.magma_native.quantization import is_quantized
+
+    layers = {}
+    for name, module in model.named_modules():
+        if isinstance(module, LoraLayer) or (is_quantized(module) and not name.endswith(".base_layer")):
+            layers[f"{name}.weight"] = module
+    return MergedWeights(layers)
+
+
+class MergedWeights(Mapping):
+    """Computed one at a time when read (in float32 on the layer's device, returned on the CPU), so
+    merging an 8B model never holds all its weights in float32 at once."""
+
+    def __init__(self, layers: dict[str, Any]) -> None:
+        self.layers = layers
+
+    def __getitem__(self, name: str) -> Any:
+        import torch
+        from peft.tuners.lora import LoraLayer
+        from peft.utils.integrations import dequantize_module_weight
+
+        module = self.layers[name]
+        with torch.no_grad():
+            if not isinstance(module, LoraLayer):
+                return dequantize_module_weight(module).detach().float().cpu()
+            weight = dequantize_module_weight(module.get_base_layer()).detach().float()
+            for adapter in module.active_adapters:
+                weight = weight + module.get_delta_weight(adapter).float()
+            return weight.cpu()
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.layers)
+
+    def __len__(self) -> int:
+        return len(self.layers)
 
 
 def linear_layer_names(model: Any) -> list[str]:

@@ -1,6 +1,7 @@
 """One fine-tuning run from checked options to the finished directory: read the bags, load the base,
-add LoRA, train, then write the adapter, the profile, the metrics and (``--merge``) the merged
-checkpoint in the official Magma layout into ``OUT.partial``, renamed to ``OUT`` at the end."""
+add LoRA (QLoRA on a quantized base), train, then write the adapter, the profile, the metrics and
+(``--merge``) the merged checkpoint in the official Magma layout into ``OUT.partial``, renamed to
+``OUT`` at the end."""
 from __future__ import annotations
 
 import shutil
@@ -13,7 +14,7 @@ from ..errors import UserError
 from ..policy.base import PolicyConfigError
 from ..policy.config import BackendConfig
 from .dataset import BagInput, FrameSet, coverage_warning, read_frames, split_by_episode
-from .lora import ADAPTER_DIR, add_lora, require_peft, save_adapter
+from .lora import ADAPTER_DIR, add_lora, merged_weights, prepare_quantized, require_peft, save_adapter
 from .outputs import (
     CHECKPOINTS,
     PLOT_FILE,
@@ -86,12 +87,18 @@ def finetune(request: FinetuneRequest, log: TextIO) -> int:
     checkpoint = newest_checkpoint(resume) if resume is not None else None
     base = base_directory(request.backend)
     require_peft()
+    if request.backend.quantization != "none":
+        from ..policy.magma_native.quantization import import_bitsandbytes
+
+        import_bitsandbytes()  # before the bags are read: a missing extra is the first thing said
     train, val = load_frames(request, log)
     runner = _load(request.backend)
     import torch
 
     torch.manual_seed(settings.seed)
     model = runner.adapter.model
+    if request.backend.quantization != "none":
+        prepare_quantized(model)
     peft_model = add_lora(model, settings)
     work = work_directory(out)
     if checkpoint is None:
@@ -137,9 +144,10 @@ def _write_result(request: FinetuneRequest, base: Path, work: Path, peft_model: 
 
     save_adapter(peft_model, model, work / ADAPTER_DIR)
     plot_training(trainer.metrics.records, work / PLOT_FILE, f"magma-ros finetune: {request.profile.name}")
-    if request.settings.merge:
-        merged = peft_model.merge_and_unload()
+    if request.settings.merge:  # full precision, also from a quantized base
+        weights = merged_weights(model)
+        merged = peft_model.unload()
         copy_non_weight_files(base, work)
-        save_like_base(merged, base, work)
+        save_like_base(merged, base, work, weights)
     shutil.copyfile(request.profile_file, work / PROFILE_FILE)
     shutil.rmtree(work / CHECKPOINTS, ignore_errors=True)

@@ -169,7 +169,7 @@ def import_bitsandbytes() -> Any:
 
 def quantized_layers(model: nn.Module) -> dict[str, nn.Module]:
     """The bitsandbytes Linear layers of ``model`` by name."""
-    return {name: m for name, m in model.named_modules() if _is_quantized(m)}
+    return {name: m for name, m in model.named_modules() if is_quantized(m)}
 
 
 def layer_bytes(layer: nn.Module) -> int:
@@ -194,6 +194,7 @@ def layer_bytes(layer: nn.Module) -> int:
     return total
 
 
-def _is_quantized(module: nn.Module) -> bool:
+def is_quantized(module: nn.Module) -> bool:
+    """Whether ``module`` is a bitsandbytes 4-bit or 8-bit Linear (or a subclass)."""
     return any(cls.__module__.startswith("bitsandbytes.") and cls.__name__ in ("Linear4bit", "Linear8bitLt")
                for cls in type(module).__mro__)

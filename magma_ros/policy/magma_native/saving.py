@@ -1,12 +1,15 @@
 """Write a model's weights back in the official Magma layout, as the base checkpoint has them: the
 same tensor names (the reverse of what ``weights`` maps on load: LayerScale under the name the
 base uses, the unused tensors the base carries copied as they are), the same shard files and
-index, each tensor in the base's dtype. Every non-weight file of the base is copied beside them."""
+index, each tensor in the base's dtype. Every non-weight file of the base is copied beside them.
+A quantized model is written through ``replacements`` (full-precision values of its quantized
+weights); a quantized tensor is never written as it is."""
 from __future__ import annotations
 
 import json
 import shutil
 from pathlib import Path
+from typing import Mapping
 
 import torch
 from torch import nn
@@ -32,14 +35,17 @@ def copy_non_weight_files(base: Path, out: Path) -> list[str]:
     return copied
 
 
-def save_like_base(model: nn.Module, base: Path, out: Path) -> dict[str, str]:
-    """Write ``model``'s tensors to ``out`` under the base checkpoint's names, shards and dtypes;
-    returns the weight map (tensor name -> shard file)."""
+def save_like_base(model: nn.Module, base: Path, out: Path,
+                   replacements: Mapping[str, torch.Tensor] | None = None) -> dict[str, str]:
+    """Write ``model``'s tensors to ``out`` under the base checkpoint's names, shards and dtypes
+    (``replacements``: tensors to write instead of the parameters of those model names); returns
+    the weight map (tensor name -> shard file)."""
     from safetensors.torch import save_file
 
     base = Path(base)
     files = checkpoint_files(base)
     params = dict(model.named_parameters())
+    replacements = replacements or {}
     shards: dict[Path, list[str]] = {}
     for name, path in files.items():
         shards.setdefault(path, []).append(name)
@@ -50,12 +56,17 @@ def save_like_base(model: nn.Module, base: Path, out: Path) -> dict[str, str]:
             for name in names:
                 dtype = handle.get_slice(name).get_dtype()
                 target = _LAYERSCALE_WEIGHT.sub(r"\1.gamma", name)
-                if target in params:
+                if target in replacements:
+                    tensor = replacements[target]
+                elif target in params:
                     tensor = params[target].detach()
                 elif _UNUSED.fullmatch(name):
                     tensor = handle.get_tensor(name)
                 else:
                     raise PolicyConfigError(f"{shard}: tensor {name} has no counterpart in the model")
+                if not tensor.is_floating_point() and _torch_dtype(dtype).is_floating_point:
+                    raise PolicyConfigError(f"{target}: quantized ({tensor.dtype}) in the model: give its "
+                                            "full-precision value in replacements")
                 tensor = tensor.to(device="cpu", dtype=_torch_dtype(dtype)).contiguous()
                 tensors[name] = tensor
                 total += tensor.numel() * tensor.element_size()
