@@ -44,9 +44,9 @@ demo-learn: install
 docs: install
 	$(BIN)/python tools/docs_reference.py
 
-# Every benchmark but the 10-minute soak, which has its own target.
+# Every benchmark but the 10-minute soak, which has its own target (bench/_*.py are helpers).
 bench: install
-	for b in bench/*.py; do [ $$b = bench/soak.py ] && continue; echo "== $$b"; $(BIN)/python $$b || exit 1; done
+	for b in bench/[!_]*.py; do [ $$b = bench/soak.py ] && continue; echo "== $$b"; $(BIN)/python $$b || exit 1; done
 
 soak: install
 	$(BIN)/python bench/soak.py

@@ -4,24 +4,13 @@ and building the rgb8 message, per camera frame size. It runs on the inference t
 Prints medians."""
 from __future__ import annotations
 
-import statistics
-import time
-
 import numpy as np
+from _timing import median_ms
 
 from magma_ros.ros.debug_drawing import Overlay, draw_overlay
 
 REPEATS = 50
 SIZES = ((224, 224), (256, 256), (480, 640), (512, 512), (720, 1280))
-
-
-def median_ms(fn, repeats: int = REPEATS) -> float:
-    samples = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        samples.append(time.perf_counter() - start)
-    return 1000.0 * statistics.median(samples)
 
 
 def main() -> None:
@@ -33,8 +22,8 @@ def main() -> None:
     for height, width in SIZES:
         frame = rng.integers(0, 256, (height, width, 3), dtype=np.uint8)
         drawn = draw_overlay(frame, overlay)  # warm: font loading
-        draw = median_ms(lambda: draw_overlay(frame, overlay))
-        total = median_ms(lambda: draw_overlay(frame, overlay).tobytes())
+        draw = median_ms(lambda: draw_overlay(frame, overlay), REPEATS)
+        total = median_ms(lambda: draw_overlay(frame, overlay).tobytes(), REPEATS)
         print(f"{height:4d} x {width:<4d}     {drawn.shape[0]:4d} x {drawn.shape[1]:<4d}     "
               f"{draw:7.2f}   {total:7.2f}")
 

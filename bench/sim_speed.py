@@ -2,10 +2,10 @@
 control step, and how much faster than real time sim-eval runs. Prints medians."""
 from __future__ import annotations
 
-import statistics
 import time
 
 import numpy as np
+from _timing import median_ms
 
 from magma_ros.actions import load_profile
 from magma_ros.policy import BackendConfig, create_policy
@@ -17,24 +17,15 @@ from magma_ros.sim.world import SimWorld
 REPEATS = 30
 
 
-def median_ms(fn, repeats: int = REPEATS) -> float:
-    samples = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        samples.append(time.perf_counter() - start)
-    return 1000.0 * statistics.median(samples)
-
-
 def main() -> None:
     profile = load_profile("sim_panda")
     policy = create_policy(BackendConfig(backend="demo"), profile)
     world = SimWorld()
     world.reset(0)
     image = world.render()
-    render = median_ms(world.render)
-    infer = median_ms(lambda: policy.predict(image, "reach the red cube"))
-    physics = median_ms(lambda: world.apply(np.zeros(3), np.zeros(3), 1.0, profile.control_period_s))
+    render = median_ms(world.render, REPEATS)
+    infer = median_ms(lambda: policy.predict(image, "reach the red cube"), REPEATS)
+    physics = median_ms(lambda: world.apply(np.zeros(3), np.zeros(3), 1.0, profile.control_period_s), REPEATS)
     controller = PolicyController(policy, profile)
     steps, start = 0, time.perf_counter()
     for seed in range(9):

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import os
 import random
+import subprocess
 import sys
 from pathlib import Path
 
@@ -32,3 +33,14 @@ def console_script():
     """Path of one of this package's executables (see executables.py)."""
 
     return executable  # install prefix (colcon) first, then the venv
+
+
+@pytest.fixture(scope="module")
+def decode(console_script):
+    """``decode(*args)``: ``magma-ros decode`` as a process, its CompletedProcess (text)."""
+    exe = console_script("magma-ros")
+
+    def run(*args: str) -> subprocess.CompletedProcess:
+        return subprocess.run([exe, "decode", *args], capture_output=True, text=True, timeout=60)
+
+    return run

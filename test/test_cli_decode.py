@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import json
-import subprocess
 
 import pytest
 import yaml
@@ -15,16 +14,6 @@ PUBLISHED = {
     "roll": 0.0004997134208677839, "pitch": 0.00591804922503579, "yaw": -0.004902105561658515,
     "gripper": 0.0,
 }
-
-
-@pytest.fixture(scope="module")
-def decode(console_script):
-    exe = console_script("magma-ros")
-
-    def run(*args: str) -> subprocess.CompletedProcess:
-        return subprocess.run([exe, "decode", *args], capture_output=True, text=True, timeout=60)
-
-    return run
 
 
 def test_text_with_tokenizer(decode, llama3_tokenizer_path):

@@ -4,7 +4,6 @@ validated, kept and written back; any other key is rejected by the one validatio
 from __future__ import annotations
 
 import json
-import subprocess
 
 import httpx
 import pytest
@@ -68,16 +67,6 @@ def server(llama3_tokenizer_path):
     service = ActionTokenService(TextTokenizer(llama3_tokenizer_path), vocab_size=128000)
     with ServerThread(create_app(ServerSettings(), service, None)) as srv:
         yield srv
-
-
-@pytest.fixture(scope="module")
-def decode(console_script):
-    exe = console_script("magma-ros")
-
-    def run(*args: str) -> subprocess.CompletedProcess:
-        return subprocess.run([exe, "decode", *args], capture_output=True, text=True, timeout=60)
-
-    return run
 
 
 def action_tokens(server, stats) -> httpx.Response:
