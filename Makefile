@@ -24,8 +24,10 @@ $(STAMP): requirements-dev.txt requirements-ros.txt
 install: venv
 	$(BIN)/python -m pip install --quiet --no-deps --no-build-isolation --force-reinstall .
 
+# The suite in file order; PYTEST_ORDER= (empty) shuffles it with pytest-randomly (seed printed).
+PYTEST_ORDER ?= -p no:randomly
 test: install lint
-	cd test && ../$(BIN)/python -m pytest -p no:cacheprovider $(PYTEST_ARGS) .
+	cd test && ../$(BIN)/python -m pytest -p no:cacheprovider $(PYTEST_ORDER) $(PYTEST_ARGS) .
 
 # ruff (ruff.toml): lint and import order, before the suite
 lint: venv
