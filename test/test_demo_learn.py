@@ -102,6 +102,15 @@ def test_vision_std_scales_only_the_vision_towers_matrices():
             assert (vision[name] == tensor).all(), name
 
 
+def test_epochs_are_whole_as_finetune_takes_them():
+    from magma_ros.demo_learn.pipeline import parse_args
+
+    assert parse_args(["--epochs", "19"]).epochs == 19
+    with pytest.raises(SystemExit) as exc:
+        parse_args(["--epochs", "19.5"])
+    assert exc.value.code == 2
+
+
 def test_a_failing_command_names_itself_and_its_error(tmp_path):
     with pytest.raises(StageFailed, match=r"magma-ros stats exited with status 2: magma-ros stats: error: give the ground truth"):
         magma_ros(["stats", tmp_path / "missing_bag", "--out", tmp_path / "p.yaml"], deterministic_env(),

@@ -69,7 +69,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--eval-seed", type=int, default=5000,
                         help="first seed of the evaluation, new scenes (default: 5000)")
     parser.add_argument("--max-steps", type=int, default=40, help="control steps per evaluation episode (default: 40)")
-    parser.add_argument("--epochs", type=float, default=None,
+    parser.add_argument("--epochs", type=int, default=None,
                         help="fine-tuning epochs (default: the demo's setting, see DEMO_FINETUNE)")
     parser.add_argument("--max-steps-train", dest="train_steps", type=int, default=None,
                         help="stop fine-tuning after this many optimizer steps (for a quick run)")
