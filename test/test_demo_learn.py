@@ -81,9 +81,34 @@ def test_closed_loop_reports_and_figures(run):
     after = json.loads((out / "eval_after" / "report.json").read_text())
     assert list(before["controllers"]) == ["magma"] and set(after["controllers"]) == {"magma", "expert"}
     assert before["seeds"] == after["seeds"] == [5000, 5000]
+    recorded = json.loads((out / "expert_train" / "report.json").read_text())
+    assert recorded["camera"] == before["camera"] == after["camera"] == "wrist"  # trained and evaluated alike
     assert len(list((out / "learned_episodes").iterdir())) == 3  # the fine-tuned model's episodes, recorded
     assert (out / "loss.png").stat().st_size > 0
     assert all((out / "logs" / f"{name}.log").is_file() for name in ("record", "stats", "finetune", "eval_after"))
+
+
+def test_vision_std_scales_only_the_vision_towers_matrices():
+    from magma_ros.policy.magma_native.small_checkpoint import SmallMagmaSpec, magma_config, random_weights
+
+    ids = {"<|begin_of_text|>": 0, "<|eot_id|>": 1, "<pad>": 2, "<image>": 3}
+    config = magma_config(300, ids, SmallMagmaSpec())
+    plain = random_weights(config, 0, std=0.02)
+    vision = random_weights(config, 0, std=0.02, vision_std=0.3)
+    for name, tensor in plain.items():
+        if name.startswith("vision_tower.") and tensor.dim() >= 2:
+            assert vision[name].allclose(tensor * 15), name
+        else:
+            assert (vision[name] == tensor).all(), name
+
+
+def test_epochs_are_whole_as_finetune_takes_them():
+    from magma_ros.demo_learn.pipeline import parse_args
+
+    assert parse_args(["--epochs", "19"]).epochs == 19
+    with pytest.raises(SystemExit) as exc:
+        parse_args(["--epochs", "19.5"])
+    assert exc.value.code == 2
 
 
 def test_a_failing_command_names_itself_and_its_error(tmp_path):

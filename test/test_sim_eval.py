@@ -18,7 +18,7 @@ def test_sim_eval_reports_backend_and_baselines(console_script, tmp_path):
     assert out.returncode == 0, out.stderr
     report = json.loads((tmp_path / "report.json").read_text())
     assert set(report["controllers"]) == {"demo", "expert", "zero"}
-    assert report["robot"] == "sim_panda" and report["backend"] == "demo"
+    assert report["robot"] == "sim_panda" and report["backend"] == "demo" and report["camera"] == "scene"
     assert report["episodes_per_instruction"] == 2 and report["seeds"] == [700, 701]
     assert report["controllers"]["expert"]["success_rate"] == 1.0
     zero = report["controllers"]["zero"]["instructions"]["reach the green cube"]
@@ -40,6 +40,19 @@ def test_fixed_backend_without_baselines(console_script, tmp_path):
     report = json.loads((tmp_path / "report.json").read_text())
     assert list(report["controllers"]) == ["fixed"]
     assert out.stderr == ""
+
+
+def test_wrist_camera_is_reported(console_script, tmp_path):
+    out = run(console_script, "--backend", "expert", "--camera", "wrist", "--episodes", "1", "--instruction",
+              "reach the blue cube", "--baselines", "none", "--no-progress", "--out", str(tmp_path))
+    assert out.returncode == 0, out.stderr
+    report = json.loads((tmp_path / "report.json").read_text())
+    assert report["camera"] == "wrist" and report["controllers"]["expert"]["success_rate"] == 1.0
+
+
+def test_unknown_camera_exits_2(console_script, tmp_path):
+    out = run(console_script, "--camera", "fisheye", "--out", str(tmp_path), timeout=120)
+    assert out.returncode == 2 and "--camera: invalid choice: 'fisheye'" in out.stderr
 
 
 @pytest.mark.parametrize("args, message", [

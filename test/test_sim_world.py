@@ -9,6 +9,7 @@ from magma_ros.sim.camera import project
 from magma_ros.sim.controllers import ExpertController, ZeroController
 from magma_ros.sim.episode import run_episode
 from magma_ros.sim.tasks import (
+    CUBE_HALF_SIZE,
     INSTRUCTIONS,
     PICK_INSTRUCTIONS,
     SUCCESS_RADIUS,
@@ -16,7 +17,7 @@ from magma_ros.sim.tasks import (
     TaskError,
     parse_instruction,
 )
-from magma_ros.sim.world import SimWorld
+from magma_ros.sim.world import SimConfig, SimWorld
 
 
 @pytest.fixture(scope="module")
@@ -105,6 +106,35 @@ def test_camera_image_and_projection_agree(world):
         col, row = project(world.cube_position(colour), world.config)[0]
         pixel = image[int(round(row)), int(round(col))].astype(int)
         assert pixel[channel] == pixel.max() and pixel[channel] > 90, (colour, pixel)
+
+
+def test_wrist_camera_looks_straight_down_from_the_grasp_point():
+    """Eye-in-hand view: image up is base +x, image right is base -y, the centre is under the gripper."""
+    wrist = SimWorld(SimConfig(camera="wrist"))
+    try:
+        wrist.reset(3)
+        image = wrist.render()
+        assert image.shape == (256, 256, 3) and image.dtype == np.uint8
+        ee = wrist.ee_position()
+        focal = 1.0 / np.tan(np.radians(wrist.config.wrist_fov_deg) / 2.0)
+        seen = 0
+        for colour, channel in (("red", 0), ("green", 1), ("blue", 2)):
+            top = wrist.cube_position(colour) + np.array([0.0, 0.0, CUBE_HALF_SIZE])
+            depth = ee[2] - top[2]
+            col = (1.0 - (top[1] - ee[1]) * focal / depth) * 128
+            row = (1.0 - (top[0] - ee[0]) * focal / depth) * 128
+            if 0 <= col < 256 and 0 <= row < 256:
+                pixel = image[int(row), int(col)].astype(int)
+                assert pixel[channel] == pixel.max() and pixel[channel] > 90, (colour, pixel)
+                seen += 1
+        assert seen >= 1
+    finally:
+        wrist.close()
+
+
+def test_unknown_camera_is_refused():
+    with pytest.raises(ValueError, match="camera must be one of scene, wrist"):
+        SimConfig(camera="fisheye")
 
 
 def test_expert_reaches_every_target_and_zero_action_does_not(world):

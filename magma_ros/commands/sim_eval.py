@@ -7,11 +7,14 @@ Writes report.json and report.md (success rate, mean steps per instruction) to -
 --backend expert runs the scripted expert itself; --record DIR writes every episode of the
 evaluated backend as a rosbag2 bag shaped like a teleoperation recording (camera frames, the
 instruction, the executed actions on /teleop/action and /teleop/twist + /teleop/gripper), the
-input of magma-ros stats, finetune and eval.
+input of magma-ros stats, finetune and eval. --camera wrist renders an eye-in-hand view (from the
+grasp point straight down) instead of the fixed scene camera: evaluate a policy with the camera it
+was trained on.
 
 examples:
   magma-ros sim-eval --backend demo --episodes 20 --out out/sim-eval
   magma-ros sim-eval --backend expert --episodes 30 --seed-start 1000 --baselines none --record out/demos
+  magma-ros sim-eval --backend expert --camera wrist --episodes 30 --baselines none --record out/demos-wrist
 """
 from __future__ import annotations
 
@@ -35,6 +38,7 @@ EXPERT = "expert"  # --backend expert: the scripted expert (privileged state), e
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """sim-eval options plus the shared backend options (default backend: demo)."""
     from ..sim.tasks import INSTRUCTIONS
+    from ..sim.world import CAMERAS
 
     parser.add_argument("--robot", default="sim_panda", help="robot profile name or YAML path (default: sim_panda)")
     parser.add_argument("--instruction", dest="instructions", action="append", metavar="TEXT",
@@ -47,6 +51,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--baselines", default=",".join(BASELINES),
                         help="comma-separated baselines to run on the same seeds: expert, zero, or none "
                              "(default: expert,zero)")
+    parser.add_argument("--camera", choices=CAMERAS, default=CAMERAS[0],
+                        help="scene: the fixed third-person camera; wrist: eye-in-hand, from the grasp point "
+                             f"straight down (default: {CAMERAS[0]})")
     parser.add_argument("--out", type=Path, default=Path("out/sim-eval"),
                         help="report directory (default: out/sim-eval)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
@@ -65,7 +72,7 @@ def run(args: argparse.Namespace) -> int:
     from ..sim.controllers import ExpertController, PolicyController, ZeroController
     from ..sim.evaluation import evaluate, progress_bar, write_reports
     from ..sim.tasks import INSTRUCTIONS, TaskError, parse_instruction
-    from ..sim.world import SimWorld
+    from ..sim.world import SimConfig, SimWorld
 
     instructions = args.instructions or list(INSTRUCTIONS)
     for text in instructions:
@@ -91,7 +98,7 @@ def run(args: argparse.Namespace) -> int:
         policy = create_policy(config, profile)
         controllers = {backend: PolicyController(policy, profile)}
     controllers.update({name: makers[name]() for name in baselines if name not in controllers})
-    world = SimWorld()
+    world = SimWorld(SimConfig(camera=args.camera))
     try:
         with _recording(args.record, profile) as writer:
             report = evaluate(world, controllers, instructions, episodes=args.episodes, seed_start=args.seed_start,
@@ -104,7 +111,7 @@ def run(args: argparse.Namespace) -> int:
         world.close()
         if policy is not None:
             policy.close()
-    report.update(robot=profile.name, backend=backend)
+    report.update(robot=profile.name, backend=backend, camera=args.camera)
     if args.record is not None:
         report["recorded"] = str(args.record)
     json_path, md_path = write_reports(report, args.out, f"sim-eval: backend {backend}, robot {profile.name}")

@@ -35,6 +35,10 @@ from ..interface import TELEOP_ACTION
 PROFILE_NAME = "sim_panda_learned"
 DEVICE_ARGS = ("--device", "cpu", "--dtype", "float32")
 TAIL_CHARS = 4000  # stderr kept per stage to explain a failure
+# Recorded and evaluated with the eye-in-hand camera: the named cube is large in it and where it is
+# in the image is the motion to make (in the scene camera it is ~9 px of 256, and the motion depends
+# on where the gripper is too). ``make demo`` keeps the scene camera.
+CAMERA = "wrist"
 
 
 @dataclass
@@ -57,15 +61,15 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--out", type=Path, default=Path("out/demo-learn"),
                         help="output directory, replaced if it exists (default: out/demo-learn)")
-    parser.add_argument("--episodes", type=int, default=34,
-                        help="recorded expert episodes per instruction (3 instructions; default: 34)")
+    parser.add_argument("--episodes", type=int, default=40,
+                        help="recorded expert episodes per instruction (3 instructions; default: 40)")
     parser.add_argument("--eval-episodes", type=int, default=10,
                         help="closed-loop evaluation episodes per instruction (default: 10)")
     parser.add_argument("--record-seed", type=int, default=1000, help="first seed of the recordings (default: 1000)")
     parser.add_argument("--eval-seed", type=int, default=5000,
                         help="first seed of the evaluation, new scenes (default: 5000)")
     parser.add_argument("--max-steps", type=int, default=40, help="control steps per evaluation episode (default: 40)")
-    parser.add_argument("--epochs", type=float, default=None,
+    parser.add_argument("--epochs", type=int, default=None,
                         help="fine-tuning epochs (default: the demo's setting, see DEMO_FINETUNE)")
     parser.add_argument("--max-steps-train", dest="train_steps", type=int, default=None,
                         help="stop fine-tuning after this many optimizer steps (for a quick run)")
@@ -167,9 +171,9 @@ def build_base(directory: Path, args: argparse.Namespace, stage: Stage) -> None:
 
 def record(out: Path, args: argparse.Namespace, env: dict[str, str], stage: Stage) -> dict[str, Any]:
     """Expert demonstrations as bags; returns the expert's report on the recorded seeds."""
-    magma_ros(["sim-eval", "--backend", "expert", "--episodes", args.episodes, "--seed-start", args.record_seed,
-               "--max-steps", args.max_steps, "--baselines", "none", "--record", out / "demos",
-               "--out", out / "expert_train"], env, out / "logs" / "record.log")
+    magma_ros(["sim-eval", "--backend", "expert", "--camera", CAMERA, "--episodes", args.episodes,
+               "--seed-start", args.record_seed, "--max-steps", args.max_steps, "--baselines", "none",
+               "--record", out / "demos", "--out", out / "expert_train"], env, out / "logs" / "record.log")
     bags = demo_bags(out)
     if not bags:
         raise StageFailed(f"no bags in {out / 'demos'}")
@@ -224,7 +228,8 @@ def evaluate(out: Path, name: str, model: Path, profile: Path, args: argparse.Na
     on the same seeds, and every episode recorded)."""
     extra = (["--baselines", "expert", "--record", out / "learned_episodes"] if name == "after"
              else ["--baselines", "none"])
-    magma_ros(["sim-eval", "--backend", "magma", "--model", model, *DEVICE_ARGS, "--robot", profile,
+    magma_ros(["sim-eval", "--backend", "magma", "--camera", CAMERA, "--model", model, *DEVICE_ARGS,
+               "--robot", profile,
                "--episodes", args.eval_episodes, "--seed-start", args.eval_seed, "--max-steps", args.max_steps,
                *extra, "--out", out / f"eval_{name}"], env, out / "logs" / f"eval_{name}.log")
     report = json.loads((out / f"eval_{name}" / "report.json").read_text(encoding="utf-8"))
@@ -323,8 +328,8 @@ def model_spec(size: str, seed: int) -> Any:
 # its features then know where in the frame they are, which separate crops would not.
 DEMO_SPEC: dict[str, Any] = {"hidden": 128, "layers": 4, "dims": (16, 32, 64, 128), "depths": (1, 1, 2, 1),
                              "crop": 128, "max_crops": 1, "strategy": "global", "weight_std": 0.02,
-                             "head_std": 0.1}
-DEMO_FINETUNE: dict[str, Any] = {"--epochs": 20, "--learning-rate": 1e-3, "--batch-size": 16, "--val-fraction": 0.05}
+                             "head_std": 0.1, "vision_std": 0.3}
+DEMO_FINETUNE: dict[str, Any] = {"--epochs": 28, "--learning-rate": 1e-3, "--batch-size": 16, "--val-fraction": 0.05}
 TINY_FINETUNE: dict[str, Any] = {"--epochs": 1, "--max-steps": 3, "--batch-size": 2, "--val-fraction": 0.34}
 
 

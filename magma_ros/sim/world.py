@@ -2,7 +2,8 @@
 
 Commands are Cartesian: a twist in the base frame (m/s, rad/s) held for a duration, executed by
 integrating an end-effector target and solving IK every physics step, and a gripper opening in
-[0, 1] (1 open). The camera is a fixed third-person view rendered on the CPU.
+[0, 1] (1 open). The camera, rendered on the CPU, is a fixed third-person view (``scene``) or an
+eye-in-hand view from the grasp point straight down at the table (``wrist``).
 """
 from __future__ import annotations
 
@@ -22,6 +23,7 @@ FINGER_OPEN = 0.04  # metres per finger
 PHYSICS_HZ = 240.0
 DOWN = (np.pi, 0.0, 0.0)  # gripper pointing at the table (roll, pitch, yaw)
 REST_POSE = (0.0, -0.3, 0.0, -2.2, 0.0, 2.0, 0.785)
+CAMERAS = ("scene", "wrist")
 
 
 @dataclass(frozen=True)
@@ -29,6 +31,7 @@ class SimConfig:
     """Scene layout and camera (metres, base frame)."""
 
     image_size: int = 256
+    camera: str = "scene"  # scene: the fixed view below; wrist: from the grasp point, straight down
     camera_eye: tuple[float, float, float] = (1.00, 0.45, 0.70)
     camera_target: tuple[float, float, float] = (0.45, 0.0, 0.14)
     camera_fov_deg: float = 58.0
@@ -40,6 +43,12 @@ class SimConfig:
     start_z: tuple[float, float] = (0.22, 0.36)
     workspace_min: tuple[float, float, float] = (0.20, -0.35, 0.015)
     workspace_max: tuple[float, float, float] = (0.75, 0.35, 0.50)
+    wrist_fov_deg: float = 90.0
+    wrist_near: float = 0.005  # metres: the fingers, above the grasp point, stay out of the wrist view
+
+    def __post_init__(self) -> None:
+        if self.camera not in CAMERAS:
+            raise ValueError(f"camera must be one of {', '.join(CAMERAS)}, got {self.camera!r}")
 
 
 class SimWorld:
@@ -80,6 +89,7 @@ class SimWorld:
         cfg = self.config
         self._view = pb.computeViewMatrix(cfg.camera_eye, cfg.camera_target, [0, 0, 1])
         self._proj = pb.computeProjectionMatrixFOV(cfg.camera_fov_deg, 1.0, 0.05, 5.0)
+        self._wrist_proj = pb.computeProjectionMatrixFOV(cfg.wrist_fov_deg, 1.0, cfg.wrist_near, 5.0)
         self._down = np.asarray(pb.getQuaternionFromEuler(DOWN))
         self.time = 0.0
         self.reset(0)
@@ -191,7 +201,12 @@ class SimWorld:
     def render(self) -> np.ndarray:
         """The camera image, H x W x 3 uint8 RGB."""
         size = self.config.image_size
-        _, _, rgba, _, _ = self._pb.getCameraImage(size, size, self._view, self._proj,
+        view, proj = self._view, self._proj
+        if self.config.camera == "wrist":  # image up = base +x, image right = base -y, whatever the yaw
+            eye = self.ee_position()
+            view = self._pb.computeViewMatrix(list(eye), list(eye - np.array([0.0, 0.0, 1.0])), [1, 0, 0])
+            proj = self._wrist_proj
+        _, _, rgba, _, _ = self._pb.getCameraImage(size, size, view, proj,
                                                    renderer=self._pb.ER_TINY_RENDERER,
                                                    physicsClientId=self._client)
         return np.asarray(rgba, dtype=np.uint8).reshape(size, size, 4)[:, :, :3].copy()

@@ -41,7 +41,9 @@ class SmallMagmaSpec:
     (crops of ``crop`` pixels, at most ``max_crops``; ``strategy`` crop or global). Weights are drawn
     with standard deviation ``weight_std`` (matrices) from ``seed``; ``head_std`` (when set) for the
     output layer, whose scale bounds how confident the logits can get while it stays frozen
-    (LoRA fine-tuning trains only the layers inside)."""
+    (LoRA fine-tuning trains only the layers inside); ``vision_std`` (when set) for the vision
+    tower's matrices: small random convolutions give features that say little about where a small
+    object is in the image, larger ones say more."""
 
     hidden: int = 64
     layers: int = 2
@@ -55,6 +57,7 @@ class SmallMagmaSpec:
     strategy: str = "crop"
     weight_std: float = 0.3
     head_std: float | None = None
+    vision_std: float | None = None
     shards: int = 2
     layerscale: str = "gamma"
     seed: int = 0
@@ -126,11 +129,11 @@ def write_tokenizer(directory: Path) -> dict[str, int]:
     return {t: tokenizer.convert_tokens_to_ids(t) for t in SPECIAL_TOKENS}
 
 
-def random_weights(config: dict[str, Any], seed: int, std: float = 0.3,
-                   head_std: float | None = None) -> dict[str, Any]:
+def random_weights(config: dict[str, Any], seed: int, std: float = 0.3, head_std: float | None = None,
+                   vision_std: float | None = None) -> dict[str, Any]:
     """Random tensors for every parameter of the native model described by ``config``, by checkpoint
-    name: normal(0, ``std``) matrices (the output layer: ``head_std`` if given), normal(0, 0.1)
-    vectors, norm scales around 1."""
+    name: normal(0, ``std``) matrices (the output layer: ``head_std``, the vision tower's:
+    ``vision_std``, if given), normal(0, 0.1) vectors, norm scales around 1."""
     import torch
 
     from .config import read_model_settings
@@ -147,6 +150,8 @@ def random_weights(config: dict[str, Any], seed: int, std: float = 0.3,
         scale = std if len(shape) >= 2 else 0.1
         if head_std is not None and name == "language_model.lm_head.weight":
             scale = head_std
+        if vision_std is not None and len(shape) >= 2 and name.startswith("vision_tower."):
+            scale = vision_std
         tensor = torch.randn(shape, generator=gen) * scale
         if name.endswith((".norm.weight", "stem.1.weight", "downsample.0.weight", "layernorm.weight")):
             tensor = 1.0 + tensor
@@ -198,6 +203,6 @@ def build_small_magma(directory: Path, spec: SmallMagmaSpec = SmallMagmaSpec()) 
     }, indent=1))
     (directory / "generation_config.json").write_text(json.dumps({
         "bos_token_id": ids["<|begin_of_text|>"], "eos_token_id": ids["<|eot_id|>"], "pad_token_id": ids["<pad>"]}))
-    write_weights(directory, random_weights(config, spec.seed, spec.weight_std, spec.head_std), spec.shards,
-                  spec.layerscale)
+    write_weights(directory, random_weights(config, spec.seed, spec.weight_std, spec.head_std, spec.vision_std),
+                  spec.shards, spec.layerscale)
     return directory
