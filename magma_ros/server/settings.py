@@ -127,3 +127,10 @@ class ServerSettings:
             raise SettingsError("allowed image hosts: give bare host names or host:port, "
                                 f"got {list(self.allowed_image_hosts)}")
         object.__setattr__(self, "allowed_image_hosts", hosts)
+
+
+def builtin_prompt_templates() -> list[str]:
+    """The prompt templates of the built-in robot profiles: the action prompts serve knows by default."""
+    from ..actions import builtin_profiles
+
+    return [profile.prompt_template for profile in builtin_profiles().values()]

@@ -12,7 +12,7 @@ from ..errors import UserError, one_line
 from ..policy.cli_options import backend_config_from_args
 from ..policy.config import BackendConfig
 from .fleet_config import RaisingParser
-from .settings import ServerSettings, SettingsError, add_serve_arguments
+from .settings import ServerSettings, SettingsError, add_serve_arguments, builtin_prompt_templates
 
 
 def parse_serve_args(argv: list[str]) -> argparse.Namespace:
@@ -35,7 +35,7 @@ def check_serve_args(args: argparse.Namespace, read_token: bool = True) -> tuple
     prompts = tuple(args.action_prompt)
     profiles = _profiles(args.robot)
     if profiles and not prompts:  # the built-in profiles' templates and the loaded ones'
-        prompts = tuple(dict.fromkeys([*_builtin_prompt_templates(), *(p.prompt_template for p in profiles)]))
+        prompts = tuple(dict.fromkeys([*builtin_prompt_templates(), *(p.prompt_template for p in profiles)]))
     if config.backend != "magma":
         raise UserError(f"--backend: serve runs the model itself and supports only 'magma', got {config.backend!r}")
     try:
@@ -102,12 +102,6 @@ def _profiles(names: Any) -> list[Any]:
         return [load_profile(name) for name in names]
     except ActionContractError as exc:
         raise UserError(f"--robot: {exc}") from None
-
-
-def _builtin_prompt_templates() -> list[str]:
-    from ..actions import builtin_profiles
-
-    return [profile.prompt_template for profile in builtin_profiles().values()]
 
 
 def _tokenizer_file(source: str, revision: str) -> Path:

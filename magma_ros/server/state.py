@@ -11,7 +11,7 @@ from .decoding import ActionTokenService
 from .errors import ApiError
 from .images import ImageLoader, PixelBudget
 from .robots import RobotMetrics
-from .settings import ServerSettings
+from .settings import ServerSettings, builtin_prompt_templates
 from .worker import ModelWorker
 
 DEFAULT_MAX_TOKENS = 256
@@ -43,7 +43,7 @@ class ServerState:
         limits = ChatLimits(max_tokens=settings.max_tokens_limit, default_max_tokens=DEFAULT_MAX_TOKENS,
                             max_text_chars=settings.max_text_chars,
                             context_tokens=runner.max_context_tokens if runner is not None else 0)
-        templates = settings.action_prompts or tuple(_builtin_prompt_templates())
+        templates = settings.action_prompts or tuple(builtin_prompt_templates())
         preparer = ChatPreparer(ImageLoader(settings), ActionPromptMatcher(templates), actions.text_tokenizer, limits)
         return cls(settings=settings, actions=actions, runner=runner, worker=worker,
                    pixels=PixelBudget(settings.max_decoded_pixels, lambda: worker.retry_after_s if worker else 1),
@@ -62,9 +62,3 @@ def _model_worker(settings: ServerSettings, actions: ActionTokenService, runner:
     return ModelWorker(settings.queue_depth, max_batch_size=settings.max_batch_size,
                        batch_window_s=settings.batch_window_ms / 1000.0,
                        run_batch=action_batch_runner(runner, actions) if settings.max_batch_size > 1 else None)
-
-
-def _builtin_prompt_templates() -> list[str]:
-    from ..actions import builtin_profiles
-
-    return [profile.prompt_template for profile in builtin_profiles().values()]
