@@ -7,11 +7,11 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from .errors import ProfileError
-from .profiles import RobotProfile, load_profile, parse_profile, profile_data
+from .profiles import DEFAULT_PROMPT_TEMPLATE, RobotProfile, load_profile, parse_profile, profile_data
 from .stats import COUNT_KEYS, PER_AXIS_KEYS
 
 DEFAULT_IMAGE_SIZE = (256, 256)  # what the built-in profiles use
-DEFAULT_PROMPT = "What action should the robot take to {instruction}?"
+DEFAULT_PROMPT = DEFAULT_PROMPT_TEMPLATE  # the prompt a profile without one gets
 SECTION_COMMENTS = {
     "image_size": "[width, height] the model sees",
     "normalization": "x, y, z, roll, pitch, yaw, gripper (OpenVLA/Magma dataset statistics form)",
