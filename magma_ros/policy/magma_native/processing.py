@@ -36,8 +36,9 @@ def preprocess(image: np.ndarray, settings: ImageSettings) -> tuple[torch.Tensor
     The pixels are those of ``F.interpolate(normalized[None], mode="bilinear")`` as torch computes
     them with its generic bilinear kernel, which it uses for a 3-channel image whenever it runs on
     more than one thread: each channel is resized as its own 1-channel image, which takes that
-    kernel at any thread count. (With one thread torch picks its separable kernel for 3 channels,
-    about half as fast, whose values differ in the last bit of about half of the floats.)"""
+    kernel at any thread count. (With one thread torch resizes a 3-channel image with another
+    kernel, about half as fast, whose floats differ from these in the last bit in about half of
+    the values.)"""
     rows, cols = best_grid(image.shape[1], image.shape[0], settings)
     size = settings.base_img_size
     pixels = normalize(image, settings)
