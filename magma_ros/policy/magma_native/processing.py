@@ -31,14 +31,37 @@ def best_grid(width: int, height: int, settings: ImageSettings) -> tuple[int, in
 
 
 def preprocess(image: np.ndarray, settings: ImageSettings) -> tuple[torch.Tensor, tuple[int, int]]:
-    """H x W x 3 uint8 RGB -> (crops (rows*cols, 3, S, S) float32, (rows, cols))."""
-    pixels = torch.from_numpy(np.array(image, dtype=np.uint8)).permute(2, 0, 1).float().div(255)
-    mean = torch.tensor(settings.image_mean, dtype=torch.float32).view(3, 1, 1)
-    std = torch.tensor(settings.image_std, dtype=torch.float32).view(3, 1, 1)
-    pixels = (pixels - mean) / std
+    """H x W x 3 uint8 RGB (any strides) -> (crops (rows*cols, 3, S, S) float32, (rows, cols)).
+
+    The pixels are those of ``F.interpolate(normalized[None], mode="bilinear")`` as torch computes
+    them with its generic bilinear kernel, which it uses for a 3-channel image whenever it runs on
+    more than one thread: each channel is resized as its own 1-channel image, which takes that
+    kernel at any thread count. (With one thread torch resizes a 3-channel image with another
+    kernel, about half as fast, whose floats differ from these in the last bit in about half of
+    the values.)"""
     rows, cols = best_grid(image.shape[1], image.shape[0], settings)
     size = settings.base_img_size
-    resized = F.interpolate(pixels[None], size=(rows * size, cols * size), mode="bilinear")
-    crops = resized.unfold(2, size, size).unfold(3, size, size)  # (1, 3, rows, cols, S, S)
-    crops = crops.permute(0, 2, 3, 1, 4, 5).reshape(rows * cols, 3, size, size)
+    pixels = normalize(image, settings)
+    resized = F.interpolate(pixels[:, None], size=(rows * size, cols * size), mode="bilinear")[:, 0]
+    if rows == cols == 1:
+        return resized[None], (1, 1)
+    crops = resized.unfold(1, size, size).unfold(2, size, size)  # (3, rows, cols, S, S)
+    crops = crops.permute(1, 2, 0, 3, 4).reshape(rows * cols, 3, size, size)
     return crops, (rows, cols)
+
+
+def normalize(image: np.ndarray, settings: ImageSettings) -> torch.Tensor:
+    """H x W x 3 uint8 -> contiguous 3 x H x W float32 ``(image / 255 - mean) / std``."""
+    pixels = channels_first(image).to(torch.float32, memory_format=torch.contiguous_format).div_(255)
+    mean = torch.tensor(settings.image_mean, dtype=torch.float32).view(3, 1, 1)
+    std = torch.tensor(settings.image_std, dtype=torch.float32).view(3, 1, 1)
+    return pixels.sub_(mean).div_(std)
+
+
+def channels_first(image: np.ndarray) -> torch.Tensor:
+    """H x W x 3 uint8 array -> 3 x H x W uint8 tensor on the same memory, or on a copy when torch
+    cannot share it (a read-only array, negative strides such as a BGR -> RGB flip)."""
+    array = np.asarray(image, dtype=np.uint8)
+    if not array.flags.writeable or min(array.strides) < 0:
+        array = np.array(array)
+    return torch.from_numpy(array).permute(2, 0, 1)
