@@ -240,15 +240,7 @@ def confident_checkpoint(finetuned):
     return finetuned.out, [(f.image, profile.prompt(f.instruction)) for f in held_out_frames(40)]
 
 
-NF4_BELOW_AGREEMENT = (
-    "measured: nf4 ids equal the unquantized ones on 27/40 held-out frames (bfloat16; 21/40 in float32); "
-    "int8 on 40/40. NF4's weight error is 9.2 % of each matrix's norm (int8: 0.6 %), as large as the "
-    "fine-tuning update that carries the task (5-20 % of the norm): quantizing this tiny model after "
-    "full-precision fine-tuning erases much of what it learned. See docs/magma.md, Accuracy.")
-
-
-@pytest.mark.parametrize("method", ["int8", pytest.param("nf4", marks=pytest.mark.xfail(
-    strict=True, reason=NF4_BELOW_AGREEMENT))])
+@pytest.mark.parametrize("method", ["int8", "nf4"])
 def test_quantized_ids_equal_unquantized_on_a_confident_model(confident_checkpoint, method):
     directory, requests = confident_checkpoint
     share, answers = agreement(directory, requests, method)
