@@ -1,6 +1,6 @@
 """LoRA fine-tuning (``magma-ros finetune``). Prints:
 1. MEASURED on this machine: the acceptance test's run (tiny Magma in the official layout, 200
-   training frames, 40 held-out, rank 32 on every language-model linear layer, 5 epochs, CPU,
+   training frames, 40 held-out, rank 32 on every language-model linear layer, 3 epochs, CPU,
    float32): wall time, training samples/s, peak host memory, held-out all-7-bins-exact before/after;
 2. COMPUTED (not measured) for Magma-8B: parameters (counted on the real architecture built without
    memory), LoRA parameters for the same targets at rank 32, and the GPU memory of LoRA training in
@@ -9,7 +9,7 @@
    in NF4, the rest of the language model in float32 (peft's k-bit preparation), the vision tower
    and projector in bfloat16.
 
-    python bench/finetune.py [--epochs 5] [--rank 32]
+    python bench/finetune.py [--epochs 3] [--rank 32]
 """
 from __future__ import annotations
 
@@ -125,7 +125,7 @@ def computed(rank: int) -> None:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--epochs", type=int, default=5)
+    parser.add_argument("--epochs", type=int, default=3)
     parser.add_argument("--rank", type=int, default=32)
     parser.add_argument("--computed-only", action="store_true", help="skip the measured run")
     args = parser.parse_args()

@@ -54,7 +54,7 @@ PROFILE = {
 # (smallest held-out margin 7.1 against 1.7) and keeps its ids under NF4 (docs/magma.md, Accuracy).
 BASE_SPEC = SmallMagmaSpec(weight_std=0.125, head_std=0.3, vision_std=0.3)
 TRAIN_FLAGS = ["--device", "cpu", "--lora-rank", "32", "--lora-alpha", "32", "--learning-rate", "3e-3",
-               "--epochs", "5", "--batch-size", "8", "--warmup-fraction", "0.05", "--seed", "0",
+               "--epochs", "3", "--batch-size", "8", "--warmup-fraction", "0.05", "--seed", "0",
                "--eval-every", "100000", "--save-every", "100000", "--quiet"]
 
 
