@@ -63,7 +63,8 @@ def test_stats_profile_and_fine_tuned_checkpoint_load(run):
     profile = load_profile(str(out / "robot.yaml"))
     assert profile.name == "sim_panda_learned" and profile.control_rate_hz == pytest.approx(5.0)
     assert all(lo <= hi for lo, hi in zip(profile.stats.q01, profile.stats.q99))
-    assert profile.stats.q99[2] < 0  # the gripper starts above the cubes: the expert only descends
+    assert profile.stats.q01[2] < 0  # the gripper starts above the cubes: the expert descends
+    assert profile.stats.q01[3:6] == profile.stats.q99[3:6] == (0.0, 0.0, 0.0)  # random steps do not rotate
     trained = load_profile(str(out / "model" / "robot.yaml"))
     assert trained.stats.q01 == profile.stats.q01
     policy = create_policy(BackendConfig(backend="magma", model=str(out / "model"), device="cpu", dtype="float32"),

@@ -109,3 +109,54 @@ def test_recording_into_a_used_directory_is_refused(console_script, recording, t
                    "--record", recording / "bags", "--out", tmp_path, "--no-progress", timeout=120)
     assert out.returncode == 2
     assert "--record" in out.stderr and "not empty" in out.stderr and len(out.stderr.strip().splitlines()) == 1
+
+
+def test_perturbed_expert_is_recorded_as_executed(console_script, tmp_path):
+    """--expert-perturbation: some steps are random (within the expert's step, no rotation, its
+    gripper), the others the expert's own; replaying the recorded actions gives the recorded frames."""
+    from magma_ros.sim.expert import EXPERT_MAX_STEP
+    from magma_ros.sim.world import SimWorld
+
+    seed = SEEDS[0]
+    out = sim_eval(console_script, "--backend", "expert", "--expert-perturbation", "0.5", "--episodes", 1,
+                   "--seed-start", seed, "--instruction", INSTRUCTION_TEXT, "--baselines", "none",
+                   "--record", tmp_path / "bags", "--out", tmp_path / "report", "--no-progress")
+    assert out.returncode == 0, out.stderr
+    assert json.loads((tmp_path / "report" / "report.json").read_text())["expert_perturbation"] == 0.5
+    messages = read_bag(tmp_path / "bags" / f"reach_the_blue_cube_seed{seed:04d}")
+    task = parse_instruction(INSTRUCTION_TEXT)
+    world = SimWorld()
+    kinds = []
+    try:
+        world.reset(seed)
+        for (_, image), (_, action) in zip(messages[IMAGE.absolute], messages[TELEOP_ACTION.absolute]):
+            assert np.array_equal(image_to_rgb(image, IMAGE.type), world.render())
+            action = np.asarray(action.data)
+            expert = expert_action(task, world.ee_position(), world.cube_position(task.colour), world.finger_opening())
+            kinds.append("expert" if np.allclose(action, expert, atol=1e-12) else "random")
+            assert np.all(np.abs(action[:3]) <= EXPERT_MAX_STEP) and not np.any(action[3:6])
+            assert action[6] == expert[6]
+            command = delta_to_twist(action, 0.2)
+            world.apply(command.linear, command.angular, action[6], 0.2)
+    finally:
+        world.close()
+    assert "expert" in kinds and "random" in kinds, kinds
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--backend", "fixed", "--fixed-action", "0,0,0,0,0,0,1", "--expert-perturbation", "0.3"],
+     "--expert-perturbation: only with --backend expert"),
+    (["--backend", "expert", "--expert-perturbation", "1"], "must be in [0, 1), got 1"),
+])
+def test_expert_perturbation_errors_exit_2(console_script, tmp_path, args, message):
+    out = sim_eval(console_script, *args, "--episodes", 1, "--baselines", "none", "--out", tmp_path,
+                   "--no-progress", timeout=120)
+    assert out.returncode == 2
+    assert message in out.stderr and out.stderr.strip().splitlines()[-1].count(message) == 1, out.stderr
+
+
+def test_expert_controller_refuses_a_perturbation_outside_0_1():
+    from magma_ros.sim.controllers import ExpertController
+
+    with pytest.raises(ValueError, match="perturbation must be in"):
+        ExpertController(1.0)

@@ -9,12 +9,14 @@ evaluated backend as a rosbag2 bag shaped like a teleoperation recording (camera
 instruction, the executed actions on /teleop/action and /teleop/twist + /teleop/gripper), the
 input of magma-ros stats, finetune and eval. --camera wrist renders an eye-in-hand view (from the
 grasp point straight down) instead of the fixed scene camera: evaluate a policy with the camera it
-was trained on.
+was trained on. --expert-perturbation P makes the recorded expert take a random step with
+probability P (DART-style), so the demonstrations also show how to come back to the path.
 
 examples:
   magma-ros sim-eval --backend demo --episodes 20 --out out/sim-eval
   magma-ros sim-eval --backend expert --episodes 30 --seed-start 1000 --baselines none --record out/demos
   magma-ros sim-eval --backend expert --camera wrist --episodes 30 --baselines none --record out/demos-wrist
+  magma-ros sim-eval --backend expert --expert-perturbation 0.3 --baselines none --record out/demos-dart
 """
 from __future__ import annotations
 
@@ -60,6 +62,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--record", type=Path, metavar="DIR",
                         help="write each episode of the evaluated backend as a bag DIR/<instruction>_seed<N> "
                              "(teleop topics; --backend expert records demonstrations)")
+    parser.add_argument("--expert-perturbation", type=_probability, default=0.0, metavar="P",
+                        help="--backend expert: replace each step with probability P by a random one (uniform "
+                             "within the expert's 3 cm per axis; recorded as executed), so demonstrations also "
+                             "show states off the expert's path and the way back (default: 0)")
     add_backend_arguments(parser, backend="demo")
 
 
@@ -86,12 +92,14 @@ def run(args: argparse.Namespace) -> int:
         raise UserError(f"--baselines: unknown baseline {unknown[0]!r} (choose from {', '.join(BASELINES)}, or none)")
     if args.record is not None and args.record.exists() and any(args.record.iterdir()):
         raise UserError(f"--record {args.record}: directory exists and is not empty (not overwriting recordings)")
+    if args.expert_perturbation and args.backend != EXPERT:
+        raise UserError(f"--expert-perturbation: only with --backend expert (got --backend {args.backend})")
     profile = load_profile(args.robot)
     makers = {"expert": ExpertController, "zero": ZeroController}
     policy = None
     if args.backend == EXPERT:
         backend = EXPERT
-        controllers = {EXPERT: ExpertController()}
+        controllers = {EXPERT: ExpertController(args.expert_perturbation, seed=args.seed_start)}
     else:
         config = backend_config_from_args(args)
         backend = config.backend
@@ -112,6 +120,8 @@ def run(args: argparse.Namespace) -> int:
         if policy is not None:
             policy.close()
     report.update(robot=profile.name, backend=backend, camera=args.camera)
+    if args.expert_perturbation:
+        report["expert_perturbation"] = args.expert_perturbation
     if args.record is not None:
         report["recorded"] = str(args.record)
     json_path, md_path = write_reports(report, args.out, f"sim-eval: backend {backend}, robot {profile.name}")
@@ -136,4 +146,11 @@ def _positive_int(text: str) -> int:
     value = int(text)
     if value < 1:
         raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
+    return value
+
+
+def _probability(text: str) -> float:
+    value = float(text)
+    if not 0.0 <= value < 1.0:
+        raise argparse.ArgumentTypeError(f"must be in [0, 1), got {text}")
     return value

@@ -39,6 +39,9 @@ TAIL_CHARS = 4000  # stderr kept per stage to explain a failure
 # in the image is the motion to make (in the scene camera it is ~9 px of 256, and the motion depends
 # on where the gripper is too). ``make demo`` keeps the scene camera.
 CAMERA = "wrist"
+# The recorded expert's probability of a random step (DART-style, sim-eval --expert-perturbation):
+# 0, as 0.3 with 100 episodes per instruction and 9 epochs measured worse (docs/demo.md).
+DEMO_PERTURBATION = 0.0
 
 
 @dataclass
@@ -63,6 +66,9 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
                         help="output directory, replaced if it exists (default: out/demo-learn)")
     parser.add_argument("--episodes", type=int, default=40,
                         help="recorded expert episodes per instruction (3 instructions; default: 40)")
+    parser.add_argument("--expert-perturbation", type=float, default=DEMO_PERTURBATION, metavar="P",
+                        help="probability of a random step of the recorded expert (sim-eval "
+                             f"--expert-perturbation; default: {DEMO_PERTURBATION:g})")
     parser.add_argument("--eval-episodes", type=int, default=10,
                         help="closed-loop evaluation episodes per instruction (default: 10)")
     parser.add_argument("--record-seed", type=int, default=1000, help="first seed of the recordings (default: 1000)")
@@ -80,6 +86,8 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     for name in ("episodes", "eval_episodes", "max_steps"):
         if getattr(args, name) < 1:
             parser.error(f"--{name.replace('_', '-')} must be >= 1")
+    if not 0.0 <= args.expert_perturbation < 1.0:
+        parser.error(f"--expert-perturbation must be in [0, 1), got {args.expert_perturbation:g}")
     return args
 
 
@@ -172,6 +180,7 @@ def build_base(directory: Path, args: argparse.Namespace, stage: Stage) -> None:
 def record(out: Path, args: argparse.Namespace, env: dict[str, str], stage: Stage) -> dict[str, Any]:
     """Expert demonstrations as bags; returns the expert's report on the recorded seeds."""
     magma_ros(["sim-eval", "--backend", "expert", "--camera", CAMERA, "--episodes", args.episodes,
+               "--expert-perturbation", args.expert_perturbation,
                "--seed-start", args.record_seed, "--max-steps", args.max_steps, "--baselines", "none",
                "--record", out / "demos", "--out", out / "expert_train"], env, out / "logs" / "record.log")
     bags = demo_bags(out)

@@ -9,7 +9,7 @@ from ..policy.base import Policy
 from ..safety.conversion import ActionConverter
 from ..safety.limits import DEFAULT_MOTION_LIMITS, SafetyLimits
 from ..safety.rules import clamp_twist
-from .expert import expert_action
+from .expert import EXPERT_MAX_STEP, expert_action
 from .tasks import parse_instruction
 from .world import SimWorld
 
@@ -38,17 +38,32 @@ class PolicyController:
 
 
 class ExpertController:
-    """The scripted expert (reads the true cube position: an upper baseline)."""
+    """The scripted expert (reads the true cube position: an upper baseline).
+
+    With ``perturbation`` p > 0, each step is, with probability p, replaced by a random one (every
+    axis uniform within the expert's largest step, no rotation, the expert's gripper command): the
+    arm leaves the expert's path and the following steps bring it back, so recorded demonstrations
+    also show states off that path and the way back from them (DART-style noise injection). What
+    the controller returns is what the arm executes, random steps included. The random numbers
+    come from ``seed``, so the same episodes in the same order give the same steps."""
 
     needs_image = False
 
+    def __init__(self, perturbation: float = 0.0, seed: int = 0) -> None:
+        if not 0.0 <= perturbation < 1.0:
+            raise ValueError(f"perturbation must be in [0, 1), got {perturbation!r}")
+        self.perturbation = perturbation
+        self._rng = np.random.default_rng(seed)
+
     def reset(self) -> None:
-        """Stateless."""
+        """Stateless (the random numbers run on over episodes)."""
 
     def act(self, image: np.ndarray, instruction: str, world: SimWorld, dt: float) -> tuple[Twist, float]:
-        """The expert's step toward the instruction's target."""
+        """The expert's step toward the instruction's target (or, when perturbed, a random step)."""
         task = parse_instruction(instruction)
         action = expert_action(task, world.ee_position(), world.cube_position(task.colour), world.finger_opening())
+        if self.perturbation > 0.0 and self._rng.random() < self.perturbation:
+            action[:3] = self._rng.uniform(-EXPERT_MAX_STEP, EXPERT_MAX_STEP, 3)
         return delta_to_twist(action, dt), float(action[6])
 
 
