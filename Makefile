@@ -24,8 +24,9 @@ $(STAMP): requirements-dev.txt requirements-ros.txt
 install: venv
 	$(BIN)/python -m pip install --quiet --no-deps --no-build-isolation --force-reinstall .
 
-# The suite in file order; PYTEST_ORDER= (empty) shuffles it with pytest-randomly (seed printed).
-PYTEST_ORDER ?= -p no:randomly
+# The suite in random order (pytest-randomly; the seed is printed in the header): repeat an order
+# with PYTEST_ARGS="-p randomly --randomly-seed=N", keep file order with PYTEST_ORDER="-p no:randomly".
+PYTEST_ORDER ?= -p randomly
 test: install lint
 	cd test && ../$(BIN)/python -m pytest -p no:cacheprovider $(PYTEST_ORDER) $(PYTEST_ARGS) .
 

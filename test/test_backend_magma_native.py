@@ -236,8 +236,16 @@ def test_load_errors_name_the_cause(model_dir, tmp_path, breakage, message):
 
 
 def test_a_hub_id_that_is_not_downloaded(tmp_path, monkeypatch):
+    """Offline, with an empty cache. huggingface_hub reads its environment once, when imported (an
+    earlier test may have done that: then the variables alone leave it online, trying the network
+    for 20 s), so its constants are set as well."""
+    from huggingface_hub import constants
+
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     monkeypatch.setenv("HF_HOME", str(tmp_path))
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)
+    monkeypatch.setattr(constants, "HF_HOME", str(tmp_path))
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path / "hub"))
     with pytest.raises(PolicyConfigError, match="model: cannot find 'microsoft/Magma-8B'"):
         VLMRunner.load(config("microsoft/Magma-8B"))
 

@@ -54,6 +54,9 @@ def test_disabled_goes_quiet_after_its_stop_and_estop_still_commands_zero(node):
     probe.estop(False)
     assert probe.reset().success
     diagnostics_after(probe, 2, state="disabled", publishing="false")
+    # enabled again, it moves at the next action: due one control period after the last, so the
+    # period is shortened first (at 0.02 Hz it would be up to 50 s away)
+    assert probe.set_params(control_rate_hz=5.0)[0].successful
     assert probe.enable(True).success
     with probe.stream(rgb_image()):
         probe.wait_motion(60)

@@ -53,6 +53,24 @@ def test_paces_inference_to_the_minimum_period():
     assert starts == [0.0, 0.25]
 
 
+def test_a_clock_going_back_does_not_delay_the_next_inference():
+    """A simulator reset takes the clock from 100 s back to 80 s: the next frame runs at once, not
+    at 100.2 s on the new timeline (20 s later)."""
+    now = [100.0]
+    starts = []
+    worker = InferenceWorker(lambda f: starts.append(now[0]), lambda: 0.2, lambda e: None, clock=lambda: now[0])
+    worker.start()
+    try:
+        worker.submit(frame(0))
+        wait_until(lambda: starts == [100.0], 10)
+        now[0] = 80.0
+        worker.submit(frame(1))
+        wait_until(lambda: len(starts) == 2, 10, what=f"an inference after the clock went back: {starts}")
+    finally:
+        assert worker.stop()
+    assert starts == [100.0, 80.0]
+
+
 def test_errors_are_reported_and_the_thread_carries_on():
     errors, seen = [], []
 

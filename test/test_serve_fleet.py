@@ -114,7 +114,8 @@ ray: {{num_cpus: 4, node_ip_address: 127.0.0.1, include_dashboard: false}}
                 proc.wait(30)
 
 
-def test_two_replicas_answer_the_openai_client_and_action_tokens(fleet, model_dir):
+def test_two_replicas_answer_then_sigint_shuts_serve_and_ray_down(fleet, model_dir):
+    """One case for the one started fleet: SIGINT ends it, so no other test may come after it."""
     client = openai.OpenAI(base_url=fleet["url"] + "/v1", api_key="unused", max_retries=0, timeout=120)
     assert [m.id for m in client.models.list().data] == ["tiny"]
     messages = [{"role": "user", "content": [{"type": "image_url", "image_url": {"url": png_data_url()}},
@@ -143,8 +144,7 @@ def test_two_replicas_answer_the_openai_client_and_action_tokens(fleet, model_di
     replicas = set(re.findall(r"\(ServeReplica:magma:magma pid=(\d+)", fleet["log"].read_text()))
     assert len(replicas) == 2, f"expected output from 2 replicas, saw pids {sorted(replicas)}"
 
-
-def test_sigint_shuts_serve_and_ray_down(fleet):
+    # SIGINT: serve and every Ray process end
     proc = fleet["proc"]
     started = _descendants(proc.pid)
     assert started, "the fleet started no Ray processes"

@@ -114,7 +114,18 @@ def sim(console_script, tmp_path_factory):
         assert code == 0, proc.output()
 
 
+def reset(sim: SimProbe, seed: int, instruction: str) -> None:
+    """A new episode: ``instruction`` and a reset to ``seed``, once the status reports both."""
+    sim.spin_until(lambda: "status" in sim.latest, what="a status")
+    episode = sim.status()["episode"]
+    sim.instruction_pub.publish(sim.String(data=instruction))
+    sim.reset_pub.publish(sim.Int64(data=seed))
+    sim.spin_until(lambda: (lambda s: s["episode"] > episode and s["seed"] == seed and s["instruction"] == instruction)(
+        sim.status()), DEADLINE_S, f"reset to seed {seed}")
+
+
 def test_sim_publishes_camera_pose_joints_and_status(sim):
+    reset(sim, 4, "reach the blue cube")  # the start-up episode anew (another test may have moved the arm)
     image, pose, joints = sim.latest["image"], sim.latest["pose"], sim.latest["joints"]
     assert (image.width, image.height, image.encoding, image.step) == (256, 256, "rgb8", 768)
     assert len(image.data) == 256 * 256 * 3
@@ -162,10 +173,7 @@ def test_twist_in_another_frame_is_rejected(sim):
 
 
 def test_reset_with_seed_and_new_instruction(sim):
-    sim.instruction_pub.publish(sim.String(data="reach the red cube"))
-    sim.reset_pub.publish(sim.Int64(data=12))
-    sim.spin_until(lambda: sim.status()["seed"] == 12 and sim.status()["instruction"] == "reach the red cube",
-                   DEADLINE_S, "reset to seed 12")
+    reset(sim, 12, "reach the red cube")
     from magma_ros.sim.world import SimWorld
 
     world = SimWorld()

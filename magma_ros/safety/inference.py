@@ -22,7 +22,8 @@ class Frame:
 
 class InferenceWorker:
     """Keeps only the newest frame; frames replaced before the thread took them are counted as
-    dropped. An exception from ``run`` goes to ``on_error`` and the thread carries on."""
+    dropped. An exception from ``run`` goes to ``on_error`` and the thread carries on. When the
+    clock goes back, the pacing starts afresh (not a control period after a start in the future)."""
 
     def __init__(self, run: Callable[[Frame], None], min_period: Callable[[], float],
                  on_error: Callable[[BaseException], None], clock: Callable[[], float] = time.monotonic) -> None:
@@ -64,7 +65,10 @@ class InferenceWorker:
                 while True:
                     if self._stopping:
                         return
-                    wait = self._last_start + self._min_period() - self._clock()
+                    now = self._clock()
+                    if now < self._last_start:  # the clock went back (a simulator reset): a new timeline
+                        self._last_start = -float("inf")
+                    wait = self._last_start + self._min_period() - now
                     if self._frame is not None and wait <= 0:
                         break
                     self._cond.wait(timeout=wait if self._frame is not None else None)
