@@ -6,12 +6,15 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import sys
+import threading
 
 import rclpy
 from geometry_msgs.msg import TwistStamped
-from rclpy.executors import ExternalShutdownException
+from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
 from rclpy.node import Node
+from rclpy.signals import SignalHandlerOptions
 
 REQUIRED = ("robot_description", "robot_description_semantic", "moveit_servo.command_in_type",
             "moveit_servo.planning_frame", "moveit_servo.move_group_name")
@@ -23,7 +26,12 @@ def plain(value):
 
 
 def main() -> int:
-    rclpy.init(args=sys.argv)
+    # SIGINT/SIGTERM only set an event that ends the spin loop: with rclpy's own handler the
+    # KeyboardInterrupt could land inside a message take and end the double with a traceback
+    stop = threading.Event()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, lambda *_: stop.set())
+    rclpy.init(args=sys.argv, signal_handler_options=SignalHandlerOptions.NO)
     node = Node("servo_node", allow_undeclared_parameters=True, automatically_declare_parameters_from_overrides=True)
     params = {name: plain(p.value) for name, p in node.get_parameters_by_prefix("").items()}
     missing = [n for n in REQUIRED if n not in params] + \
@@ -47,9 +55,12 @@ def main() -> int:
     sub = node.create_subscription(TwistStamped, "~/delta_twist_cmds", on_twist, 10)
     report["twist_topic"] = sub.topic_name
     write()
+    executor = SingleThreadedExecutor()
+    executor.add_node(node)
     try:
-        rclpy.spin(node)
-    except (KeyboardInterrupt, ExternalShutdownException):
+        while not stop.is_set() and rclpy.ok():
+            executor.spin_once(timeout_sec=0.1)
+    except ExternalShutdownException:
         pass
     write()
     return 0
