@@ -36,12 +36,19 @@ def test_runs_the_newest_frame_and_counts_the_dropped():
     assert not errors
 
 
-def test_paces_inference_to_the_minimum_period():
-    """On an injected clock: a frame waits until 0.2 s (of that clock) after the last start."""
-    now = [0.0]
-    starts = []
+def paced_on_a_fake_clock(t0: float) -> tuple[list[float], list[float], InferenceWorker]:
+    """(clock ``now[0]`` starting at ``t0``, the clock at each inference start, a started worker
+    with a 0.2 s minimum period on that clock)."""
+    now: list[float] = [t0]
+    starts: list[float] = []
     worker = InferenceWorker(lambda f: starts.append(now[0]), lambda: 0.2, lambda e: None, clock=lambda: now[0])
     worker.start()
+    return now, starts, worker
+
+
+def test_paces_inference_to_the_minimum_period():
+    """On an injected clock: a frame waits until 0.2 s (of that clock) after the last start."""
+    now, starts, worker = paced_on_a_fake_clock(0.0)
     try:
         worker.submit(frame(0))
         wait_until(lambda: starts == [0.0], 10)
@@ -56,10 +63,7 @@ def test_paces_inference_to_the_minimum_period():
 def test_a_clock_going_back_does_not_delay_the_next_inference():
     """A simulator reset takes the clock from 100 s back to 80 s: the next frame runs at once, not
     at 100.2 s on the new timeline (20 s later)."""
-    now = [100.0]
-    starts = []
-    worker = InferenceWorker(lambda f: starts.append(now[0]), lambda: 0.2, lambda e: None, clock=lambda: now[0])
-    worker.start()
+    now, starts, worker = paced_on_a_fake_clock(100.0)
     try:
         worker.submit(frame(0))
         wait_until(lambda: starts == [100.0], 10)
