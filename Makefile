@@ -26,9 +26,12 @@ install: venv
 
 # The suite in random order (pytest-randomly; the seed is printed in the header): repeat an order
 # with PYTEST_ARGS="-p randomly --randomly-seed=N", keep file order with PYTEST_ORDER="-p no:randomly".
+# Test modules run on PYTEST_WORKERS pytest-xdist workers, a whole module per worker (0: one process).
 PYTEST_ORDER ?= -p randomly
+PYTEST_WORKERS ?= 2
 test: install lint
-	cd test && ../$(BIN)/python -m pytest -p no:cacheprovider $(PYTEST_ORDER) $(PYTEST_ARGS) .
+	cd test && ../$(BIN)/python -m pytest -p no:cacheprovider $(PYTEST_ORDER) -n $(PYTEST_WORKERS) --dist loadfile \
+		$(PYTEST_ARGS) .
 
 # ruff (ruff.toml): lint and import order, before the suite
 lint: venv

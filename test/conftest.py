@@ -1,18 +1,18 @@
-"""Shared test setup: DDS confined to localhost on a random domain, common paths."""
+"""Shared test setup: DDS confined to localhost on a random domain (one per xdist worker), common paths."""
 from __future__ import annotations
 
 import os
-import random
 import subprocess
 import sys
 from pathlib import Path
 
+import domains
 import pytest
 from executables import executable
 
-# Before anything imports rclpy: loopback-only discovery, one random domain per test run.
+# Before anything imports rclpy: loopback-only discovery, a random domain per run and worker.
 os.environ["ROS_AUTOMATIC_DISCOVERY_RANGE"] = "LOCALHOST"
-os.environ.setdefault("ROS_DOMAIN_ID", str(random.SystemRandom().randint(1, 101)))
+domains.configure()
 os.environ.setdefault("AMENT_PREFIX_PATH", sys.prefix)
 
 REPO = Path(__file__).resolve().parents[1]

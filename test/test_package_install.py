@@ -2,12 +2,14 @@
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 import sysconfig
 from pathlib import Path
 
 import pytest
+from colcon_support import COPY_IGNORE
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -15,9 +17,12 @@ REPO = Path(__file__).resolve().parents[1]
 @pytest.fixture(scope="module")
 def prefix(tmp_path_factory) -> Path:
     root = tmp_path_factory.mktemp("prefix")
+    # from a copy: building in the source tree writes build/ there while other workers read it
+    source = tmp_path_factory.mktemp("source") / "magma_ros"
+    shutil.copytree(REPO, source, ignore=COPY_IGNORE)
     subprocess.run(
         [sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--no-build-isolation", "--ignore-installed",
-         "--prefix", str(root), str(REPO)],
+         "--prefix", str(root), str(source)],
         check=True, capture_output=True, cwd=root,
     )
     return root

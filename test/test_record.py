@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import os
-import random
 import signal
 import subprocess
 import threading
@@ -12,6 +11,7 @@ from types import SimpleNamespace
 
 import numpy as np
 import pytest
+from domains import spare_domain
 
 from magma_ros.interface import DIAGNOSTICS, GRIPPER, IMAGE, NODE_ACTION, RELIABLE_QOS, TWIST
 
@@ -20,7 +20,7 @@ pytestmark = pytest.mark.ros
 EXTRA = "/extra/note"  # a topic magma_node does not know
 ACTION = [0.01, -0.02, 0.03, 0.1, -0.1, 0.2, 1.0]
 # A domain of our own, so that nodes of other test modules cannot mix into the recordings.
-DOMAIN = (int(os.environ["ROS_DOMAIN_ID"]) + random.SystemRandom().randint(1, 99)) % 101 + 1
+DOMAIN = spare_domain(1)
 ENV = {**os.environ, "ROS_DOMAIN_ID": str(DOMAIN)}
 
 

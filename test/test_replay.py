@@ -5,13 +5,13 @@ from __future__ import annotations
 import csv
 import json
 import os
-import random
 import signal
 import subprocess
 from pathlib import Path
 
 import numpy as np
 import pytest
+from domains import spare_domain
 
 from magma_ros.actions import delta_to_twist, load_profile
 from magma_ros.eval.sample_bag import ACTION_TOPIC, SampleSpec, ground_truth, write_sample_bag
@@ -22,7 +22,7 @@ pytestmark = pytest.mark.ros
 FIXED = [0.01, 0.0, -0.01, 0.0, 0.0, 0.05, 1.0]
 FRAMES, RATE_HZ, SPEED = 30, 10.0, 2.0
 # A domain of our own, so that nodes of other test modules cannot mix into the recordings.
-DOMAIN = (int(os.environ["ROS_DOMAIN_ID"]) + random.SystemRandom().randint(1, 99)) % 101 + 1
+DOMAIN = spare_domain(2)
 ENV = {**os.environ, "ROS_DOMAIN_ID": str(DOMAIN)}
 
 

@@ -7,8 +7,10 @@ from __future__ import annotations
 import io
 import os
 import re
+import shutil
 import signal
 import subprocess
+import tempfile
 from pathlib import Path
 
 import httpx
@@ -78,8 +80,11 @@ http: {{host: 127.0.0.1, port: {port}}}
 ray: {{num_cpus: 4, node_ip_address: 127.0.0.1, include_dashboard: false}}
 """)
     log_path = root / "fleet.log"
+    # Ray's session directory holds AF_UNIX sockets, whose paths may not exceed 107 bytes: a
+    # short directory of its own, not one under pytest's (longer still under xdist's workers)
+    ray_tmp = Path(tempfile.mkdtemp(prefix="ray", dir="/tmp"))
     env = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0", "RAY_DEDUP_LOGS": "0",
-           "RAY_TMPDIR": str(root), "OMP_NUM_THREADS": "1"}
+           "RAY_TMPDIR": str(ray_tmp), "OMP_NUM_THREADS": "1"}
     with open(log_path, "w") as log:
         proc = subprocess.Popen([console_script("magma-ros"), "fleet", str(config)], stdout=log,
                                 stderr=subprocess.STDOUT, env=env)
@@ -112,6 +117,7 @@ ray: {{num_cpus: 4, node_ip_address: 127.0.0.1, include_dashboard: false}}
             except subprocess.TimeoutExpired:
                 proc.kill()
                 proc.wait(30)
+        shutil.rmtree(ray_tmp, ignore_errors=True)
 
 
 def test_two_replicas_answer_then_sigint_shuts_serve_and_ray_down(fleet, model_dir):
