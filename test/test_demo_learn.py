@@ -112,6 +112,18 @@ def test_epochs_are_whole_as_finetune_takes_them():
     assert exc.value.code == 2
 
 
+@pytest.mark.parametrize("value", ["1", "-0.1", "nan"])
+def test_an_expert_perturbation_outside_0_1_is_refused_before_any_stage(value, capsys):
+    """The same rule as sim-eval's (the stage that uses it), before the first stage runs."""
+    from magma_ros.demo_learn.pipeline import parse_args
+
+    assert parse_args(["--expert-perturbation", "0.3"]).expert_perturbation == 0.3
+    with pytest.raises(SystemExit) as exc:
+        parse_args(["--expert-perturbation", value])
+    assert exc.value.code == 2
+    assert "--expert-perturbation: perturbation must be in [0, 1), got" in capsys.readouterr().err
+
+
 def test_a_failing_command_names_itself_and_its_error(tmp_path):
     with pytest.raises(StageFailed,
                        match=r"magma-ros stats exited with status 2: magma-ros stats: error: give the ground truth"):

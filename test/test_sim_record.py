@@ -147,6 +147,7 @@ def test_perturbed_expert_is_recorded_as_executed(console_script, tmp_path):
     (["--backend", "fixed", "--fixed-action", "0,0,0,0,0,0,1", "--expert-perturbation", "0.3"],
      "--expert-perturbation: only with --backend expert"),
     (["--backend", "expert", "--expert-perturbation", "1"], "must be in [0, 1), got 1"),
+    (["--backend", "expert", "--expert-perturbation", "abc"], "--expert-perturbation: not a number: 'abc'"),
 ])
 def test_expert_perturbation_errors_exit_2(console_script, tmp_path, args, message):
     out = sim_eval(console_script, *args, "--episodes", 1, "--baselines", "none", "--out", tmp_path,

@@ -62,7 +62,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--record", type=Path, metavar="DIR",
                         help="write each episode of the evaluated backend as a bag DIR/<instruction>_seed<N> "
                              "(teleop topics; --backend expert records demonstrations)")
-    parser.add_argument("--expert-perturbation", type=_probability, default=0.0, metavar="P",
+    parser.add_argument("--expert-perturbation", type=perturbation_argument, default=0.0, metavar="P",
                         help="--backend expert: replace each step with probability P by a random one (uniform "
                              "within the expert's 3 cm per axis; recorded as executed), so demonstrations also "
                              "show states off the expert's path and the way back (default: 0)")
@@ -149,8 +149,15 @@ def _positive_int(text: str) -> int:
     return value
 
 
-def _probability(text: str) -> float:
-    value = float(text)
-    if not 0.0 <= value < 1.0:
-        raise argparse.ArgumentTypeError(f"must be in [0, 1), got {text}")
-    return value
+def perturbation_argument(text: str) -> float:
+    """``--expert-perturbation``'s value (also ``make demo-learn``'s), checked by the expert's own rule."""
+    from ..sim.expert import check_perturbation
+
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    try:
+        return check_perturbation(value)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None

@@ -60,13 +60,15 @@ class StageFailed(Exception):
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     """The demo's options."""
+    from ..commands.sim_eval import perturbation_argument
+
     parser = argparse.ArgumentParser(prog="python -m magma_ros.demo_learn", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--out", type=Path, default=Path("out/demo-learn"),
                         help="output directory, replaced if it exists (default: out/demo-learn)")
     parser.add_argument("--episodes", type=int, default=40,
                         help="recorded expert episodes per instruction (3 instructions; default: 40)")
-    parser.add_argument("--expert-perturbation", type=float, default=DEMO_PERTURBATION, metavar="P",
+    parser.add_argument("--expert-perturbation", type=perturbation_argument, default=DEMO_PERTURBATION, metavar="P",
                         help="probability of a random step of the recorded expert (sim-eval "
                              f"--expert-perturbation; default: {DEMO_PERTURBATION:g})")
     parser.add_argument("--eval-episodes", type=int, default=10,
@@ -86,8 +88,6 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     for name in ("episodes", "eval_episodes", "max_steps"):
         if getattr(args, name) < 1:
             parser.error(f"--{name.replace('_', '-')} must be >= 1")
-    if not 0.0 <= args.expert_perturbation < 1.0:
-        parser.error(f"--expert-perturbation must be in [0, 1), got {args.expert_perturbation:g}")
     return args
 
 

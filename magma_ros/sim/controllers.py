@@ -9,7 +9,7 @@ from ..policy.base import Policy
 from ..safety.conversion import ActionConverter
 from ..safety.limits import DEFAULT_MOTION_LIMITS, SafetyLimits
 from ..safety.rules import clamp_twist
-from .expert import EXPERT_MAX_STEP, expert_action
+from .expert import EXPERT_MAX_STEP, check_perturbation, expert_action
 from .tasks import parse_instruction
 from .world import SimWorld
 
@@ -50,9 +50,7 @@ class ExpertController:
     needs_image = False
 
     def __init__(self, perturbation: float = 0.0, seed: int = 0) -> None:
-        if not 0.0 <= perturbation < 1.0:
-            raise ValueError(f"perturbation must be in [0, 1), got {perturbation!r}")
-        self.perturbation = perturbation
+        self.perturbation = check_perturbation(perturbation)
         self._rng = np.random.default_rng(seed)
 
     def reset(self) -> None:

@@ -17,6 +17,14 @@ FINGERS_CLOSED = 0.03  # pick: mean finger opening (m, 0.04 = open) below which 
 CARRY_HEIGHT = 0.16  # pick: where a held cube is lifted to (m)
 
 
+def check_perturbation(probability: float) -> float:
+    """``probability`` of a random expert step (``ExpertController``, ``--expert-perturbation``)
+    if it is in [0, 1); ValueError otherwise (NaN included)."""
+    if not 0.0 <= probability < 1.0:
+        raise ValueError(f"perturbation must be in [0, 1), got {probability:g}")
+    return probability
+
+
 def expert_action(task: Task, ee_position: np.ndarray, cube_position: np.ndarray,
                   finger_opening: float = 0.04) -> np.ndarray:
     """The 7-DoF delta (m per step; rotation zero; gripper 1 open, 0 closed) for the task."""
