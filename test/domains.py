@@ -24,7 +24,8 @@ def _wrap(domain: int) -> int:
 def configure() -> None:
     """Set ``ROS_DOMAIN_ID`` for this process (before anything imports rclpy). A domain given from
     outside is the base; otherwise the first process picks one at random and its workers inherit it."""
-    base = os.environ.get(BASE_ENV) or os.environ.get("ROS_DOMAIN_ID") or str(random.SystemRandom().randint(1, 101))
+    base = (os.environ.get(BASE_ENV) or os.environ.get("ROS_DOMAIN_ID")
+            or str(random.SystemRandom().randint(1, LAST_SAFE)))
     os.environ[BASE_ENV] = base
     os.environ["ROS_DOMAIN_ID"] = str(_wrap(int(base) + worker_index() * SPAN))
 
