@@ -103,6 +103,17 @@ def test_vision_std_scales_only_the_vision_towers_matrices():
             assert (vision[name] == tensor).all(), name
 
 
+def test_the_small_tokenizer_has_a_token_per_word_of_every_sim_instruction():
+    from magma_ros.policy.magma_native.small_checkpoint import build_tokenizer
+    from magma_ros.sim.tasks import INSTRUCTIONS
+
+    tokenizer = build_tokenizer()
+    prompts = [tokenizer.encode(f"What action should the robot take to {text}?").tokens for text in INSTRUCTIONS]
+    assert len({len(tokens) for tokens in prompts}) == 1, prompts  # the colour never shifts the image's offset
+    for text, tokens in zip(INSTRUCTIONS, prompts):
+        assert tokens[-5:] == ["Ġreach", "Ġthe", f"Ġ{text.split()[2]}", "Ġcube", "?"], tokens
+
+
 def test_epochs_are_whole_as_finetune_takes_them():
     from magma_ros.demo_learn.pipeline import parse_args
 

@@ -23,12 +23,16 @@ CHAT_TEMPLATE = (
     "{{ '<|start_header_id|>' + m['role'] + '<|end_header_id|>\n\n' + m['content'] + '<|eot_id|>' }}"
     "{% endfor %}{% if add_generation_prompt %}{{ '<|start_header_id|>assistant<|end_header_id|>\n\n' }}{% endif %}"
 )
+# Llama-3 has a token for each word of the simulator's instructions; so must this vocabulary, or the
+# colour words split into pieces of different lengths (measured: "green" as 3 tokens, "red" as 1).
 CORPUS = (
     "You are agent that can see, talk and act.",
     "What action should the robot take to pick up the red block?",
     "What action should the robot take to put the spoon in the pot?",
     "Move the arm to the left, open the gripper, close the drawer, push the cloth.",
     "system user assistant image robot arm camera table cup bowl towel carrot",
+    "What action should the robot take to reach the red cube, reach the green cube or reach the blue cube? "
+    "touch, go to, move to, pick up, lift the cube.",
 )
 IMAGE_MEAN = (0.48145466, 0.4578275, 0.40821073)
 IMAGE_STD = (0.26862954, 0.26130258, 0.27577711)
