@@ -184,6 +184,8 @@ def test_seed_reproducible_and_ctrl_c_saves_a_checkpoint_that_resume_continues(t
     assert len(checkpoints) == 1 and f"continue with --resume {checkpoints[0]}" in err
     assert {"adapter_model.safetensors", "adapter_config.json", "optimizer.pt", "trainer_state.json"} <= \
         {p.name for p in checkpoints[0].iterdir()}
+    code, err = finetune(capsys, *args, "--out", out, "--resume", work, "--quantization", "nf4", "--quiet")
+    assert code == 2 and "--quantization 'none' there, 'nf4' now" in err, err  # the base must load as it did
     code, err = finetune(capsys, *args, "--out", out, "--resume", work, "--quiet")
     assert code == 0, err
     c = adapter_weights(out)

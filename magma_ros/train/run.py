@@ -105,7 +105,7 @@ def finetune(request: FinetuneRequest, log: TextIO) -> int:
         shutil.rmtree(work, ignore_errors=True)
         work.mkdir(parents=True)
     trainer = Trainer(runner, peft_model, _builder(runner, request.profile), train.frames, val.frames, settings,
-                      work, log)
+                      work, log, request.backend.quantization)
     if checkpoint is not None:
         trainer.resume(checkpoint)
     result = trainer.run()

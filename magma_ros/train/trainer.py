@@ -63,12 +63,14 @@ class Trainer:
     """Fine-tunes the runner's model (LoRA already applied) on ``train``; validates on ``val``."""
 
     def __init__(self, runner: VLMRunner, peft_model: Any, builder: ExampleBuilder, train: Sequence[TrainFrame],
-                 val: Sequence[TrainFrame], settings: TrainSettings, work: Path, log: TextIO) -> None:
+                 val: Sequence[TrainFrame], settings: TrainSettings, work: Path, log: TextIO,
+                 quantization: str = "none") -> None:
         import torch
 
         self.runner, self.peft_model, self.builder = runner, peft_model, builder
         self.model = runner.adapter.model
         self.train, self.val, self.settings, self.work, self.log = list(train), list(val), settings, work, log
+        self.quantization = quantization  # how the base was loaded: a resumed run must load it the same way
         self.cuda = str(runner.adapter.device).startswith("cuda")
         self.params = [p for p in self.model.parameters() if p.requires_grad]
         self.optimizer = torch.optim.AdamW(self.params, lr=settings.learning_rate, weight_decay=settings.weight_decay)
@@ -102,7 +104,8 @@ class Trainer:
         torch.save({"optimizer": self.optimizer.state_dict(), "scheduler": self.scheduler.state_dict(),
                     "torch_rng": torch.get_rng_state()}, temp / OPTIMIZER_FILE)
         state = {"step": self.step, "epoch": self.epoch, "next_batch": self.next_batch,
-                 "total_steps": self.total_steps, "settings": {k: asdict(self.settings)[k] for k in RESUME_KEYS}}
+                 "total_steps": self.total_steps, "settings": {k: asdict(self.settings)[k] for k in RESUME_KEYS},
+                 "quantization": self.quantization}
         (temp / STATE_FILE).write_text(json.dumps(state, indent=1), encoding="utf-8")
         shutil.rmtree(final, ignore_errors=True)
         temp.rename(final)
@@ -119,6 +122,9 @@ class Trainer:
         ours = {k: asdict(self.settings)[k] for k in RESUME_KEYS}
         differ = [f"--{k.replace('_', '-')} {state['settings'].get(k)!r} there, {ours[k]!r} now"
                   for k in RESUME_KEYS if state["settings"].get(k) != ours[k]]
+        theirs = state.get("quantization", "none")  # checkpoints of earlier versions: trained unquantized
+        if theirs != self.quantization:
+            differ.append(f"--quantization {theirs!r} there, {self.quantization!r} now")
         if differ:
             raise UserError(f"--resume {checkpoint}: settings differ from that run's ({'; '.join(differ)})")
         if state["total_steps"] != self.total_steps:
