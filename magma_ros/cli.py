@@ -41,9 +41,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run one subcommand; user errors exit 2 with one line on stderr."""
-    parser = build_parser()
-    args = parser.parse_args(argv)
+    """Run one subcommand; user errors exit 2 with one line on stderr; Ctrl-C exits 130 quietly,
+    also while the commands' modules are still being imported."""
+    try:
+        args = build_parser().parse_args(argv)
+    except KeyboardInterrupt:
+        return 130
     try:
         return int(args._run(args) or 0)
     except (UserError, ActionContractError, PolicyConfigError) as exc:

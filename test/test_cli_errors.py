@@ -155,3 +155,14 @@ def test_text_argument_that_is_not_utf8(console_script, llama3_tokenizer_path):
     assert result.returncode == 2 and len(err) == 1, result.stderr
     assert err[0] == "magma-ros decode: error: TEXT: not valid UTF-8 (pass the action text exactly as the model " \
                      "generated it)"
+
+
+def test_ctrl_c_while_the_commands_are_imported_exits_130_without_a_traceback(monkeypatch, capsys):
+    import magma_ros.cli as cli
+
+    def interrupted() -> None:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(cli, "build_parser", interrupted)
+    assert cli.main(["stats", "--help"]) == 130
+    assert capsys.readouterr().err == ""
