@@ -212,7 +212,8 @@ def test_bearer_comparison_is_constant_time(monkeypatch):
 def test_no_model_endpoints(server):
     health = httpx.get(server.url + "/health", timeout=10).json()
     assert health == {"status": "ok", "model_loaded": False, "model": None, "queue_depth": 0,
-                      "queue_capacity": 8, "busy": False, "running": 0, "max_batch_size": 1}
+                      "queue_capacity": 8, "busy": False, "running": 0, "max_batch_size": 1,
+                      "decoded_pixels": 0, "decoded_pixels_capacity": 4 * 4096 * 4096}
     assert httpx.get(server.url + "/v1/models", timeout=10).json() == {"object": "list", "data": []}
     error = error_of(post(server.url + "/v1/chat/completions", {"messages": [{"role": "user", "content": "hi"}]}), 404)
     assert "--no-model" in error["message"]

@@ -428,6 +428,8 @@ def test_decoded_images_are_bounded_by_pixels_not_requests(runner, service, monk
         assert int(refused.headers["retry-after"]) >= 1
         small = chat(srv.url, {"model": MODEL_NAME, "messages": action_messages(png_data_url(64, 64))})
         assert small.status_code == 503  # the budget is spent: even a small image waits
+        assert {k: _health(srv.url)[k] for k in ("decoded_pixels", "decoded_pixels_capacity")} == \
+            {"decoded_pixels": 2 * 1024 * 1024, "decoded_pixels_capacity": 2 * 1024 * 1024}
         assert decoded == [(1024, 1024, 3)] * 2  # the refused images were never decoded
         srv.runner.gate.set()
         for thread in threads:
@@ -441,6 +443,7 @@ def test_decoded_images_are_bounded_by_pixels_not_requests(runner, service, monk
         for thread in threads:
             thread.join(60)
         assert [r.status_code for r in both] == [200, 200], [r.text for r in both]
+        wait_until(lambda: _health(srv.url)["decoded_pixels"] == 0, 30, "pixels not given back")
 
 
 def _big_png_url() -> str:

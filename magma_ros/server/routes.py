@@ -46,7 +46,8 @@ async def health(request: Request) -> dict[str, Any]:
             "model": settings.served_model_name if state.runner is not None else None,
             "queue_depth": worker.depth if worker else 0, "queue_capacity": settings.queue_depth,
             "busy": worker.busy if worker else False, "running": worker.running if worker else 0,
-            "max_batch_size": worker.max_batch_size if worker else 1}
+            "max_batch_size": worker.max_batch_size if worker else 1,
+            "decoded_pixels": state.pixels.held, "decoded_pixels_capacity": settings.max_decoded_pixels}
 
 
 @router.get("/v1/stats", dependencies=authorized)
