@@ -248,11 +248,14 @@ def test_cli_no_model_with_auth_and_access_log(console_script, llama3_tokenizer_
     (["--no-model", "--tokenizer", "{tok}", "--queue-depth", "0"], {}, "queue_depth: must be >= 1"),
     (["--no-model", "--tokenizer", "{tok}", "--allow-image-host", "http://evil/x"], {}, "allowed image hosts"),
     (["--backend", "openai", "--tokenizer", "{tok}"], {}, "supports only 'magma'"),
-    (["--no-model", "--tokenizer", "{tok}", "--action-prompt", "Go!"], {}, "must contain {instruction} exactly once"),
+    (["--no-model", "--tokenizer", "{tok}", "--action-prompt", "Go!"], {}, "containing {instruction} exactly once"),
+    (["--no-model", "--tokenizer", "{tok}", "--action-prompt", "{instruction} to {place}"], {},
+     "only {instruction} may be substituted"),
     (["--no-model", "--tokenizer", "/nonexistent/tokenizer.json"], {}, "tokenizer not found"),
     (["--no-model", "--tokenizer", "{tok}", "--max-decoded-pixels", "1000"], {},
      "max_decoded_pixels: must be at least max_image_pixels (16777216)"),
 ], ids=["no tokenizer", "token env unset", "queue depth", "image host", "backend", "action prompt",
+        "action prompt field",
         "missing tokenizer", "pixel budget below one image"])
 def test_cli_user_errors_exit_2(console_script, llama3_tokenizer_path, args, env, message):
     args = [a.replace("{tok}", str(llama3_tokenizer_path)) for a in args]

@@ -484,9 +484,11 @@ def test_model_failures_are_500_or_422_with_the_reason(runner, service):
 
 
 def test_custom_action_prompt(runner, service):
-    with serve(runner, service, action_prompts=("Robot, please {instruction}.",)) as srv:
+    with serve(runner, service, action_prompts=("Robot, please {instruction}.", "Arm {{2}}: {instruction}")) as srv:
         custom = chat(srv.url, {"model": MODEL_NAME,
                                 "messages": action_messages(prompt="Robot, please wipe the table.")})
         assert custom.status_code == 200 and len(custom.json()["choices"][0]["message"]["action_token_ids"]) == 7
+        braces = chat(srv.url, {"model": MODEL_NAME, "messages": action_messages(prompt="Arm {2}: wipe the table")})
+        assert "action_token_ids" in braces.json()["choices"][0]["message"]  # {{ }} are the prompt's single braces
         default = chat(srv.url, {"model": MODEL_NAME, "max_tokens": 3, "messages": action_messages()})
         assert default.status_code == 200 and "action_token_ids" not in default.json()["choices"][0]["message"]

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import string
 import time
 import uuid
 from dataclasses import dataclass
@@ -83,12 +84,23 @@ class ChatResult:
     action_ids: list[int] | None = None
 
 
+def _literal_head_and_tail(template: str) -> tuple[str, str]:
+    """The text before and after ``{instruction}`` in the prompt ``template`` formats to."""
+    head, tail, seen = [], [], False
+    for literal, field, _, _ in string.Formatter().parse(template):
+        (tail if seen else head).append(literal)
+        seen = seen or field is not None
+    return "".join(head), "".join(tail)
+
+
 class ActionPromptMatcher:
     """Recognises a robot prompt: any template with ``{instruction}`` filled in by at least one
-    character, case-insensitive, surrounding whitespace ignored. Linear in the text's length."""
+    character, case-insensitive, surrounding whitespace ignored. Linear in the text's length.
+    Templates are checked ones (``prompt_template_problem``); ``{{`` and ``}}`` match the single
+    braces the formatted prompt holds."""
 
     def __init__(self, templates: Sequence[str]) -> None:
-        self._parts = [tuple(part.strip().casefold() for part in template.partition("{instruction}")[::2])
+        self._parts = [tuple(part.strip().casefold() for part in _literal_head_and_tail(template))
                        for template in dict.fromkeys(templates)]
 
     def matches(self, text: str) -> bool:

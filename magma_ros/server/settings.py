@@ -6,6 +6,7 @@ import argparse
 import math
 from dataclasses import dataclass
 
+from ..actions.profiles import prompt_template_problem
 from ..options import Option, add_arguments, defaults
 from ..policy.cli_options import add_backend_arguments
 
@@ -17,7 +18,8 @@ NETWORK_OPTIONS: tuple[Option, ...] = (
            "empty = the --model value"),
     Option("no_model", False, "load no model: serve only /v1/action-tokens, /v1/models and /health (needs "
            "--tokenizer)"),
-    Option("action_prompt", [], "prompt template marking an action request, with {instruction} exactly once; "
+    Option("action_prompt", [], "prompt template marking an action request, checked as a robot profile's "
+           "prompt_template ({instruction} exactly once, no other field, {{ and }} for literal braces); "
            "default: the built-in robot profiles' 'What action should the robot take to {instruction}?' (add "
            "your robot profile's prompt_template here if it differs)",
            type=str, repeated=True, metavar="TEMPLATE"),
@@ -120,8 +122,9 @@ class ServerSettings:
             if not math.isfinite(value) or value <= 0:
                 raise SettingsError(f"{name}: must be > 0, got {value}")
         for template in self.action_prompts:
-            if template.count("{instruction}") != 1:
-                raise SettingsError(f"action prompt {template!r}: must contain {{instruction}} exactly once")
+            problem = prompt_template_problem(template)
+            if problem:
+                raise SettingsError(f"action prompt {template[:200]!r}: {problem}")
         hosts = tuple(h.strip().lower() for h in self.allowed_image_hosts)
         if any(not h or "/" in h or "@" in h for h in hosts):
             raise SettingsError("allowed image hosts: give bare host names or host:port, "
